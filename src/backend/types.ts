@@ -1,0 +1,82 @@
+// The one interface every storage backend implements; the archive, restore and verify policies use only this.
+import type { Readable } from 'node:stream';
+
+/** What walvault records with every stored object, so restore and verify need no flags. */
+export interface ObjectMeta {
+  /** xxh64 of the ORIGINAL bytes (before compression/encryption), 16 lower-case hex digits. */
+  contentHash: string;
+  /** Size in bytes of the original file. */
+  contentSize: number;
+  /** Codec of the stored bytes: 'none', or a compression codec name (see src/codec). */
+  codec: string;
+  /** Encryption of the stored bytes: 'none' or 'age'. Applied after compression. */
+  encryption: string;
+}
+
+/** Result of looking an object up: a missing object is a value, never an exception. */
+export type StatResult =
+  | { exists: false }
+  | {
+      exists: true;
+      /** Bytes as stored (after compression/encryption). */
+      storedSize: number;
+      /** Metadata recorded at archive time; null for objects written by other tools (or a crash window on POSIX). */
+      meta: ObjectMeta | null;
+      modified: Date;
+    };
+
+/** Outcome of an atomic create. */
+export interface PutResult {
+  /** true: this call created the object and it is durable. false: the key already existed; nothing was changed. */
+  created: boolean;
+}
+
+/** One entry of a listing. */
+export interface ListEntry {
+  /** Repository-relative key, '/'-separated. */
+  key: string;
+  /** Bytes as stored. */
+  storedSize: number;
+  modified: Date;
+  /** A leftover temporary upload/file of walvault's own (never an archived file). */
+  temp: boolean;
+}
+
+/** Per-call context: every storage operation honours the deadline's abort signal. */
+export interface OpContext {
+  signal: AbortSignal;
+}
+
+/**
+ * A storage backend. Keys are repository-relative and '/'-separated. Durability (fsync, atomic create)
+ * is the backend's job; comparing, refusing and warning is the caller's.
+ */
+export interface Backend {
+  /** Backend name as in the registry: 'local', 'nfs', 's3'. */
+  readonly kind: string;
+  /** Where a key lives, for messages: a path or an s3:// URL. */
+  describe(key: string): string;
+  /**
+   * Stores `body` under `key` only if `key` does not exist. Resolves `{created: true}` once the object
+   * and its metadata are durable; `{created: false}` when the key already exists (content untouched).
+   * A failure or abort leaves no object under `key` (temporary data is removed).
+   */
+  putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult>;
+  /** Looks a key up; `{exists: false}` when missing. */
+  stat(key: string, ctx: OpContext): Promise<StatResult>;
+  /** Opens the stored bytes; null when the key is missing. */
+  read(key: string, ctx: OpContext): Promise<Readable | null>;
+  /**
+   * Makes an existing object durable (POSIX: fsync file and directory) and, where the backend keeps
+   * metadata apart from the data, records `meta` if none is recorded yet.
+   */
+  persist(key: string, meta: ObjectMeta | null, ctx: OpContext): Promise<void>;
+  /** Lists keys under a prefix ('' for all), in no particular order. Internal metadata is never listed. */
+  list(prefix: string, ctx: OpContext): AsyncIterable<ListEntry>;
+  /** Removes a key (and its metadata). Missing keys are not an error. */
+  delete(key: string, ctx: OpContext): Promise<void>;
+  /** Reads a small repository document (e.g. walvault.json); null when missing. */
+  readText(key: string, ctx: OpContext): Promise<string | null>;
+  /** Writes a small repository document durably; with ifAbsent, returns false instead of replacing one. */
+  writeText(key: string, text: string, ctx: OpContext, options?: { ifAbsent?: boolean }): Promise<boolean>;
+}
