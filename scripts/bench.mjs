@@ -1,0 +1,693 @@
+#!/usr/bin/env node
+// Side-by-side throughput benchmark on one real PostgreSQL 15 cluster (see README, section "Performance").
+//
+// One run: initdb a throwaway cluster, take a base backup, generate a backlog of N segments of
+// incompressible WAL with archiving paused (the files stay .ready), then for each tool: set
+// archive_command (or archive_library), reload, and time the server's own archiver until every backlog
+// file is .done; pause archiving, turn the backlog's .done back into .ready, next tool. Recovery: copy
+// the base backup, set restore_command, time `pg_ctl start -w` (replay of the whole archive, end of
+// recovery, promotion). Medians over --repeats; the first run of each tool is a warm-up that also
+// measures peak memory (GNU time's max RSS of each archive command, plus /proc polling of helpers
+// that run in the background).
+//
+// Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
+//                      [--keep] [--json FILE] [--markdown FILE]
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const PGBIN = process.env.PGBIN ?? '/usr/lib/postgresql/15/bin';
+const args = parseArgs(process.argv.slice(2));
+const SEGMENTS = Number(args.segments ?? 32);
+const REPEATS = Number(args.repeats ?? 3);
+const LATENCY_MS = Number(args.latency ?? 20);
+const only = args.only ? new Set(String(args.only).split(',')) : null;
+const skip = new Set(args.skip ? String(args.skip).split(',') : []);
+const wanted = (key) => (only === null || only.has(key)) && !skip.has(key);
+const isRoot = process.getuid?.() === 0;
+const log = (...parts) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${parts.join(' ')}\n`);
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}"`);
+    const eq = arg.indexOf('=');
+    if (eq > 0) out[arg.slice(2, eq)] = arg.slice(eq + 1);
+    else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) out[arg.slice(2)] = argv[++i];
+    else out[arg.slice(2)] = true;
+  }
+  return out;
+}
+
+function have(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+/** Installs pgBackRest and barman-cli-cloud from Debian's packages when they are missing (root only). */
+function ensureTools() {
+  const missing = [];
+  if (!have('pgbackrest')) missing.push('pgbackrest');
+  if (!have('barman-cloud-wal-archive')) missing.push('barman-cli-cloud', 'python3-boto3');
+  if (missing.length === 0) return;
+  if (!isRoot || !have('apt-get')) {
+    log(`missing ${missing.join(', ')} and cannot apt-get install them: those rows are skipped`);
+    return;
+  }
+  log(`installing ${missing.join(' ')} from Debian's packages`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  let res = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit', env });
+  if (res.status !== 0) {
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+    res = spawnSync('apt-get', ['install', '-y', '-qq', ...missing], { stdio: 'inherit', env });
+  }
+  if (res.status !== 0) log('apt-get failed: the pgBackRest / barman rows are skipped');
+}
+
+function run(cmd, argv, options = {}) {
+  const res = spawnSync(cmd, argv, { encoding: 'utf8', maxBuffer: 64 << 20, ...options });
+  if (res.status !== 0 && !options.allowFail) {
+    throw new Error(`${cmd} ${argv.join(' ')} failed (${res.status ?? res.signal}): ${res.stderr}${res.stdout}`);
+  }
+  return res;
+}
+
+/** Runs a command as the postgres OS user when we are root (PostgreSQL refuses to run as root). */
+function asPg(cmd, argv, options = {}) {
+  return isRoot ? run('runuser', ['-u', 'postgres', '--', cmd, ...argv], options) : run(cmd, argv, options);
+}
+
+function chownPg(target) {
+  if (isRoot) run('chown', ['-R', 'postgres:postgres', target]);
+}
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+};
+const sq = (text) => `'${text.replace(/'/g, "''")}'`;
+
+/** Processes (not PostgreSQL's own) whose command line mentions the bench directory: archive helpers and their daemons. */
+function helperPids(marker, exclude) {
+  const pids = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid || exclude.has(pid)) continue;
+    let cmdline;
+    try {
+      cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!cmdline.includes(marker)) continue;
+    const argv0 = cmdline.split('\0')[0] ?? '';
+    if (argv0.endsWith('/postgres') || argv0.startsWith('postgres:') || argv0.endsWith('/pg_ctl') || argv0 === 'runuser') continue;
+    if (cmdline.includes('bench.mjs')) continue;
+    pids.push(pid);
+  }
+  return pids;
+}
+
+function peakRssKiB(pid) {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** A TCP proxy that delays every client-to-server chunk by `delayMs`: per-request latency for S3 over loopback. */
+function startLatencyProxy(targetPort, delayMs) {
+  return new Promise((resolve) => {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(targetPort, '127.0.0.1');
+      client.on('data', (chunk) => {
+        client.pause();
+        setTimeout(() => {
+          upstream.write(chunk);
+          client.resume();
+        }, delayMs);
+      });
+      upstream.pipe(client);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', end);
+      upstream.on('error', end);
+      client.on('close', end);
+      upstream.on('close', end);
+    });
+    server.listen(0, '127.0.0.1', () => resolve({ server, port: server.address().port }));
+  });
+}
+
+async function main() {
+  if (!fs.existsSync(`${PGBIN}/postgres`)) throw new Error(`PostgreSQL 15 not found in "${PGBIN}" (set PGBIN)`);
+  ensureTools();
+  const hasPgbr = have('pgbackrest');
+  const hasBarman = have('barman-cloud-wal-archive');
+
+  // walvault: build (tsc + bundle) and use the package's own bin launchers, as an installed package would.
+  let walvault = null;
+  if (fs.existsSync(path.join(ROOT, 'package.json')) && !args['no-build']) {
+    log('building walvault (npm run build)');
+    run('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  }
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+  const binArchive = pkg.bin?.['walvault-archive'] && path.join(ROOT, pkg.bin['walvault-archive']);
+  const binRestore = pkg.bin?.['walvault-restore'] && path.join(ROOT, pkg.bin['walvault-restore']);
+  const launch = (bin) => (bin.endsWith('.js') || bin.endsWith('.mjs') ? `node ${bin}` : bin);
+  if (binArchive && fs.existsSync(binArchive) && binRestore && fs.existsSync(binRestore)) {
+    walvault = { archive: launch(binArchive), restore: launch(binRestore) };
+  } else {
+    log('walvault is not built (no bin files): its rows are skipped');
+  }
+
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'walvault-bench-'));
+  fs.chmodSync(tmp, 0o755);
+  const data = path.join(tmp, 'data');
+  const sock = tmp;
+  const port = await freePort();
+  const s3Port = await freePort();
+  const pgLog = path.join(tmp, 'postgres.log');
+  const awsEnv = {
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+    AWS_DEFAULT_REGION: 'us-east-1',
+    AWS_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+  };
+  const pgEnv = { ...process.env, ...awsEnv };
+  const children = [];
+  let postmasterUp = [];
+  const cleanup = () => {
+    for (const dir of postmasterUp) asPg(`${PGBIN}/pg_ctl`, ['-D', dir, '-m', 'immediate', 'stop'], { allowFail: true });
+    postmasterUp = [];
+    for (const child of children) child.kill('SIGKILL');
+    if (!args.keep) fs.rmSync(tmp, { recursive: true, force: true });
+    else log(`kept "${tmp}"`);
+  };
+  process.on('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+
+  const results = { archive: [], restore: [], overhead: {}, machine: describeMachine(tmp), segments: 0, repeats: REPEATS };
+  try {
+    // ---- cluster ------------------------------------------------------------------------------
+    log(`initdb in "${tmp}" (port ${port})`);
+    chownPg(tmp);
+    asPg(`${PGBIN}/initdb`, ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-instructions', '-N']);
+    fs.appendFileSync(
+      path.join(data, 'postgresql.conf'),
+      [
+        `port = ${port}`,
+        `listen_addresses = ''`,
+        `unix_socket_directories = ${sq(sock)}`,
+        `archive_mode = on`,
+        `wal_level = replica`,
+        `wal_compression = off`,
+        `max_wal_size = '64GB'`,
+        `min_wal_size = '80MB'`,
+        `checkpoint_timeout = '1d'`,
+        `wal_keep_size = '0'`,
+        `shared_buffers = '128MB'`,
+        `logging_collector = off`,
+        `include_if_exists = 'bench.conf'`,
+        '',
+      ].join('\n'),
+    );
+    const benchConf = path.join(data, 'bench.conf');
+    let currentLibrary = '';
+    const setArchiving = ({ command = '', library = '', extra = [] }) => {
+      fs.writeFileSync(benchConf, [`archive_command = ${sq(command)}`, `archive_library = ${sq(library)}`, ...extra, ''].join('\n'));
+      chownPg(benchConf);
+    };
+    // Changing archive_library makes the archiver exit; the postmaster starts a new one on its next
+    // wake-up (up to a minute later). Done untimed, with archiving still unconfigured, nudging the
+    // postmaster with SIGHUP until the new archiver runs.
+    const switchLibrary = async (library, extra = []) => {
+      if (library === currentLibrary) return;
+      const old = archiverPid();
+      setArchiving({ library, extra });
+      const until = performance.now() + 120_000;
+      while (performance.now() < until) {
+        reload();
+        await sleep(200);
+        const now = archiverPid();
+        if (now !== null && now !== old) break;
+      }
+      currentLibrary = library;
+    };
+    const archiverPid = () => {
+      for (const entry of fs.readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue;
+        try {
+          if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').startsWith('postgres: archiver')) return Number(entry);
+        } catch {}
+      }
+      return null;
+    };
+    setArchiving({});
+    asPg(`${PGBIN}/pg_ctl`, ['-D', data, '-l', pgLog, '-w', 'start'], { env: pgEnv });
+    postmasterUp.push(data);
+    const postmasterPid = () => Number(fs.readFileSync(path.join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const sql = (query) => asPg(`${PGBIN}/psql`, ['-h', sock, '-p', String(port), '-d', 'postgres', '-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', query]).stdout.trim();
+    const reload = () => process.kill(postmasterPid(), 'SIGHUP');
+
+    log('base backup (for the recovery runs)');
+    const base = path.join(tmp, 'base');
+    asPg(`${PGBIN}/pg_basebackup`, ['-h', sock, '-p', String(port), '-U', 'postgres', '-D', base, '-X', 'stream', '-c', 'fast', '--no-sync']);
+
+    // ---- backlog of incompressible WAL ----------------------------------------------------------
+    const statusDir = path.join(data, 'pg_wal', 'archive_status');
+    const readyNames = () => fs.readdirSync(statusDir).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -6));
+    sql('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+    sql('CREATE TABLE blobs (id serial, payload bytea) WITH (autovacuum_enabled = off)');
+    sql('ALTER TABLE blobs ALTER COLUMN payload SET STORAGE EXTERNAL');
+    log(`generating ${SEGMENTS} segments of random WAL`);
+    while (readyNames().length < SEGMENTS - 1) {
+      sql(`INSERT INTO blobs (payload) SELECT (SELECT string_agg(gen_random_bytes(1024), ''::bytea) FROM generate_series(1, 1024) WHERE g > 0) FROM generate_series(1, 8) g`);
+    }
+    sql('SELECT pg_switch_wal()');
+    await sleep(200);
+    const backlog = readyNames().sort();
+    const N = backlog.length;
+    results.segments = N;
+    const segBytes = backlog.filter((n) => /^[0-9A-F]{24}$/.test(n)).map((n) => fs.statSync(path.join(data, 'pg_wal', n)).size);
+    log(`backlog: ${N} files (${backlog[0]} .. ${backlog[N - 1]}), segment size ${segBytes[0]} bytes`);
+    run('sync', []);
+
+    const doneCount = () => {
+      let done = 0;
+      for (const name of backlog) if (fs.existsSync(path.join(statusDir, `${name}.done`))) done++;
+      return done;
+    };
+    const resetBacklog = () => {
+      for (const name of backlog) {
+        const done = path.join(statusDir, `${name}.done`);
+        if (fs.existsSync(done)) fs.renameSync(done, path.join(statusDir, `${name}.ready`));
+      }
+    };
+    const archiverStats = () => {
+      const [archived, failed] = sql('SELECT archived_count, failed_count FROM pg_stat_archiver').split('|').map(Number);
+      return { archived, failed };
+    };
+
+    // ---- the S3 server (s3rver, a real S3-speaking server) in its own process --------------------
+    let s3 = null;
+    const needS3 = ['walvault-s3', 'walvault-s3-sync', 's3-loop', 'barman-cloud', 'restore-walvault-s3', 'restore-walvault-s3-noprefetch', 'restore-barman-cloud'].some(wanted);
+    if (needS3 && fs.existsSync(path.join(ROOT, 'node_modules', 's3rver'))) {
+      const s3dir = path.join(tmp, 's3');
+      fs.mkdirSync(s3dir);
+      const script = `import S3rver from 's3rver';
+        const server = new S3rver({ port: ${s3Port}, address: '127.0.0.1', silent: true, directory: ${JSON.stringify(s3dir)},
+          configureBuckets: [{ name: 'bench' }, { name: 'loop' }] });
+        await server.run(); console.log('ready');`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+      children.push(child);
+      await new Promise((resolve, reject) => {
+        child.stdout.on('data', (d) => String(d).includes('ready') && resolve());
+        child.on('exit', (code) => reject(new Error(`s3rver exited (${code})`)));
+      });
+      s3 = { endpoint: `http://127.0.0.1:${s3Port}`, pid: child.pid };
+      log(`s3rver on ${s3.endpoint}`);
+    } else if (needS3) {
+      log('s3rver is not installed (npm install): S3 rows are skipped');
+    }
+    const excludePids = new Set(children.map((c) => c.pid));
+
+    // ---- archive runs ---------------------------------------------------------------------------
+    const minimalScript = path.join(tmp, 'minimal-archive.mjs');
+    fs.writeFileSync(
+      minimalScript,
+      `import fs from 'node:fs'; import path from 'node:path';
+const [src, dst] = process.argv.slice(2);
+const tmpName = dst + '.tmp.' + process.pid;
+fs.copyFileSync(src, tmpName);
+const fd = fs.openSync(tmpName, 'r'); fs.fsyncSync(fd); fs.closeSync(fd);
+fs.linkSync(tmpName, dst); fs.unlinkSync(tmpName);
+const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync(dfd);
+`,
+    );
+    const pgbrConf = (name, repo, { async, pgPath = data, pgPort = port }) => {
+      const file = path.join(tmp, `${name}.conf`);
+      fs.writeFileSync(
+        file,
+        [
+          '[global]',
+          `repo1-path=${repo}`,
+          'compress-type=none',
+          `log-path=${tmp}/pgbr-log`,
+          `lock-path=${tmp}/pgbr-lock`,
+          `spool-path=${tmp}/pgbr-spool`,
+          'log-level-console=warn',
+          'log-level-stderr=warn',
+          'log-level-file=off',
+          `archive-async=${async ? 'y' : 'n'}`,
+          'process-max=2',
+          '',
+          '[bench]',
+          `pg1-path=${pgPath}`,
+          `pg1-port=${pgPort}`,
+          `pg1-socket-path=${sock}`,
+          'pg1-user=postgres',
+          '',
+        ].join('\n'),
+      );
+      chownPg(file);
+      return file;
+    };
+    let repoSeq = 0;
+    const freshDir = (label) => {
+      const dir = path.join(tmp, `repo-${label}-${++repoSeq}`);
+      fs.mkdirSync(dir, { mode: 0o700 });
+      chownPg(dir);
+      return dir;
+    };
+    const s3Opts = (prefix) => `--repo=s3://bench/${prefix} --s3-endpoint=${s3.endpoint} --s3-force-path-style`;
+
+    // Each tool: key, label, mode, whether it is slow (one run only), and prepare() → archiving settings.
+    const repoOf = {};
+    const archiveTools = [
+      { key: 'node-min', tool: 'minimal Node script', mode: 'copy+fsync+link, one process per file', prepare: () => { const d = freshDir('nodemin'); return { command: `node ${minimalScript} %p ${d}/%f` }; } },
+      hasPgbr && { key: 'pgbackrest-sync', tool: 'pgBackRest 2.45', mode: 'archive-push, sync', prepare: () => {
+        const d = freshDir('pgbr-sync');
+        const conf = pgbrConf('pgbr-sync', d, { async: false });
+        asPg('pgbackrest', [`--config=${conf}`, '--stanza=bench', 'stanza-create']);
+        repoOf['pgbackrest'] = d;
+        return { command: `pgbackrest --config=${conf} --stanza=bench archive-push %p` };
+      } },
+      hasPgbr && { key: 'pgbackrest-async', tool: 'pgBackRest 2.45', mode: 'archive-push, async, process-max=2', prepare: () => {
+        const d = freshDir('pgbr-async');
+        fs.rmSync(path.join(tmp, 'pgbr-spool'), { recursive: true, force: true });
+        const conf = pgbrConf('pgbr-async', d, { async: true });
+        asPg('pgbackrest', [`--config=${conf}`, '--stanza=bench', 'stanza-create']);
+        repoOf['pgbackrest'] = d;
+        return { command: `pgbackrest --config=${conf} --stanza=bench archive-push %p` };
+      } },
+      { key: 'basic_archive', tool: 'basic_archive', mode: 'in-server module, durable copy', inServer: true, prepare: () => {
+        const d = freshDir('basic');
+        // Loaded with an empty archive_directory first (= "not configured", nothing archived), so the
+        // timed part starts with the module already running in a fresh archiver.
+        return { library: 'basic_archive', libraryOff: "basic_archive.archive_directory = ''", extra: [`basic_archive.archive_directory = ${sq(d)}`] };
+      } },
+      { key: 'cp', tool: 'cp', mode: 'not durable', prepare: () => {
+        const d = freshDir('cp');
+        repoOf['cp'] = d;
+        return { command: `test ! -f ${d}/%f && cp %p ${d}/%f` };
+      } },
+      walvault && { key: 'walvault-sync', tool: 'walvault', mode: 'local, --push-ahead=0 (sync)', prepare: () => {
+        const d = freshDir('wv-sync');
+        return { command: `${walvault.archive} --repo=${d} --push-ahead=0 %p %f` };
+      } },
+      walvault && { key: 'walvault', tool: 'walvault', mode: 'local, defaults (push-ahead)', prepare: () => {
+        const d = freshDir('wv');
+        repoOf['walvault'] = d;
+        return { command: `${walvault.archive} --repo=${d} %p %f` };
+      } },
+      walvault && s3 && { key: 'walvault-s3-sync', tool: 'walvault', mode: 'S3 (s3rver), --push-ahead=0', prepare: () => ({ command: `${walvault.archive} ${s3Opts(`wv-sync-${++repoSeq}`)} --push-ahead=0 %p %f` }) },
+      walvault && s3 && { key: 'walvault-s3', tool: 'walvault', mode: 'S3 (s3rver), defaults', prepare: () => {
+        const prefix = `wv-${++repoSeq}`;
+        repoOf['walvault-s3'] = prefix;
+        return { command: `${walvault.archive} ${s3Opts(prefix)} %p %f` };
+      } },
+      hasBarman && s3 && { key: 'barman-cloud', tool: 'barman-cloud-wal-archive 3.4', mode: 'S3 (s3rver)', slow: true, prepare: () => ({
+        command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://bench/barman-${++repoSeq} bench %p`,
+      }) },
+    ].filter(Boolean).filter((t) => wanted(t.key));
+
+    const archiveOnce = async (tool, { measureMemory }) => {
+      const settings = tool.prepare();
+      fs.rmSync(path.join(data, 'pg_wal', 'walvault'), { recursive: true, force: true });
+      const rssFile = path.join(tmp, `rss-${tool.key}.txt`);
+      fs.rmSync(rssFile, { force: true });
+      if (measureMemory && settings.command) {
+        fs.writeFileSync(rssFile, '');
+        chownPg(rssFile);
+        settings.command = `/usr/bin/time -f %M -a -o ${rssFile} sh -c ${shq(settings.command)}`;
+      }
+      await switchLibrary(settings.library ?? '', settings.library ? [`${settings.libraryOff}`] : []);
+      const before = archiverStats();
+      setArchiving(settings);
+      let polledPeak = 0;
+      const t0 = performance.now();
+      reload();
+      const deadline = t0 + Math.max(300_000, N * 5_000);
+      let lastPoll = 0;
+      while (doneCount() < N) {
+        if (performance.now() > deadline) throw new Error(`${tool.key}: archiving did not finish in time; see "${pgLog}"`);
+        if (measureMemory && performance.now() - lastPoll > 25) {
+          lastPoll = performance.now();
+          for (const pid of helperPids(tmp, excludePids)) polledPeak = Math.max(polledPeak, peakRssKiB(pid));
+        }
+        await sleep(measureMemory ? 2 : 5);
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      setArchiving({ library: currentLibrary, extra: settings.libraryOff ? [settings.libraryOff] : [] });
+      reload();
+      // Wait for background helpers (pgBackRest's async process, walvault's pusher) to finish.
+      const quietBy = performance.now() + 60_000;
+      while (helperPids(tmp, excludePids).length > 0 && performance.now() < quietBy) {
+        if (measureMemory) for (const pid of helperPids(tmp, excludePids)) polledPeak = Math.max(polledPeak, peakRssKiB(pid));
+        await sleep(20);
+      }
+      await sleep(100);
+      const after = archiverStats();
+      resetBacklog();
+      let timedRss = 0;
+      if (fs.existsSync(rssFile)) for (const line of fs.readFileSync(rssFile, 'utf8').split('\n')) if (/^\d+$/.test(line.trim())) timedRss = Math.max(timedRss, Number(line));
+      return { seconds, failed: after.failed - before.failed, rssKiB: Math.max(timedRss, polledPeak) };
+    };
+
+    // basic_archive first and last-but-not-switching: the library is switched at most twice.
+    archiveTools.sort((a, b) => (b.inServer ? 1 : 0) - (a.inServer ? 1 : 0));
+    for (const tool of archiveTools) {
+      log(`archive: ${tool.key}`);
+      try {
+        const warm = await archiveOnce(tool, { measureMemory: true });
+        const times = [];
+        let failed = warm.failed;
+        if (tool.slow || REPEATS < 1) times.push(warm.seconds);
+        else {
+          for (let r = 0; r < REPEATS; r++) {
+            const res = await archiveOnce(tool, { measureMemory: false });
+            times.push(res.seconds);
+            failed += res.failed;
+          }
+        }
+        const secs = median(times);
+        const row = { key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, rssKiB: tool.inServer ? null : warm.rssKiB, failed };
+        results.archive.push(row);
+        log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), peak ${row.rssKiB ?? '-'} KiB, failures ${failed}`);
+      } catch (error) {
+        log(`  ${tool.key} FAILED: ${error.message}`);
+        setArchiving({ library: currentLibrary });
+        reload();
+        await sleep(1000);
+        resetBacklog();
+      }
+    }
+
+    // Plain in-process upload loop to the same S3 server: what the server accepts from one client.
+    if (s3 && wanted('s3-loop')) {
+      log('archive: s3-loop');
+      const loopScript = `import { S3Client, PutObjectCommand } from '@aws-sdk/client-s3'; import fs from 'node:fs';
+        const client = new S3Client({ endpoint: ${JSON.stringify(s3.endpoint)}, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+        const files = ${JSON.stringify(backlog.map((n) => path.join(data, 'pg_wal', n)))};
+        const prefix = process.argv[1];
+        const t0 = performance.now();
+        for (const file of files) await client.send(new PutObjectCommand({ Bucket: 'loop', Key: prefix + '/' + file.split('/').pop(), Body: fs.readFileSync(file) }));
+        console.log(JSON.stringify({ seconds: (performance.now() - t0) / 1000, rss: process.resourceUsage().maxRSS }));`;
+      const times = [];
+      let rss = 0;
+      for (let r = 0; r < Math.max(1, REPEATS); r++) {
+        const out = run(process.execPath, ['--input-type=module', '-e', loopScript, `run${r}`], { cwd: ROOT, env: { ...process.env, ...awsEnv } });
+        const parsed = JSON.parse(out.stdout.trim().split('\n').pop());
+        times.push(parsed.seconds);
+        rss = Math.max(rss, parsed.rss);
+      }
+      const secs = median(times);
+      results.archive.push({ key: 's3-loop', tool: 'plain upload loop', mode: 'S3 (s3rver), one client, sequential PutObject', seconds: secs, runs: times, segPerSec: N / secs, rssKiB: rss, failed: 0 });
+      log(`  s3-loop: ${(N / secs).toFixed(1)} seg/s`);
+    }
+
+    // ---- process overhead of one synchronous archive ----------------------------------------------
+    const timeIt = (argv, options = {}) => {
+      const t0 = performance.now();
+      const res = isRoot ? spawnSync('runuser', ['-u', 'postgres', '--', ...argv], { stdio: 'ignore', ...options }) : spawnSync(argv[0], argv.slice(1), { stdio: 'ignore', ...options });
+      return { ms: performance.now() - t0, status: res.status };
+    };
+    {
+      const reps = 9;
+      const sample = (fn) => median(Array.from({ length: reps }, fn));
+      const seg = backlog.find((n) => /^[0-9A-F]{24}$/.test(n));
+      results.overhead.shMs = sample(() => timeIt(['sh', '-c', 'exit 0']).ms);
+      results.overhead.nodeMs = sample(() => timeIt(['node', '-e', '0']).ms);
+      results.overhead.minimalMs = sample(() => timeIt(['node', minimalScript, `pg_wal/${seg}`, `${freshDir('one')}/${seg}`], { cwd: data }).ms);
+      if (walvault) {
+        const wv = walvault.archive.split(' ');
+        results.overhead.walvaultOneMs = sample(() => timeIt([...wv, `--repo=${freshDir('one')}`, '--push-ahead=0', `pg_wal/${seg}`, seg], { cwd: data }).ms);
+        results.overhead.walvaultUsageMs = sample(() => timeIt([...wv, '--repo=/nonexistent', '--push-ahead=0', 'pg_wal/x', '../bad'], { cwd: data }).ms);
+        // An answer from the spool: a segment pushed ahead earlier (the launcher alone, no Node).
+        const repo = freshDir('spool');
+        timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[0]}`, backlog[0]], { cwd: data });
+        await sleep(1500);
+        results.overhead.walvaultSpoolMs = sample(() => timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[1]}`, backlog[1]], { cwd: data }).ms);
+        fs.rmSync(path.join(data, 'pg_wal', 'walvault'), { recursive: true, force: true });
+      }
+      log(`overhead: ${JSON.stringify(results.overhead)}`);
+    }
+
+    // ---- recovery -------------------------------------------------------------------------------
+    asPg(`${PGBIN}/pg_ctl`, ['-D', data, '-m', 'fast', 'stop']);
+    postmasterUp = [];
+    let proxy = null;
+    if (s3) proxy = await startLatencyProxy(s3Port, LATENCY_MS);
+    const rdata = path.join(tmp, 'rdata');
+    const rport = await freePort();
+    const restoreTools = [
+      repoOf.cp && { key: 'restore-cp', tool: 'cp', mode: 'local', command: () => `cp ${repoOf.cp}/%f %p` },
+      hasPgbr && repoOf.pgbackrest && { key: 'restore-pgbackrest', tool: 'pgBackRest 2.45', mode: 'archive-get, sync', command: () => `pgbackrest --config=${pgbrConf('pgbr-get', repoOf.pgbackrest, { async: false, pgPath: rdata, pgPort: rport })} --stanza=bench archive-get %f "%p"` },
+      hasPgbr && repoOf.pgbackrest && { key: 'restore-pgbackrest-async', tool: 'pgBackRest 2.45', mode: 'archive-get, async (prefetch)', command: () => {
+        fs.rmSync(path.join(tmp, 'pgbr-spool'), { recursive: true, force: true });
+        return `pgbackrest --config=${pgbrConf('pgbr-get-async', repoOf.pgbackrest, { async: true, pgPath: rdata, pgPort: rport })} --stanza=bench archive-get %f "%p"`;
+      } },
+      walvault && repoOf.walvault && { key: 'restore-walvault', tool: 'walvault', mode: 'local, defaults (prefetch)', command: () => `${walvault.restore} --repo=${repoOf.walvault} %f %p` },
+      walvault && repoOf.walvault && { key: 'restore-walvault-noprefetch', tool: 'walvault', mode: 'local, --prefetch=0', command: () => `${walvault.restore} --repo=${repoOf.walvault} --prefetch=0 %f %p` },
+      walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, defaults (prefetch)`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style %f %p` },
+      walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3-noprefetch', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, --prefetch=0`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style --prefetch=0 %f %p` },
+    ].filter(Boolean).filter((t) => wanted(t.key) || wanted(t.key.replace(/^restore-/, '')));
+
+    const restoreOnce = async (tool) => {
+      fs.rmSync(rdata, { recursive: true, force: true });
+      run('cp', ['-a', base, rdata]);
+      fs.appendFileSync(
+        path.join(rdata, 'postgresql.conf'),
+        [`port = ${rport}`, 'archive_mode = off', 'hot_standby = off', `restore_command = ${sq(tool.command())}`, "recovery_target_timeline = 'latest'", `include_if_exists = 'none.conf'`, ''].join('\n'),
+      );
+      fs.rmSync(path.join(rdata, 'bench.conf'), { force: true });
+      fs.writeFileSync(path.join(rdata, 'recovery.signal'), '');
+      chownPg(rdata);
+      const rlog = path.join(tmp, `recovery-${tool.key}.log`);
+      fs.writeFileSync(rlog, '');
+      chownPg(rlog);
+      const t0 = performance.now();
+      const res = asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-l', rlog, '-w', '-t', '900', 'start'], { allowFail: true, env: pgEnv });
+      const seconds = (performance.now() - t0) / 1000;
+      postmasterUp = [rdata];
+      const logText = fs.readFileSync(rlog, 'utf8');
+      asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-m', 'immediate', 'stop'], { allowFail: true });
+      postmasterUp = [];
+      if (res.status !== 0) throw new Error(`recovery failed to start: ${logText.slice(-2000)}`);
+      const restored = (logText.match(/restored log file "[0-9A-F]{24}" from archive/g) ?? []).length;
+      return { seconds, restored };
+    };
+    for (const tool of restoreTools) {
+      log(`recovery: ${tool.key}`);
+      try {
+        const warm = await restoreOnce(tool);
+        const times = [];
+        for (let r = 0; r < Math.max(1, REPEATS); r++) times.push((await restoreOnce(tool)).seconds);
+        const secs = median(times);
+        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored });
+        log(`  ${tool.key}: ${secs.toFixed(2)} s (runs ${times.map((t) => t.toFixed(2)).join(', ')}), ${warm.restored} segments restored`);
+      } catch (error) {
+        log(`  ${tool.key} FAILED: ${error.message}`);
+      }
+    }
+    if (proxy) proxy.server.close();
+  } finally {
+    cleanup();
+  }
+
+  const report = renderReport(results);
+  process.stdout.write(report);
+  if (args.json) fs.writeFileSync(String(args.json), JSON.stringify(results, null, 2));
+  if (args.markdown) fs.writeFileSync(String(args.markdown), report);
+}
+
+function shq(text) {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+function describeMachine(dir) {
+  const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
+  const fsType = spawnSync('df', ['-T', dir], { encoding: 'utf8' }).stdout.split('\n')[1]?.split(/\s+/)[1] ?? '?';
+  const pgbr = spawnSync('pgbackrest', ['version'], { encoding: 'utf8' }).stdout?.trim() ?? 'absent';
+  return `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, temp dir on ${fsType}; Node ${process.version}, PostgreSQL 15, ${pgbr || 'pgBackRest absent'}`;
+}
+
+function renderReport(results) {
+  const by = (key) => results.archive.find((r) => r.key === key);
+  const pgbrAsync = by('pgbackrest-async')?.segPerSec;
+  const basic = by('basic_archive')?.segPerSec;
+  const loop = by('s3-loop')?.segPerSec;
+  const ratio = (a, b) => (a && b ? `${(a / b).toFixed(2)}×` : '–');
+  const mib = (kib) => (kib ? `${(kib / 1024).toFixed(0)} MiB` : kib === null ? 'in server' : '–');
+  const lines = [];
+  lines.push(`Machine: ${results.machine}`);
+  lines.push(`Backlog: ${results.segments} WAL files of incompressible data; medians of ${results.repeats} runs after a warm-up run (slow tools: one run).`);
+  lines.push('');
+  lines.push('Archiving (PostgreSQL\'s archiver draining the backlog):');
+  lines.push('');
+  lines.push('| tool | mode | segments/s | vs pgBackRest async | vs basic_archive | vs S3 upload loop | peak memory | failures |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
+  for (const r of results.archive) {
+    const s3row = r.mode.startsWith('S3');
+    lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${ratio(r.segPerSec, pgbrAsync)} | ${ratio(r.segPerSec, basic)} | ${s3row ? ratio(r.segPerSec, loop) : '–'} | ${mib(r.rssKiB)} | ${r.failed} |`);
+  }
+  const cp = results.restore.find((r) => r.key === 'restore-cp')?.seconds;
+  if (results.restore.length) {
+    lines.push('');
+    lines.push('Recovery (pg_ctl start -w until the server accepts connections: replay of the whole archive, end of recovery):');
+    lines.push('');
+    lines.push('| tool | mode | seconds | segments/s | vs cp (time) |');
+    lines.push('|---|---|---:|---:|---:|');
+    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, cp)} |`);
+  }
+  const o = results.overhead;
+  if (o.nodeMs) {
+    lines.push('');
+    lines.push('Process cost (median wall time of one invocation, as the postgres user):');
+    lines.push('');
+    lines.push('| what | ms | vs `node -e 0` |');
+    lines.push('|---|---:|---:|');
+    const row = (label, ms) => ms !== undefined && lines.push(`| ${label} | ${ms.toFixed(1)} | ${(ms / o.nodeMs).toFixed(2)}× |`);
+    row('`sh -c "exit 0"`', o.shMs);
+    row('`node -e 0`', o.nodeMs);
+    row('minimal Node script, one 16 MiB segment (copy, fsync, link)', o.minimalMs);
+    row('walvault-archive --push-ahead=0, one 16 MiB segment', o.walvaultOneMs);
+    row('walvault-archive, bad name (start-up, parse, refuse)', o.walvaultUsageMs);
+    row('walvault-archive, segment already pushed ahead (answered from the spool)', o.walvaultSpoolMs);
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${error.stack ?? error}\n`);
+  process.exit(1);
+});
