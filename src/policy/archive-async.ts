@@ -1,0 +1,223 @@
+// Parallel push-ahead: while PostgreSQL archives one file at a time, a background worker stores the following .ready segments and leaves durable-success markers.
+//
+// Guarantees (see README, "Performance"):
+// - A marker is created only after archiveFile() resolved, i.e. after the backend said the object is
+//   durable (fsync + link + directory fsync on POSIX, a completed PUT on S3). A kill -9 at any point
+//   leaves at most an object without a marker (the next request finds it identical and succeeds).
+// - A marker is a hard link to the pushed WAL file itself, so "same device and inode" proves the
+//   file PostgreSQL asks about is the file that was pushed: a replaced or recycled file never
+//   matches, and the link keeps the inode from being reused while the marker exists.
+// - Nothing is queued in memory and nothing is dropped: the worker reads what to push from
+//   pg_wal/archive_status, and every file is still archived by PostgreSQL's own request if the
+//   worker is slow, stopped, killed, or the spool is deleted.
+// - Only plain segments are pushed ahead. `.history`, `.partial` and `.backup` files are archived
+//   synchronously when PostgreSQL asks for them, and nothing is pushed while a `.history` file is
+//   waiting: PostgreSQL archives history files first, and a new timeline's history must reach the
+//   repository before its segments (another server picks its new timeline ID from the archive).
+import * as nodeFs from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Backend } from '../backend/types.js';
+import { Deadline } from '../core/deadline.js';
+import { WalvaultError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import { classify, validateFileName } from '../wal/names.js';
+import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
+import { clearDirectory, openSpool, processAlive, readPid, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+
+/** Settings of the push-ahead machinery. */
+export interface PushAheadOptions {
+  /** Spool folder (default pg_wal/walvault); must be on pg_wal's filesystem (markers are hard links). */
+  spoolDir: string;
+  /** How many following .ready segments may be pushed ahead of PostgreSQL's requests (0: off). */
+  pushAhead: number;
+  /** How many pushes run at once. */
+  parallel: number;
+  /** The spool owner line (see spoolIdentity). */
+  identity: string;
+}
+
+/** True when `marker` is a hard link to the file at `walPath` (same device and inode). */
+async function sameFile(walPath: string, marker: string): Promise<boolean> {
+  const [a, b] = await Promise.all([nodeFs.stat(walPath).catch(() => null), nodeFs.stat(marker).catch(() => null)]);
+  return a !== null && b !== null && a.dev === b.dev && a.ino === b.ino;
+}
+
+/** Makes `marker` a hard link to `walPath`, replacing a stale marker. */
+async function placeMarker(walPath: string, marker: string): Promise<void> {
+  try {
+    await nodeFs.link(walPath, marker);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    await nodeFs.unlink(marker);
+    await nodeFs.link(walPath, marker);
+  }
+}
+
+/** Writes a claim (our pid) for a file being archived, so the worker and requests don't push it twice. */
+async function claim(paths: SpoolPaths, fileName: string): Promise<void> {
+  await nodeFs.writeFile(path.join(paths.work, fileName), `${process.pid}\n`);
+}
+
+/** Removes our claim. */
+async function unclaim(paths: SpoolPaths, fileName: string): Promise<void> {
+  await nodeFs.unlink(path.join(paths.work, fileName)).catch(() => undefined);
+}
+
+/** Pid of the live process that claimed a file, or null. */
+async function liveClaimer(paths: SpoolPaths, fileName: string): Promise<number | null> {
+  const pid = await readPid(path.join(paths.work, fileName));
+  return pid !== null && pid !== process.pid && processAlive(pid) ? pid : null;
+}
+
+/** Names with a .ready status file, sorted the way PostgreSQL archives them (oldest first). */
+async function readyFiles(walDir: string): Promise<string[]> {
+  const names = await nodeFs.readdir(path.join(walDir, 'archive_status')).catch(() => [] as string[]);
+  return names.filter((name) => name.endsWith('.ready')).map((name) => name.slice(0, -'.ready'.length)).sort();
+}
+
+/**
+ * archive_command with push-ahead: answers from a marker when the file was already pushed, waits for
+ * a worker that is pushing it right now, else archives it here; starts the background worker when
+ * more segments are waiting. Never answers success for a file that is not durable in the repository.
+ */
+export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => void): Promise<ArchiveResult> {
+  const started = performance.now();
+  const fileName = validateFileName(request.fileName);
+  const paths = spoolPaths(options.spoolDir, 'archive');
+  const walDir = path.dirname(request.sourcePath);
+  const marker = path.join(paths.entries, fileName);
+  let spoolUsable = true;
+  try {
+    await openSpool(paths, options.identity);
+    // A server that archives no longer needs restore leftovers from its own recovery.
+    await clearDirectory(path.join(options.spoolDir, 'restore'));
+  } catch (error) {
+    spoolUsable = false;
+    request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); archiving without push-ahead; HINT: check --spool`);
+  }
+  if (!spoolUsable) return archiveFile(request);
+
+  const answered = (how: string): ArchiveResult => {
+    request.log.info(`"${fileName}" ${how}; it is durable in the repository (${Math.round(performance.now() - started)} ms)`);
+    return { outcome: 'already-archived', key: '', location: options.spoolDir, bytes: 0, durationMs: performance.now() - started };
+  };
+  if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead');
+
+  // A worker is pushing this very file: wait for its marker (or for it to give up) instead of racing it.
+  while ((await liveClaimer(paths, fileName)) !== null && request.deadline.remaining() > 1000) {
+    await sleep(5);
+    if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead (waited for the background push)');
+  }
+
+  const segment = classify(fileName) === 'segment';
+  if (segment && options.pushAhead > 0) {
+    const waiting = (await readyFiles(walDir)).some((name) => name > fileName && classify(name) === 'segment');
+    if (waiting && !(await workerAlive(paths))) start();
+  }
+  await claim(paths, fileName).catch(() => undefined);
+  try {
+    return await archiveFile(request);
+  } finally {
+    await unclaim(paths, fileName);
+  }
+}
+
+/** What the background pusher needs. */
+export interface PusherOptions extends PushAheadOptions {
+  backend: Backend;
+  /** pg_wal (the directory of %p). */
+  walDir: string;
+  /** Builds the archive request for one file (encoding, inspect hook) with the given deadline. */
+  request: (fileName: string, deadline: Deadline) => ArchiveRequest;
+  /** Seconds each push may take. */
+  timeoutMs: number;
+  /** Exit after this long with nothing to push. */
+  idleMs?: number;
+  /** Poll interval for new .ready files. */
+  pollMs?: number;
+  log: Logger;
+}
+
+/** Summary of a pusher run, for logs and tests. */
+export interface PusherSummary {
+  pushed: string[];
+  failed: string[];
+  locked: boolean;
+}
+
+/**
+ * The background worker: pushes .ready segments in name order, `parallel` at a time and at most
+ * `pushAhead` beyond what PostgreSQL has acknowledged, marking each one durable. Stops at the first
+ * failure (PostgreSQL's own requests then retry and report it) and after `idleMs` without work.
+ */
+export async function runPusher(options: PusherOptions): Promise<PusherSummary> {
+  const paths = spoolPaths(options.spoolDir, 'archive');
+  const summary: PusherSummary = { pushed: [], failed: [], locked: false };
+  await openSpool(paths, options.identity);
+  const release = await takeWorkerLock(paths);
+  if (release === null) {
+    summary.locked = true;
+    return summary;
+  }
+  const idleMs = options.idleMs ?? 1500;
+  const pollMs = options.pollMs ?? 10;
+  const inflight = new Map<string, Promise<void>>();
+  let failed = false;
+  let idleSince = performance.now();
+
+  const pushOne = async (fileName: string): Promise<void> => {
+    const walPath = path.join(options.walDir, fileName);
+    const deadline = new Deadline(options.timeoutMs, `pushing "${fileName}" ahead`);
+    try {
+      await claim(paths, fileName);
+      await archiveFile(options.request(fileName, deadline));
+      await nodeFs.mkdir(paths.entries, { recursive: true, mode: 0o700 });
+      await placeMarker(walPath, path.join(paths.entries, fileName));
+      summary.pushed.push(fileName);
+    } catch (error) {
+      failed = true;
+      summary.failed.push(fileName);
+      const text = error instanceof WalvaultError ? error.oneLine() : (error as Error).message;
+      options.log.warn(`push-ahead of "${fileName}" failed, leaving it to PostgreSQL's own request: ${text}`);
+    } finally {
+      deadline.dispose();
+      await unclaim(paths, fileName);
+    }
+  };
+
+  try {
+    for (;;) {
+      const ready = await readyFiles(options.walDir);
+      const readySet = new Set(ready);
+      // Sweep: a marker whose .ready is gone has been acknowledged; drop it (it pins the inode).
+      const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
+      let ahead = 0;
+      for (const name of markers) {
+        if (readySet.has(name)) ahead += 1;
+        else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+      }
+      const markerSet = new Set(markers);
+      let launched = 0;
+      if (!failed && !ready.some((name) => classify(name) === 'history')) {
+        for (const name of ready) {
+          if (inflight.size >= options.parallel || ahead + inflight.size >= options.pushAhead) break;
+          if (classify(name) !== 'segment' || inflight.has(name)) continue;
+          if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
+          if ((await liveClaimer(paths, name)) !== null) continue;
+          const job = pushOne(name).finally(() => inflight.delete(name));
+          inflight.set(name, job);
+          launched += 1;
+        }
+      }
+      if (launched > 0 || inflight.size > 0) idleSince = performance.now();
+      if (inflight.size === 0 && (failed || performance.now() - idleSince > idleMs)) break;
+      if (inflight.size >= options.parallel) await Promise.race(inflight.values());
+      else await sleep(pollMs);
+    }
+  } finally {
+    await Promise.allSettled(inflight.values());
+    await release();
+  }
+  return summary;
+}
