@@ -7,8 +7,10 @@ const template = readFileSync(new URL('../src/cli/launcher.sh', import.meta.url)
 // the safe outcome when we cannot tell what went wrong.
 const crashToInternal = 'if [ "$rc" -gt 125 ]; then echo "@ENTRY@: error: node exited with status $rc (crash); HINT: this is a bug or the machine ran out of memory" >&2; exit 70; fi';
 const entries = { 'walvault-archive': crashToInternal, walvault: crashToInternal, 'walvault-restore': '' };
+// The fast paths answer pushed-ahead / prefetched files without starting Node (src/cli/fast-path-*.sh).
+const fastPath = (entry) => (entry === 'walvault' ? '' : readFileSync(new URL(`../src/cli/fast-path-${entry.slice('walvault-'.length)}.sh`, import.meta.url), 'utf8').trimEnd());
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
-  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replaceAll('@ENTRY@', entry));
+  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replaceAll('@ENTRY@', entry));
   chmodSync(target, 0o755);
 }

@@ -3,14 +3,14 @@
 import { openBackend } from '../backend/registry.js';
 import { Deadline } from '../core/deadline.js';
 import { createLogger } from '../core/log.js';
-import { archiveFile } from '../policy/archive.js';
+import { archiveCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
 import { backendSettings, encodeOptions } from './settings.js';
 import { commonOptions, createParser } from './options.js';
 
 runCommand('walvault-archive', async (context) => {
   const args = process.argv.slice(2);
-  const parser = createParser(args, 'archive', "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'")
+  const parser = createParser(args, 'archive', "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'", [WORKER_FLAG])
     .command('$0 <path> <name>', 'archive the file at <path> (%p) under <name> (%f)', (command) =>
       command.positional('path', { type: 'string', describe: 'file to archive (%p)' }).positional('name', { type: 'string', describe: 'WAL file name (%f)' }),
     );
@@ -20,7 +20,7 @@ runCommand('walvault-archive', async (context) => {
   context.log = createLogger('walvault-archive', options.verbosity);
   const deadline = new Deadline(options.timeoutMs, `archiving "${String(raw.name)}"`);
   const backend = await deadline.race(openBackend(options.repo, backendSettings(options)));
-  await archiveFile({
+  await archiveCommand(args, options, {
     backend,
     sourcePath: String(raw.path),
     fileName: String(raw.name),

@@ -4,7 +4,8 @@ import { openBackend } from '../backend/registry.js';
 import { Deadline } from '../core/deadline.js';
 import { EXIT_CODES } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
-import { asRestoreFailure, resolveOnError, restoreFile, type OnErrorMode } from '../policy/restore.js';
+import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';
+import { restoreCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
 import { backendSettings, decodeOptions } from './settings.js';
 import { commonOptions, createParser } from './options.js';
@@ -20,7 +21,7 @@ runCommand('walvault-restore', async (context) => {
   setPolicy(onError);
   try {
     const args = process.argv.slice(2);
-    const parser = createParser(args, 'restore', "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'")
+    const parser = createParser(args, 'restore', "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'", [WORKER_FLAG])
       .command('$0 <name> <path>', 'restore the archived <name> (%f) to <path> (%p)', (command) =>
         command.positional('name', { type: 'string', describe: 'WAL file name (%f)' }).positional('path', { type: 'string', describe: 'where to write it (%p)' }),
       );
@@ -31,7 +32,7 @@ runCommand('walvault-restore', async (context) => {
     context.log = createLogger('walvault-restore', options.verbosity);
     const deadline = new Deadline(options.timeoutMs, `restoring "${String(raw.name)}"`);
     const backend = await deadline.race(openBackend(options.repo, backendSettings(options)));
-    await restoreFile({
+    await restoreCommand(args, options, {
       backend,
       fileName: String(raw.name),
       targetPath: String(raw.path),

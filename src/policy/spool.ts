@@ -125,11 +125,14 @@ export async function takeWorkerLock(paths: SpoolPaths): Promise<(() => Promise<
 export function startWorker(kind: 'push' | 'prefetch', args: readonly string[]): void {
   const script = process.argv[1];
   if (script === undefined) return;
+  // fd 3 is the launcher's status pipe: the worker must not hold it open (the launcher reads it to EOF).
+  const env = { ...process.env };
+  delete env.WALVAULT_LAUNCHER_STATUS_FD;
   const child = spawn(process.execPath, [script, `--internal-worker=${kind}`, ...args.filter((arg) => !arg.startsWith('--internal-worker'))], {
     detached: true,
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', 'ignore', 'inherit', 'ignore'],
     cwd: process.cwd(),
-    env: process.env,
+    env,
   });
   child.on('error', () => undefined);
   child.unref();

@@ -1,11 +1,10 @@
-#!/bin/sh
-# walvault-restore launcher (restore_command = 'walvault-restore --repo=URL %f %p').
+# Fast path of walvault-restore, inserted into its launcher by scripts/build-launchers.mjs.
 # PostgreSQL runs restore_command once per WAL file, serially with replay; starting Node costs
 # ~70-110 ms, a POSIX shell ~1 ms. A background prefetcher fetches the next segments into the spool
 # (on the data directory's filesystem), verifies their recorded hashes, fsyncs them and only then
 # gives them their final name there. When %f is such a file and the spool was filled with the very
-# same options, this script hands it over with a rename (mv within one filesystem) without starting
-# Node; everything else goes to the Node program.
+# same options (the owner line), it is handed over here with a rename (mv within one filesystem)
+# without starting Node; everything else goes on to the Node program.
 wv_n=0
 wv_id=v1
 wv_spool=${WALVAULT_SPOOL-}
@@ -49,9 +48,3 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
       ;;
   esac
 fi
-wv_self=$(readlink -f -- "$0") || wv_self=$0
-wv_root=${wv_self%/bin/*}
-if [ -f "$wv_root/dist/bundle/walvault-restore.mjs" ]; then
-  exec node "$wv_root/dist/bundle/walvault-restore.mjs" "$@"
-fi
-exec node "$wv_root/dist/cli/walvault-restore.js" "$@"

@@ -1,10 +1,9 @@
-#!/bin/sh
-# walvault-archive launcher (archive_command = 'walvault-archive --repo=URL %p %f').
+# Fast path of walvault-archive, inserted into its launcher by scripts/build-launchers.mjs.
 # PostgreSQL runs archive_command once per WAL file; starting Node costs ~70-110 ms, a POSIX shell
 # ~1 ms. When a background pusher has already stored %f durably, it left a marker: a hard link to
 # the very file %p names (same device and inode, so a recycled or replaced file never matches) in
-# the spool, together with the exact options it was started with. This script answers those files
-# with exit 0 without starting Node; everything else goes to the Node program.
+# the spool, together with the exact options it was started with (the owner line). Those files are
+# answered with exit 0 here without starting Node; everything else goes on to the Node program.
 wv_n=0
 wv_id=v1
 wv_spool=${WALVAULT_SPOOL-}
@@ -47,9 +46,3 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
       ;;
   esac
 fi
-wv_self=$(readlink -f -- "$0") || wv_self=$0
-wv_root=${wv_self%/bin/*}
-if [ -f "$wv_root/dist/bundle/walvault-archive.mjs" ]; then
-  exec node "$wv_root/dist/bundle/walvault-archive.mjs" "$@"
-fi
-exec node "$wv_root/dist/cli/walvault-archive.js" "$@"

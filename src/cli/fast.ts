@@ -1,0 +1,91 @@
+// Glue between the entry points and the fast paths: push-ahead for archive, prefetch for restore, and their background workers.
+import { WalvaultError } from '../core/errors.js';
+import { createLogger, type Logger } from '../core/log.js';
+import { archiveFile, type ArchiveRequest } from '../policy/archive.js';
+import { archiveWithPushAhead, runPusher } from '../policy/archive-async.js';
+import { restoreWithPrefetch, runPrefetcher } from '../policy/restore-prefetch.js';
+import { restoreFile, type RestoreRequest } from '../policy/restore.js';
+import { defaultSpoolDir, spoolIdentity, startWorker } from '../policy/spool.js';
+import { numberOption, type CommonOptions } from './options.js';
+
+/** The hidden flag that turns a walvault-archive / walvault-restore process into a background worker. */
+export const WORKER_FLAG = 'internal-worker';
+
+/** A non-negative integer option. */
+function count(raw: Record<string, unknown>, name: string, fallback: number, minimum = 0): number {
+  const value = numberOption(raw, name) ?? fallback;
+  if (!Number.isInteger(value) || value < minimum) {
+    throw new WalvaultError('usage', `invalid --${name} "${String(raw[name])}": expected a whole number >= ${minimum}`, { hint: `fix --${name}` });
+  }
+  return value;
+}
+
+/** Worker log lines say they come from the background, so the server log tells them apart. */
+function workerLogger(program: string, options: CommonOptions): Logger {
+  return createLogger(`${program}[${process.pid}]`, options.verbosity);
+}
+
+/** archive_command: push-ahead unless --push-ahead=0; or, with the worker flag, the background pusher. */
+export async function archiveCommand(args: readonly string[], options: CommonOptions, request: ArchiveRequest): Promise<void> {
+  const raw = options.raw;
+  const pushAhead = count(raw, 'push-ahead', 16);
+  const parallel = count(raw, 'parallel', 4, 1);
+  const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.sourcePath);
+  const identity = spoolIdentity('archive', args);
+  if (raw[WORKER_FLAG] === 'push') {
+    request.deadline.dispose();
+    await runPusher({
+      spoolDir,
+      pushAhead,
+      parallel,
+      identity,
+      backend: request.backend,
+      walDir: pathDir(request.sourcePath),
+      request: (fileName, deadline) => ({ ...request, sourcePath: `${pathDir(request.sourcePath)}/${fileName}`, fileName, deadline, log: workerLogger('walvault-archive', options) }),
+      timeoutMs: options.timeoutMs,
+      log: workerLogger('walvault-archive', options),
+    });
+    return;
+  }
+  if (pushAhead === 0) {
+    await archiveFile(request);
+    return;
+  }
+  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity }, () => startWorker('push', args));
+}
+
+/** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */
+export async function restoreCommand(args: readonly string[], options: CommonOptions, request: RestoreRequest): Promise<void> {
+  const raw = options.raw;
+  const prefetch = count(raw, 'prefetch', 8);
+  const parallel = count(raw, 'parallel', 4, 1);
+  const maxBytes = count(raw, 'prefetch-max-bytes', 256 << 20);
+  const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.targetPath);
+  const identity = spoolIdentity('restore', args);
+  if (raw[WORKER_FLAG] === 'prefetch') {
+    request.deadline.dispose();
+    await runPrefetcher({
+      spoolDir,
+      prefetch,
+      parallel,
+      maxBytes,
+      identity,
+      backend: request.backend,
+      decode: request.decode,
+      timeoutMs: options.timeoutMs,
+      log: workerLogger('walvault-restore', options),
+    });
+    return;
+  }
+  if (prefetch === 0) {
+    await restoreFile(request);
+    return;
+  }
+  await restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, identity }, () => startWorker('prefetch', args));
+}
+
+/** Directory part of a path as PostgreSQL passes it (pg_wal/NAME → pg_wal; NAME → .). */
+function pathDir(filePath: string): string {
+  const slash = filePath.lastIndexOf('/');
+  return slash < 0 ? '.' : slash === 0 ? '/' : filePath.slice(0, slash);
+}
