@@ -601,6 +601,13 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       const logText = fs.readFileSync(rlog, 'utf8');
       asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-m', 'immediate', 'stop'], { allowFail: true });
       postmasterUp = [];
+      // Background helpers (prefetchers) of this run must not outlive it.
+      for (const pid of helperPids(tmp, excludePids)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {}
+      }
+      await sleep(50);
       if (res.status !== 0) throw new Error(`recovery failed to start: ${logText.slice(-2000)}`);
       const restored = (logText.match(/restored log file "[0-9A-F]{24}" from archive/g) ?? []).length;
       return { seconds, restored };

@@ -22,6 +22,8 @@ function count(raw: Record<string, unknown>, name: string, fallback: number, min
 
 /** Worker log lines say they come from the background, so the server log tells them apart. */
 function workerLogger(program: string, options: CommonOptions): Logger {
+  // Whoever started us may have closed our stderr: losing a log line must not stop a worker.
+  process.stderr.on('error', () => undefined);
   return createLogger(`${program}[${process.pid}]`, options.verbosity);
 }
 
@@ -41,6 +43,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
       identity,
       backend: request.backend,
       walDir: pathDir(request.sourcePath),
+      after: request.fileName,
       request: (fileName, deadline) => ({ ...request, sourcePath: `${pathDir(request.sourcePath)}/${fileName}`, fileName, deadline, log: workerLogger('walvault-archive', options) }),
       timeoutMs: options.timeoutMs,
       log: workerLogger('walvault-archive', options),

@@ -110,12 +110,13 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
     if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead (waited for the background push)');
   }
 
+  // Claim first, so a worker started now leaves this file to us.
+  await claim(paths, fileName).catch(() => undefined);
   const segment = classify(fileName) === 'segment';
   if (segment && options.pushAhead > 0) {
     const waiting = (await readyFiles(walDir)).some((name) => name > fileName && classify(name) === 'segment');
     if (waiting && !(await workerAlive(paths))) start();
   }
-  await claim(paths, fileName).catch(() => undefined);
   try {
     return await archiveFile(request);
   } finally {
@@ -130,7 +131,9 @@ export interface PusherOptions extends PushAheadOptions {
   walDir: string;
   /** Builds the archive request for one file (encoding, inspect hook) with the given deadline. */
   request: (fileName: string, deadline: Deadline) => ArchiveRequest;
-  /** Seconds each push may take. */
+  /** The file whose request started the worker: it and older files are left to PostgreSQL's requests. */
+  after: string;
+  /** Milliseconds each push may take. */
   timeoutMs: number;
   /** Exit after this long with nothing to push. */
   idleMs?: number;
@@ -202,7 +205,7 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
       if (!failed && !ready.some((name) => classify(name) === 'history')) {
         for (const name of ready) {
           if (inflight.size >= options.parallel || ahead + inflight.size >= options.pushAhead) break;
-          if (classify(name) !== 'segment' || inflight.has(name)) continue;
+          if (classify(name) !== 'segment' || inflight.has(name) || name <= options.after) continue;
           if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
           if ((await liveClaimer(paths, name)) !== null) continue;
           const job = pushOne(name).finally(() => inflight.delete(name));

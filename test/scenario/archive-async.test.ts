@@ -1,0 +1,217 @@
+// Scenarios for push-ahead: the background pusher, the spool markers and the launcher's fast path must never claim a file that is not durably archived.
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { makeTempDir } from '../support/tmp.js';
+import { pseudoRandomBytes } from '../support/walfile.js';
+import { exists, killWorker, makeReady, markDone, runNoWait, waitForWorkerExit, waitForWorkerStart } from '../support/spool.js';
+
+const MiB = 1 << 20;
+const seg = (timeline: number, n: number): string => `${timeline.toString(16).toUpperCase().padStart(8, '0')}00000000${n.toString(16).toUpperCase().padStart(8, '0')}`;
+
+let temp: { dir: string; remove(): Promise<void> };
+let dataDir: string;
+let repo: string;
+let spool: string;
+
+beforeEach(async () => {
+  temp = await makeTempDir();
+  dataDir = path.join(temp.dir, 'data');
+  repo = path.join(temp.dir, 'repo');
+  spool = path.join(dataDir, 'pg_wal', 'walvault');
+  await mkdir(dataDir);
+  await mkdir(repo);
+});
+afterEach(async () => {
+  await killWorker(spool, 'archive');
+  await temp.remove();
+});
+
+const archive = (name: string, extra: string[] = [], repoDir = repo) => runNoWait('walvault-archive', [`--repo=${repoDir}`, ...extra, `pg_wal/${name}`, name], { cwd: dataDir });
+const stored = (name: string, repoDir = repo): string => path.join(repoDir, 'wal', name.length > 16 && !name.endsWith('.history') ? `${name.slice(0, 16)}/${name}` : name);
+const markers = async (): Promise<string[]> => (await readdir(path.join(spool, 'archive')).catch(() => [] as string[])).sort();
+
+/** Every marker must stand for a complete, identical copy in the repository. */
+async function expectMarkersTruthful(): Promise<void> {
+  for (const name of await markers()) {
+    const original = await readFile(path.join(dataDir, 'pg_wal', name));
+    expect((await readFile(stored(name))).equals(original), `marker "${name}" without an identical archived copy`).toBe(true);
+  }
+}
+
+/** Plays PostgreSQL's archiver: asks for each name in turn, marking it .done on exit 0. */
+async function archiveAll(names: string[], extra: string[] = []): Promise<Array<{ name: string; code: number | null; stderr: string }>> {
+  const results = [];
+  for (const name of names) {
+    const result = await archive(name, extra);
+    results.push({ name, code: result.code, stderr: result.stderr });
+    if (result.code === 0) await markDone(dataDir, name);
+  }
+  return results;
+}
+
+describe('walvault-archive push-ahead', () => {
+  it('pushes the following .ready segments in the background and answers them from the spool without starting Node', async () => {
+    const names = [1, 2, 3, 4, 5, 6].map((n) => seg(1, n));
+    const contents = new Map(names.map((name) => [name, pseudoRandomBytes(MiB, name)]));
+    for (const name of names) await makeReady(dataDir, name, contents.get(name)!);
+
+    const first = await archive(names[0]!);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toContain(`walvault-archive: info: archived "${names[0]}"`);
+    await waitForWorkerStart(spool, 'archive', 3000);
+    await waitForWorkerExit(spool, 'archive');
+    await markDone(dataDir, names[0]!);
+    for (const name of names) expect((await readFile(stored(name))).equals(contents.get(name)!)).toBe(true);
+    expect(await markers()).toEqual(names.slice(1));
+    await expectMarkersTruthful();
+
+    const second = await archive(names[1]!);
+    expect(second.code).toBe(0);
+    // This line comes from the sh fast path: Node was not started.
+    expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
+  });
+
+  it('keeps at most --push-ahead files ahead of the acknowledged ones', async () => {
+    const names = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(64 * 1024, name));
+    expect((await archive(names[0]!, ['--push-ahead=3'])).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).toEqual(names.slice(1, 4));
+    expect(exists(stored(names[4]!))).toBe(false);
+  });
+
+  it('survives kill -9 of the pusher mid-push: no marker without a durable copy, and every file still gets archived', async () => {
+    const names = Array.from({ length: 10 }, (_, i) => seg(1, i + 1));
+    const contents = new Map(names.map((name) => [name, pseudoRandomBytes(4 * MiB, name)]));
+    for (const name of names) await makeReady(dataDir, name, contents.get(name)!);
+    const first = archive(names[0]!, ['--parallel=2']);
+    const pid = await waitForWorkerStart(spool, 'archive');
+    expect(pid).not.toBeNull();
+    // Let it get going, then kill it in the middle of its pushes.
+    while ((await readdir(path.join(spool, 'archive.work')).catch(() => [] as string[])).filter((n) => n !== names[0]).length === 0) await sleep(2);
+    process.kill(pid!, 'SIGKILL');
+    expect((await first).code).toBe(0);
+    await markDone(dataDir, names[0]!);
+    await expectMarkersTruthful();
+
+    const results = await archiveAll(names.slice(1), ['--parallel=2']);
+    expect(results.map((r) => [r.name, r.code])).toEqual(names.slice(1).map((name) => [name, 0]));
+    await waitForWorkerExit(spool, 'archive');
+    for (const name of names) expect((await readFile(stored(name))).equals(contents.get(name)!)).toBe(true);
+    const leftovers = (await readdir(path.join(repo, 'wal', names[0]!.slice(0, 16)))).filter((n) => n.includes('~tmp~'));
+    expect(leftovers.length).toBeLessThanOrEqual(2); // at most the killed pushes' temps; never under a final name
+  });
+
+  it('answers correctly after the spool is lost, archiving through Node and finding the identical copy', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    expect((await archive(names[0]!)).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    await markDone(dataDir, names[0]!);
+    await rm(spool, { recursive: true, force: true });
+    const second = await archive(names[1]!);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toContain(`warning: "${names[1]}" was already archived at "${stored(names[1]!)}" with identical content; made sure it is durable, reporting success`);
+  });
+
+  it('marks nothing while the repository is unreachable, then catches up when it is back', async () => {
+    const names = [1, 2, 3, 4].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    const away = `${repo}.away`;
+    await rename(repo, away);
+    const failing = await archive(names[0]!);
+    expect(failing.code).toBe(2);
+    expect(failing.stderr).toContain('repository directory');
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).toEqual([]);
+    // Still gone: PostgreSQL retries; still nothing claimed.
+    expect((await archive(names[0]!)).code).not.toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).toEqual([]);
+
+    await rename(away, repo);
+    const results = await archiveAll(names);
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0, 0]);
+    for (const name of names) expect(exists(stored(name))).toBe(true);
+  });
+
+  it('handles two timelines: nothing is pushed while a .history file waits, .partial and .history are archived on request only', async () => {
+    const tl1 = [seg(1, 5), `${seg(1, 6)}.partial`];
+    const history = '00000002.history';
+    const tl2 = [seg(2, 6), seg(2, 7), seg(2, 8)];
+    await makeReady(dataDir, tl1[0]!, pseudoRandomBytes(MiB, 'tl1-5'));
+    await makeReady(dataDir, tl1[1]!, pseudoRandomBytes(MiB, 'tl1-6-partial'));
+    await makeReady(dataDir, history, Buffer.from('1\t0/6000000\tno recovery target specified\n'));
+    for (const name of tl2) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+
+    // PostgreSQL archives the history file first; before that, the pusher must not run ahead.
+    expect((await archive(tl1[0]!)).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).toEqual([]);
+    await markDone(dataDir, tl1[0]!);
+
+    const results = await archiveAll([history, tl1[1]!, tl2[0]!]);
+    expect(results.map((r) => r.code)).toEqual([0, 0, 0]);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).toEqual([tl2[1], tl2[2]]);
+    await expectMarkersTruthful();
+    expect(exists(stored(history))).toBe(true);
+    expect(exists(stored(tl1[1]!))).toBe(true);
+    const rest = await archiveAll(tl2.slice(1));
+    expect(rest.map((r) => r.stderr.includes('answered from'))).toEqual([true, true]);
+  });
+});
+
+describe("the launcher's fast path", () => {
+  const names = [1, 2, 3].map((n) => seg(1, n));
+  const pushAhead = async (): Promise<void> => {
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    expect((await archive(names[0]!)).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    await markDone(dataDir, names[0]!);
+    expect(await markers()).toEqual(names.slice(1));
+  };
+
+  it('does not answer for a file whose content changed under the same name (another inode): exit 4, mismatch', async () => {
+    await pushAhead();
+    const walPath = path.join(dataDir, 'pg_wal', names[1]!);
+    const other = pseudoRandomBytes(MiB, 'split brain');
+    await writeFile(`${walPath}.new`, other);
+    await rename(`${walPath}.new`, walPath);
+    const result = await archive(names[1]!);
+    expect(result.code).toBe(4);
+    expect(result.stderr).toContain(`error: refusing to overwrite "${names[1]}"`);
+  });
+
+  it('does not answer for another repository or other options: the file is archived there', async () => {
+    await pushAhead();
+    const repo2 = path.join(temp.dir, 'repo2');
+    await mkdir(repo2);
+    const result = await archive(names[1]!, [], repo2);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(`info: archived "${names[1]}" to "${stored(names[1]!, repo2)}"`);
+    expect(await markers()).not.toContain(names[1]);
+  });
+
+  it('does not accept a marker that is a copy rather than a link to the WAL file', async () => {
+    await pushAhead();
+    const marker = path.join(spool, 'archive', names[1]!);
+    await rm(marker);
+    await writeFile(marker, await readFile(path.join(dataDir, 'pg_wal', names[1]!)));
+    await rm(stored(names[1]!));
+    await rm(`${stored(names[1]!)}~meta`, { force: true });
+    const result = await archive(names[1]!);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(`info: archived "${names[1]}"`);
+    expect((await stat(stored(names[1]!))).size).toBe(MiB);
+  });
+
+  it('does not answer when --push-ahead=0 asks for synchronous archiving', async () => {
+    await pushAhead();
+    const result = await archive(names[1]!, ['--push-ahead=0']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain('was already archived');
+  });
+});

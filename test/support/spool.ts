@@ -1,0 +1,86 @@
+// Helpers for the push-ahead / prefetch scenarios: a fake pg_wal with archive_status, runs that don't wait for background workers.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { bin, type RunResult } from './cli.js';
+
+/** Runs an executable and resolves when IT exits (its background worker may keep stderr open longer). */
+export function runNoWait(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<RunResult> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin(name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      // Give the pipes a moment to deliver what the process itself wrote (a worker keeps them open).
+      setTimeout(() => resolve({ code, signal, stdout, stderr }), 30);
+    });
+  });
+}
+
+/** Writes a WAL-named file into pg_wal and marks it .ready, as the server does when a segment is complete. */
+export async function makeReady(dataDir: string, name: string, content: Buffer): Promise<string> {
+  await mkdir(path.join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
+  await writeFile(path.join(dataDir, 'pg_wal', name), content);
+  await writeFile(path.join(dataDir, 'pg_wal', 'archive_status', `${name}.ready`), '');
+  return `pg_wal/${name}`;
+}
+
+/** What the server does after archive_command returned 0. */
+export async function markDone(dataDir: string, name: string): Promise<void> {
+  const status = path.join(dataDir, 'pg_wal', 'archive_status');
+  await rename(path.join(status, `${name}.ready`), path.join(status, `${name}.done`));
+}
+
+/** Pid of a side's background worker, or null when none is running. */
+export async function workerPid(spoolDir: string, side: 'archive' | 'restore'): Promise<number | null> {
+  const text = await readFile(path.join(spoolDir, `${side}.pid`), 'utf8').catch(() => null);
+  if (text === null) return null;
+  const pid = Number.parseInt(text, 10);
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+/** Waits until a side's worker has started (or the time is up). */
+export async function waitForWorkerStart(spoolDir: string, side: 'archive' | 'restore', timeoutMs = 10_000): Promise<number | null> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const pid = await workerPid(spoolDir, side);
+    if (pid !== null) return pid;
+    await sleep(5);
+  }
+  return null;
+}
+
+/**
+ * Waits for a side's worker to have run: up to `startMs` for it to appear (a worker holds its pid file
+ * for at least its idle time, so it cannot be missed), then until it has exited.
+ */
+export async function waitForWorkerExit(spoolDir: string, side: 'archive' | 'restore', timeoutMs = 30_000, startMs = 4000): Promise<void> {
+  if ((await waitForWorkerStart(spoolDir, side, startMs)) === null) return;
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if ((await workerPid(spoolDir, side)) === null) return;
+    await sleep(20);
+  }
+  throw new Error(`the ${side} worker in "${spoolDir}" is still running after ${timeoutMs} ms`);
+}
+
+/** Kills a side's worker if one is left (afterEach). */
+export async function killWorker(spoolDir: string, side: 'archive' | 'restore'): Promise<void> {
+  const pid = await workerPid(spoolDir, side);
+  if (pid !== null) process.kill(pid, 'SIGKILL');
+}
+
+/** True when a path exists. */
+export const exists = (target: string): boolean => existsSync(target);
