@@ -594,11 +594,20 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       const rlog = path.join(tmp, `recovery-${tool.key}.log`);
       fs.writeFileSync(rlog, '');
       chownPg(rlog);
+      // pg_ctl -w would return early: with hot_standby = off the postmaster reports "standby" as soon
+      // as recovery starts. The end of recovery is the server's own "ready to accept connections".
       const t0 = performance.now();
-      const res = asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-l', rlog, '-w', '-t', '900', 'start'], { allowFail: true, env: pgEnv });
-      const seconds = (performance.now() - t0) / 1000;
+      const res = asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-l', rlog, '-W', 'start'], { allowFail: true, env: pgEnv });
       postmasterUp = [rdata];
-      const logText = fs.readFileSync(rlog, 'utf8');
+      let logText = '';
+      const deadline = t0 + 900_000;
+      while (res.status === 0 && performance.now() < deadline) {
+        logText = fs.readFileSync(rlog, 'utf8');
+        if (/database system is ready to accept connections|database system is shut down|FATAL|PANIC/.test(logText)) break;
+        await sleep(5);
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      if (!/database system is ready to accept connections/.test(logText)) res.status = 1;
       asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-m', 'immediate', 'stop'], { allowFail: true });
       postmasterUp = [];
       // Background helpers (prefetchers) of this run must not outlive it.

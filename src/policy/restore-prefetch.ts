@@ -196,8 +196,9 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         missingAt.set(fileName, performance.now());
         summary.missing.push(fileName);
       } else {
+        // Never handed over; the request for it restores it in the foreground, which reports the corruption.
         summary.corrupt.push(fileName);
-        failed = true;
+        missingAt.set(fileName, performance.now());
       }
     } catch (error) {
       failed = true;

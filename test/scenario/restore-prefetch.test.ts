@@ -1,0 +1,148 @@
+// Scenarios for restore prefetch: verified files handed over by rename, timeline changes, corruption, the byte bound, kill -9.
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../support/cli.js';
+import { makeTempDir } from '../support/tmp.js';
+import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
+import { killWorker, runNoWait, waitForWorkerStart } from '../support/spool.js';
+
+const MiB = 1 << 20;
+const seg = (timeline: number, n: number): string => `${timeline.toString(16).toUpperCase().padStart(8, '0')}00000000${n.toString(16).toUpperCase().padStart(8, '0')}`;
+
+let temp: { dir: string; remove(): Promise<void> };
+let dataDir: string;
+let repo: string;
+let spool: string;
+const contents = new Map<string, Buffer>();
+
+/** Fills the repository through walvault-archive (synchronously), as a primary would have. */
+async function archiveIntoRepo(names: string[], size = MiB): Promise<void> {
+  const source = path.join(temp.dir, 'primary');
+  await mkdir(source, { recursive: true });
+  for (const name of names) {
+    const content = pseudoRandomBytes(size, name);
+    contents.set(name, content);
+    const walPath = await writeWalFile(source, name, content);
+    const result = await run('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', walPath, name], { cwd: source });
+    expect(result.code).toBe(0);
+  }
+}
+
+beforeEach(async () => {
+  temp = await makeTempDir();
+  dataDir = path.join(temp.dir, 'data');
+  repo = path.join(temp.dir, 'repo');
+  spool = path.join(dataDir, 'pg_wal', 'walvault');
+  await mkdir(path.join(dataDir, 'pg_wal'), { recursive: true });
+  await mkdir(repo);
+  await writeFile(path.join(dataDir, 'recovery.signal'), '');
+});
+afterEach(async () => {
+  await killWorker(spool, 'restore');
+  await temp.remove();
+});
+
+const restore = (name: string, extra: string[] = []) => runNoWait('walvault-restore', [`--repo=${repo}`, ...extra, name, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir });
+const spooled = async (): Promise<string[]> => (await readdir(path.join(spool, 'restore')).catch(() => [] as string[])).sort();
+const recovered = (): Promise<Buffer> => readFile(path.join(dataDir, 'pg_wal', 'RECOVERYXLOG'));
+
+/** Waits until the spool holds exactly `names` (or fails after a while). */
+async function waitForSpool(names: string[], timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (JSON.stringify(await spooled()) === JSON.stringify(names)) return;
+    await sleep(10);
+  }
+  expect(await spooled()).toEqual(names);
+}
+
+describe('walvault-restore prefetch', () => {
+  it('fetches the next segments in the background and hands them over with a rename, without starting Node', async () => {
+    const names = [1, 2, 3, 4, 5, 6].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    const first = await restore(names[0]!, ['--prefetch=3']);
+    expect(first.code).toBe(0);
+    expect((await recovered()).equals(contents.get(names[0]!)!)).toBe(true);
+    await waitForSpool(names.slice(1, 4));
+
+    const second = await restore(names[1]!, ['--prefetch=3']);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toBe(`walvault-restore: info: restored "${names[1]}" to "pg_wal/RECOVERYXLOG" (prefetched and verified in "pg_wal/walvault/restore")\n`);
+    expect((await recovered()).equals(contents.get(names[1]!)!)).toBe(true);
+    // The worker follows: the window moves on to the next segment.
+    await waitForSpool(names.slice(2, 5));
+    // The end of the archive: nothing past the last archived segment, and no error.
+    for (const name of names.slice(2)) {
+      const result = await restore(name, ['--prefetch=3']);
+      expect(result.code).toBe(0);
+      expect((await recovered()).equals(contents.get(name)!)).toBe(true);
+    }
+    const end = await restore(seg(1, 7), ['--prefetch=3']);
+    expect(end.code).toBe(1);
+    expect(end.stderr).toContain(`info: "${seg(1, 7)}" not found`);
+  });
+
+  it('discards what was prefetched for the old timeline when recovery moves to a new one', async () => {
+    const tl1 = [1, 2, 3, 4].map((n) => seg(1, n));
+    const tl2 = [3, 4].map((n) => seg(2, n));
+    await archiveIntoRepo([...tl1, ...tl2]);
+    expect((await restore(tl1[0]!, ['--prefetch=3'])).code).toBe(0);
+    await waitForSpool(tl1.slice(1));
+    const switched = await restore(tl2[0]!, ['--prefetch=3']);
+    expect(switched.code).toBe(0);
+    expect((await recovered()).equals(contents.get(tl2[0]!)!)).toBe(true);
+    await waitForSpool([tl2[1]!]);
+  });
+
+  it('never hands over a corrupt object: the prefetcher skips it and the request reports it (exit 128 in archive recovery)', async () => {
+    const names = [1, 2, 3, 4].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    const storedPath = path.join(repo, 'wal', names[2]!.slice(0, 16), names[2]!);
+    const tampered = Buffer.from(await readFile(storedPath));
+    tampered[1000] = (tampered[1000] ?? 0) ^ 0xff;
+    await writeFile(storedPath, tampered);
+
+    expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
+    await waitForSpool([names[1]!, names[3]!]);
+    expect((await restore(names[1]!, ['--prefetch=3'])).code).toBe(0);
+    const bad = await restore(names[2]!, ['--prefetch=3']);
+    expect(bad.code).toBe(128);
+    expect(bad.stderr).toContain(`archived "${names[2]}" at "${storedPath}" is corrupt`);
+    // RECOVERYXLOG still holds the previous, good segment.
+    expect((await recovered()).equals(contents.get(names[1]!)!)).toBe(true);
+  });
+
+  it('keeps the spool within --prefetch-max-bytes', async () => {
+    const names = Array.from({ length: 10 }, (_, i) => seg(1, i + 1));
+    await archiveIntoRepo(names);
+    expect((await restore(names[0]!, ['--prefetch=8', `--prefetch-max-bytes=${2 * MiB}`])).code).toBe(0);
+    await waitForWorkerStart(spool, 'restore');
+    let most = 0;
+    for (let i = 0; i < 100; i += 1) {
+      const inSpool = (await spooled()).length + (await readdir(path.join(spool, 'restore.work')).catch(() => [] as string[])).length;
+      most = Math.max(most, inSpool);
+      await sleep(10);
+    }
+    expect(most).toBeLessThanOrEqual(2);
+    await waitForSpool(names.slice(1, 3));
+  });
+
+  it('survives kill -9 of the prefetcher: no partial file under a final name, the next request still gets the right bytes', async () => {
+    const names = Array.from({ length: 6 }, (_, i) => seg(1, i + 1));
+    await archiveIntoRepo(names, 4 * MiB);
+    expect((await restore(names[0]!, ['--prefetch=4'])).code).toBe(0);
+    const pid = await waitForWorkerStart(spool, 'restore');
+    expect(pid).not.toBeNull();
+    while ((await readdir(path.join(spool, 'restore.work')).catch(() => [] as string[])).length === 0 && (await spooled()).length < 4) await sleep(1);
+    process.kill(pid!, 'SIGKILL');
+    await sleep(50);
+    for (const name of await spooled()) expect((await readFile(path.join(spool, 'restore', name))).equals(contents.get(name)!)).toBe(true);
+    for (const name of names.slice(1)) {
+      const result = await restore(name, ['--prefetch=4']);
+      expect(result.code).toBe(0);
+      expect((await recovered()).equals(contents.get(name)!)).toBe(true);
+    }
+  });
+});
