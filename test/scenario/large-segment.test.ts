@@ -1,6 +1,6 @@
 // wal_segment_size can be 1 GiB: archive and restore must stream, never hold a segment in memory.
 import { execFile } from 'node:child_process';
-import { mkdir, open, stat, rm } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,11 +41,12 @@ describe('a 1 GiB segment', () => {
     expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
     expect(archived.code).toBe(0);
     expect(archived.peakKiB).toBeLessThan(100 * 1024);
-    await rm(path.join(temp.dir, 'pg_wal', SEGMENT));
     const restored = await measured([bin('walvault-restore'), `--repo=${temp.dir}/repo`, SEGMENT, 'pg_wal/RECOVERYXLOG'], temp.dir);
     expect(restored.code).toBe(0);
     expect(restored.peakKiB).toBeLessThan(100 * 1024);
     expect((await stat(path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG'))).size).toBe(GiB);
+    // cmp exits 0 only when both files are identical.
+    await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG')]);
     process.stdout.write(`1 GiB segment: archive peak ${Math.round(archived.peakKiB / 1024)} MiB, restore peak ${Math.round(restored.peakKiB / 1024)} MiB\n`);
   }, 300_000);
 });
