@@ -128,7 +128,7 @@ export function startWorker(kind: 'push' | 'prefetch', args: readonly string[]):
   // fd 3 is the launcher's status pipe: the worker must not hold it open (the launcher reads it to EOF).
   const env = { ...process.env };
   delete env.WALVAULT_LAUNCHER_STATUS_FD;
-  const child = spawn(process.execPath, [script, `--internal-worker=${kind}`, ...args.filter((arg) => !arg.startsWith('--internal-worker'))], {
+  const child = spawn(process.execPath, [...process.execArgv, script, `--internal-worker=${kind}`, ...args.filter((arg) => !arg.startsWith('--internal-worker'))], {
     detached: true,
     stdio: ['ignore', 'ignore', 'inherit', 'ignore'],
     cwd: process.cwd(),
