@@ -504,16 +504,30 @@ export class S3Backend implements Backend {
       }
       return await this.putMultipart(key, first as Buffer, second, parts, meta, enforced, ctx);
     } finally {
-      await parts.return?.(undefined);
+      // Destroy first: a part read still pending (deadline passed) must settle before the generator can return.
       if (!body.destroyed && !body.readableEnded) body.destroy();
+      await parts.return?.(undefined).catch(() => undefined);
     }
   }
 
-  /** Next part of the body; read errors are the source's, not the store's. */
-  private async nextPart(parts: AsyncIterator<Buffer>, key: string, ctx: OpContext): Promise<Buffer | undefined> {
-    if (ctx.signal.aborted) throw mapS3Error(ctx.signal.reason, this.errorContext('upload', key, ctx));
-    const next = await parts.next();
-    return next.done === true ? undefined : next.value;
+  /** Next part of the body, or the deadline, whichever comes first; read errors are the source's, not the store's. */
+  private nextPart(parts: AsyncIterator<Buffer>, key: string, ctx: OpContext): Promise<Buffer | undefined> {
+    const { signal } = ctx;
+    if (signal.aborted) return Promise.reject(mapS3Error(signal.reason, this.errorContext('upload', key, ctx)));
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(mapS3Error(signal.reason, this.errorContext('upload', key, ctx)));
+      signal.addEventListener('abort', onAbort, { once: true });
+      parts.next().then(
+        (next) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(next.done === true ? undefined : next.value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
   }
 
   /** Whether the key exists, for the look-up-then-write fallback and for skipping large uploads. */
