@@ -147,6 +147,11 @@ function isConditionalConflict(error: unknown): boolean {
   return codeOf(error) === 'ConditionalRequestConflict' || (statusOf(error) === 409 && codeOf(error) !== 'BucketAlreadyExists');
 }
 
+/** The store refuses If-None-Match itself (not supported), as opposed to refusing the write. */
+function isConditionUnsupported(error: unknown): boolean {
+  return codeOf(error) === 'NotImplemented' || statusOf(error) === 501;
+}
+
 /** The key (not the bucket) is missing. */
 function isMissingKey(error: unknown): boolean {
   const code = codeOf(error);
@@ -370,6 +375,8 @@ export class S3Backend implements Backend {
   private readonly partSize: number;
   private readonly endpoint: string | undefined;
   private detected: Promise<ProbeOutcome> | undefined;
+  /** Keys this process has seen carrying walvault metadata: persist() has nothing to add for them (saves a HEAD). */
+  private readonly knownWithMeta = new Set<string>();
 
   constructor(options: S3BackendOptions) {
     if (options.bucket === '') throw new WalvaultError('usage', 'no bucket in the S3 repository URL', { hint: 'use --repo=s3://bucket/prefix' });
@@ -552,8 +559,17 @@ export class S3Backend implements Backend {
     } catch (error) {
       if (enforced && isPreconditionFailed(error)) return { created: false };
       if (enforced && isConditionalConflict(error)) return this.afterConflict(key, error, ctx);
+      if (enforced && isConditionUnsupported(error)) throw this.unsupportedError(key, error);
       throw mapS3Error(error, this.errorContext('upload', key, ctx));
     }
+  }
+
+  /** --s3-conditional-writes=on against a store that refuses the header. */
+  private unsupportedError(key: string, error: unknown): WalvaultError {
+    return new WalvaultError('backend', `could not upload "${this.describe(key)}": the store does not support conditional writes (If-None-Match: *), answering ${codeOf(error)}`, {
+      hint: 'use --s3-conditional-writes=auto (probes the store and falls back to look-up-then-write) or off',
+      cause: error,
+    });
   }
 
   /**
@@ -632,6 +648,7 @@ export class S3Backend implements Backend {
           { abortSignal: ctx.signal },
         );
       } catch (error) {
+        if (enforced && isConditionUnsupported(error)) throw this.unsupportedError(key, error);
         if (!enforced || !(isPreconditionFailed(error) || isConditionalConflict(error))) throw error;
         // Refused: the name exists (or is being written). The parts must not linger.
         const refusedId = uploadId;
@@ -666,12 +683,9 @@ export class S3Backend implements Backend {
   async stat(key: string, ctx: OpContext): Promise<StatResult> {
     try {
       const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal });
-      return {
-        exists: true,
-        storedSize: head.ContentLength ?? 0,
-        meta: metaFromHeaders(head.Metadata, this.describe(key)),
-        modified: head.LastModified ?? new Date(0),
-      };
+      const meta = metaFromHeaders(head.Metadata, this.describe(key));
+      if (meta !== null) this.knownWithMeta.add(key);
+      return { exists: true, storedSize: head.ContentLength ?? 0, meta, modified: head.LastModified ?? new Date(0) };
     } catch (error) {
       if (!ctx.signal.aborted && isMissingKey(error)) return { exists: false };
       throw mapS3Error(error, this.errorContext('look up', key, ctx));
@@ -742,7 +756,8 @@ export class S3Backend implements Backend {
 
   async persist(key: string, meta: ObjectMeta | null, ctx: OpContext): Promise<void> {
     // An object is durable once S3 acknowledged the PUT; only metadata may be missing (foreign objects).
-    if (meta === null) return;
+    // Metadata never disappears from an object, so a key seen with it needs nothing.
+    if (meta === null || this.knownWithMeta.has(key)) return;
     let head;
     try {
       head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal });
