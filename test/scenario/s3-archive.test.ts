@@ -1,5 +1,6 @@
 // Archiving to S3 over real HTTP: refuse-to-overwrite with and without If-None-Match support, retries,
 // deadlines, permanent errors and multipart uploads, against s3rver (bare, or behind the fault proxy).
+import { promises as fs } from 'node:fs';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { PROBE_RECORD_KEY } from '../../src/backend/s3.js';
@@ -165,6 +166,41 @@ describe('conditional writes', () => {
     const { result } = await archive(prefix, file.path);
     expect(result.outcome).toBe('already-archived');
     expect(requestsFor(segmentKey(prefix, SEGMENT)).map((request) => `${request.method} ${request.outcome}`)).toEqual(['PUT 409', 'HEAD forwarded', 'HEAD forwarded']);
+  });
+});
+
+describe('configuration', () => {
+  it('options from WALVAULT_* variables and a --config file reach the S3 backend', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'env-config', 1024);
+    const config = `${work.dir}/walvault.json`;
+    await fs.writeFile(config, JSON.stringify({ 's3-conditional-writes': 'off', 's3-force-path-style': true }));
+    const result = await runCli('walvault-archive', [`--config=${config}`, file.path, SEGMENT], {
+      env: { WALVAULT_REPO: `s3://${server.bucket}/${prefix}`, WALVAULT_S3_ENDPOINT: server.endpoint },
+    });
+    expect(result.code).toBe(0);
+    // off: a look-up, then a write without If-None-Match; no probe
+    expect(requestsFor(segmentKey(prefix, SEGMENT)).map((request) => `${request.method} ${request.ifNoneMatch ?? '-'}`)).toEqual(['HEAD -', 'PUT -']);
+  });
+
+  it('the AWS SDK environment (AWS_ENDPOINT_URL_S3, AWS_REGION) works without any --s3-* flag', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'aws-env', 1024);
+    const result = await runCli('walvault-archive', [`--repo=s3://${server.bucket}/${prefix}`, file.path, SEGMENT], {
+      env: { AWS_ENDPOINT_URL_S3: server.endpoint, AWS_S3_FORCE_PATH_STYLE: 'true', AWS_REGION: 'eu-central-1' },
+    });
+    // One info line and nothing else: no SDK warnings on stderr (PostgreSQL's log).
+    expect(result.stderr.split('\n').filter((line) => line !== '')).toHaveLength(1);
+    expect(result.stderr).toContain(`walvault-archive: info: archived "${SEGMENT}" to "s3://${server.bucket}/${segmentKey(prefix, SEGMENT)}" (1024 bytes, `);
+    expect(result.code).toBe(0);
+  });
+
+  it('an unknown --s3-conditional-writes value is a usage error (exit 2) before touching the store', async () => {
+    const file = await randomFile(work.dir, 'bad-mode', 1024);
+    const result = await runCli('walvault-archive', [...s3Flags(server, freshPrefix()), '--s3-conditional-writes=sometimes', file.path, SEGMENT]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('s3-conditional-writes');
+    expect(server.requests).toEqual([]);
   });
 });
 
