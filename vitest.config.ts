@@ -1,14 +1,16 @@
 import { defineConfig } from 'vitest/config';
 
-// Two cores are shared by everything on the test machines: at most two test files at a time, and
-// generous timeouts for the e2e files that drive real PostgreSQL servers through recovery.
+// Tests spawn real PostgreSQL servers and S3 servers; 2 cores take two test files at a time.
+// globalSetup gives each run one scratch dir (e.g. for the single packed-and-installed walvault).
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
-    maxWorkers: 2,
-    testTimeout: 60_000,
+    testTimeout: 120_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,
+    maxWorkers: 2,
+    pool: 'forks',
+    reporters: ['default'],
   },
 });
