@@ -236,7 +236,9 @@ export function mapS3Error(error: unknown, context: S3ErrorContext): WalvaultErr
       cause: error,
     });
   }
-  if (code === 'TimeoutError' || code === 'RequestTimeout' || code === 'RequestTimeoutException' || errno === 'ETIMEDOUT') {
+  // The SDK names resets "TimeoutError" too (to retry them); only a real wait is reported as a timeout.
+  const connectionFailure = errno !== undefined && errno !== 'ETIMEDOUT' && TRANSIENT_CODES.has(errno);
+  if (!connectionFailure && (code === 'TimeoutError' || code === 'RequestTimeout' || code === 'RequestTimeoutException' || errno === 'ETIMEDOUT')) {
     return new WalvaultError('timeout', `could not ${context.operation} ${where}: ${store} did not answer in time (${code})`, {
       hint: 'check the network path to the store, or raise --s3-request-timeout / --timeout',
       cause: error,

@@ -2,6 +2,7 @@
 // continuation tokens use DES) without loading that provider into the test process.
 // Usage: node --openssl-legacy-provider s3rver-child.mjs <directory> <bucket>...; prints {"port":N} on stdout
 // and exits when its stdin closes (the parent died or is done).
+// @ts-expect-error s3rver ships no type declarations; this file only starts it.
 import S3rver from 's3rver';
 
 const [directory, ...buckets] = process.argv.slice(2);

@@ -89,6 +89,13 @@ describe('SDK failures become walvault errors', () => {
     expect(error.message).toContain(code);
   });
 
+  it('a reset the SDK labels "TimeoutError" is reported as the reset it is, not as a timeout', () => {
+    const error = mapS3Error(Object.assign(new Error('socket hang up'), { name: 'TimeoutError', code: 'ECONNRESET' }), context);
+    expect(error.kind).toBe('backend');
+    expect(error.transient).toBe(true);
+    expect(error.message).toBe('could not upload "s3://archive-bucket/pg/wal/x": AWS S3 failed (ECONNRESET: socket hang up)');
+  });
+
   it('a request timeout is a transient timeout (exit 6)', () => {
     const error = mapS3Error(sdkError('TimeoutError'), context);
     expect(error.kind).toBe('timeout');
