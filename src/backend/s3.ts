@@ -433,10 +433,14 @@ export class S3Backend implements Backend {
       case 'off':
         return false;
       case 'auto':
-        this.detected ??= this.detect(ctx);
-        this.detected.catch(() => {
-          this.detected = undefined;
-        });
+        if (this.detected === undefined) {
+          const detecting = this.detect(ctx);
+          this.detected = detecting;
+          // A failed probe (store unreachable) is tried again by the next write, not remembered.
+          detecting.catch(() => {
+            if (this.detected === detecting) this.detected = undefined;
+          });
+        }
         return (await this.detected) === 'enforced';
     }
   }
@@ -503,9 +507,9 @@ export class S3Backend implements Backend {
   }
 
   async putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
-    const enforced = await this.enforced(ctx);
     const parts = partsOf(body, this.partSize)[Symbol.asyncIterator]();
     try {
+      const enforced = await this.enforced(ctx);
       const first = await this.nextPart(parts, key, ctx);
       const second = first === undefined ? undefined : await this.nextPart(parts, key, ctx);
       if (second === undefined) {
@@ -601,7 +605,12 @@ export class S3Backend implements Backend {
     ctx: OpContext,
   ): Promise<PutResult> {
     // One HEAD saves uploading a whole segment that is already archived (the usual re-archive case).
-    if (await this.exists(key, ctx)) return { created: false };
+    // The rest of the body is still read (not uploaded): like every backend, putIfAbsent consumes it,
+    // and the caller's pipeline checks the file did not change while it was read.
+    if (await this.exists(key, ctx)) {
+      while ((await this.nextPart(rest, key, ctx)) !== undefined);
+      return { created: false };
+    }
     let uploadId: string | undefined;
     try {
       const created = await this.client.send(new CreateMultipartUploadCommand({ ...this.writeParams(key, meta), ChecksumAlgorithm: 'CRC32' }), {

@@ -318,6 +318,16 @@ describe('multipart uploads', () => {
     expect(await server.openUploads()).toEqual([]);
   });
 
+  it('re-archiving an identical multipart segment is recognised by one HEAD and nothing is uploaded again', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'multipart-again', 3 * partSize + 7);
+    expect((await archive(prefix, file.path, { backend: { partSize } })).result.outcome).toBe('archived');
+    server.resetRequests();
+    const again = await archive(prefix, file.path, { backend: { partSize } });
+    expect(again.result.outcome).toBe('already-archived');
+    expect(requestsFor(segmentKey(prefix, SEGMENT)).map((request) => request.method)).toEqual(['HEAD', 'HEAD']);
+  });
+
   it('a part refused permanently aborts the upload: no object, no open upload', async () => {
     const prefix = freshPrefix();
     const file = await randomFile(work.dir, 'multipart-denied', 3 * partSize);
