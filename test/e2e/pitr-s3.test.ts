@@ -48,16 +48,12 @@ runPitrScenario<S3Repo>({
   },
   // Short per-command deadline: during an outage every restore_command call sits out its whole --timeout.
   commandTimeoutSec: 4,
+  // One outage keeps this file near a minute and a half; SlowDown and other faults are covered by test/scenario/s3-restore.test.ts.
   outages: {
     'the store dropping every connection': {
       begin: async (repo) => repo.server.inject({ fault: faults.drop(), times: Number.MAX_SAFE_INTEGER }),
       end: async (repo) => repo.server.clearFaults(),
       message: /^walvault-restore: error: .*(ECONNRESET|socket hang up|did not finish within)/m,
-    },
-    'the store answering 503 SlowDown to every request': {
-      begin: async (repo) => repo.server.inject({ fault: faults.slowDown(), times: Number.MAX_SAFE_INTEGER }),
-      end: async (repo) => repo.server.clearFaults(),
-      message: /^walvault-restore: error: .*(SlowDown|did not finish within)/m,
     },
   },
 });
