@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
+import { STREAM_CHUNK } from '../../core/hash.js';
 import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from '../types.js';
 
 /** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
@@ -80,14 +81,17 @@ function raceSignal<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 
 const isCode = (error: unknown, ...codes: string[]): boolean => codes.includes((error as NodeJS.ErrnoException | undefined)?.code ?? '');
 
-/** Whether a process with this pid exists on this host. */
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid is running on this host (a zombie, killed but not yet reaped, is not). */
+async function processAlive(pid: number): Promise<boolean> {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return isCode(error, 'EPERM');
+    if (!isCode(error, 'EPERM')) return false;
   }
+  const stat = await nodeFs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return true;
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
 }
 
 /** Finds the filesystem type of the mount holding `target`, from /proc/self/mountinfo. */
@@ -277,7 +281,7 @@ export class PosixBackend implements Backend {
       const full = path.join(directory, entry);
       let stale = false;
       if (host === this.host) {
-        stale = Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
+        stale = Number.isInteger(pid) && pid !== process.pid && !(await processAlive(pid));
       } else {
         const info = await nodeFs.stat(full).catch(() => null);
         stale = info !== null && Date.now() - info.mtimeMs > FOREIGN_TEMP_MAX_AGE_MS;
@@ -326,7 +330,7 @@ export class PosixBackend implements Backend {
       const handle = await raceSignal(nodeFs.open(finalPath, 'r'), ctx.signal);
       try {
         const [info, meta] = await raceSignal(Promise.all([handle.stat(), this.readMeta(finalPath)]), ctx.signal);
-        const body = handle.createReadStream({ highWaterMark: 1 << 20, signal: ctx.signal });
+        const body = handle.createReadStream({ highWaterMark: STREAM_CHUNK, signal: ctx.signal });
         return { body, storedSize: info.size, meta };
       } catch (error) {
         await handle.close();
