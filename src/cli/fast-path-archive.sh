@@ -38,10 +38,29 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         case $wv_p in */*) wv_spool=${wv_p%/*}/walvault ;; *) wv_spool=walvault ;; esac
       fi
       wv_id="$wv_id|${WALVAULT_REPO-}|${WALVAULT_CONFIG-}|${WALVAULT_SPOOL-}|${WALVAULT_PUSH_AHEAD-}"
-      if [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ] && read -r wv_o < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
+      if read -r wv_o < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
         && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/archive.owner" ]; }; then
-        [ "$wv_quiet" = true ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_spool/archive\")" >&2
-        exit 0
+        # While the background pusher runs (its pid file names a live process), wait for it rather
+        # than start Node: for a file it is pushing (a claim file names a live process) up to
+        # --timeout-ish 60 s, for one it has not picked up yet about 0.2 s.
+        wv_i=0
+        while :; do
+          if [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ]; then
+            [ "$wv_quiet" = true ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_spool/archive\")" >&2
+            exit 0
+          fi
+          wv_w=
+          if read -r wv_pid < "$wv_spool/archive.pid" 2>/dev/null && kill -0 "$wv_pid" 2>/dev/null; then
+            if read -r wv_c < "$wv_spool/archive.work/$wv_f" 2>/dev/null && kill -0 "$wv_c" 2>/dev/null; then
+              [ "$wv_i" -lt 6000 ] && wv_w=1
+            elif [ "$wv_i" -lt 20 ] && [ ${#wv_f} -eq 24 ]; then
+              wv_w=1
+            fi
+          fi
+          [ -n "$wv_w" ] || break
+          wv_i=$((wv_i + 1))
+          sleep 0.01
+        done
       fi
       ;;
   esac

@@ -39,11 +39,27 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         case $wv_p in */*) wv_spool=${wv_p%/*}/walvault ;; *) wv_spool=walvault ;; esac
       fi
       wv_id="$wv_id|${WALVAULT_REPO-}|${WALVAULT_CONFIG-}|${WALVAULT_SPOOL-}|${WALVAULT_PREFETCH-}"
-      if [ -f "$wv_spool/restore/$wv_f" ] && read -r wv_o < "$wv_spool/restore.owner" && [ "$wv_o" = "$wv_id" ] \
-        && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/restore.owner" ]; } \
-        && mv -f -- "$wv_spool/restore/$wv_f" "$wv_p" 2>/dev/null; then
-        [ "$wv_quiet" = true ] || echo "walvault-restore: info: restored \"$wv_f\" to \"$wv_p\" (prefetched and verified in \"$wv_spool/restore\")" >&2
-        exit 0
+      if [ ${#wv_f} -eq 24 ] && read -r wv_o < "$wv_spool/restore.owner" && [ "$wv_o" = "$wv_id" ] \
+        && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/restore.owner" ]; }; then
+        # While the prefetcher runs (its pid file names a live process), wait for it rather than start
+        # Node: for a file it is downloading up to 60 s, for one it has not started yet about 0.2 s.
+        wv_i=0
+        while :; do
+          if [ -f "$wv_spool/restore/$wv_f" ] && mv -f -- "$wv_spool/restore/$wv_f" "$wv_p" 2>/dev/null; then
+            [ "$wv_quiet" = true ] || echo "walvault-restore: info: restored \"$wv_f\" to \"$wv_p\" (prefetched and verified in \"$wv_spool/restore\")" >&2
+            exit 0
+          fi
+          wv_w=
+          if read -r wv_pid < "$wv_spool/restore.pid" 2>/dev/null && kill -0 "$wv_pid" 2>/dev/null; then
+            for wv_t in "$wv_spool/restore.work/$wv_f".*; do
+              [ -e "$wv_t" ] && [ "$wv_i" -lt 6000 ] && wv_w=1
+            done
+            [ "$wv_i" -lt 20 ] && wv_w=1
+          fi
+          [ -n "$wv_w" ] || break
+          wv_i=$((wv_i + 1))
+          sleep 0.01
+        done
       fi
       ;;
   esac
