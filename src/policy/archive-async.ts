@@ -23,7 +23,7 @@ import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { classify, validateFileName } from '../wal/names.js';
 import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
-import { clearDirectory, openSpool, processAlive, readPid, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+import { clearDirectory, ensureDirectory, openSpool, processAlive, readPid, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of the push-ahead machinery. */
 export interface PushAheadOptions {
@@ -175,7 +175,7 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
     try {
       await claim(paths, fileName);
       await archiveFile(options.request(fileName, deadline));
-      await nodeFs.mkdir(paths.entries, { recursive: true, mode: 0o700 });
+      await ensureDirectory(paths.entries);
       await placeMarker(walPath, path.join(paths.entries, fileName));
       summary.pushed.push(fileName);
     } catch (error) {
@@ -186,12 +186,26 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
     } finally {
       deadline.dispose();
       await unclaim(paths, fileName);
+      idleSince = performance.now();
     }
   };
 
   try {
+    let lastScan = '';
     for (;;) {
       const ready = await readyFiles(options.walDir);
+      // Rescan the spool only when the .ready set changed or a push finished: polling stays cheap.
+      const scan = `${ready.join(',')}|${summary.pushed.length}|${summary.failed.length}`;
+      if (scan === lastScan && inflight.size > 0) {
+        await Promise.race([...inflight.values(), sleep(pollMs)]);
+        continue;
+      }
+      if (scan === lastScan && !failed) {
+        if (performance.now() - idleSince > idleMs) break;
+        await sleep(pollMs);
+        continue;
+      }
+      lastScan = scan;
       const readySet = new Set(ready);
       // Sweep: a marker whose .ready is gone has been acknowledged; drop it (it pins the inode).
       const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);

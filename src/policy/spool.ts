@@ -56,14 +56,25 @@ export function spoolPaths(root: string, side: SpoolSide): SpoolPaths {
  * (other repository or options), the finished entries are removed first: they vouch for nothing now.
  */
 export async function openSpool(paths: SpoolPaths, identity: string): Promise<void> {
-  await nodeFs.mkdir(paths.entries, { recursive: true, mode: 0o700 });
-  await nodeFs.mkdir(paths.work, { recursive: true, mode: 0o700 });
+  for (const directory of [paths.root, paths.entries, paths.work]) await ensureDirectory(directory);
   const current = await nodeFs.readFile(paths.owner, 'utf8').catch(() => null);
   if (current !== null && current.replace(/\n$/, '') === identity) return;
   if (current !== null) await clearDirectory(paths.entries);
   const temp = `${paths.owner}.${process.pid}`;
   await nodeFs.writeFile(temp, `${identity}\n`, { mode: 0o600 });
   await nodeFs.rename(temp, paths.owner);
+}
+
+/**
+ * Creates one directory level (its parent must exist). Never recursive: a recursive mkdir of a
+ * relative path spins forever in Node when the working directory was deleted under a worker.
+ */
+export async function ensureDirectory(directory: string): Promise<void> {
+  try {
+    await nodeFs.mkdir(directory, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
 }
 
 /** Removes every file in a directory (not the directory). */
