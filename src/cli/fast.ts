@@ -36,6 +36,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
   const identity = spoolIdentity('archive', args);
   if (raw[WORKER_FLAG] === 'push') {
     request.deadline.dispose();
+    const log = workerLogger('walvault-archive', options);
     await runPusher({
       spoolDir,
       pushAhead,
@@ -44,9 +45,9 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
       backend: request.backend,
       walDir: pathDir(request.sourcePath),
       after: request.fileName,
-      request: (fileName, deadline) => ({ ...request, sourcePath: `${pathDir(request.sourcePath)}/${fileName}`, fileName, deadline, log: workerLogger('walvault-archive', options) }),
+      request: (fileName, deadline) => ({ ...request, sourcePath: `${pathDir(request.sourcePath)}/${fileName}`, fileName, deadline, log }),
       timeoutMs: options.timeoutMs,
-      log: workerLogger('walvault-archive', options),
+      log,
     });
     return;
   }

@@ -168,6 +168,8 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
   const inflight = new Map<string, Promise<void>>();
   let failed = false;
   let idleSince = performance.now();
+  // Names this worker has pushed: a scan that read the markers just before a push finished must not push it again.
+  const pushedHere = new Set<string>();
 
   const pushOne = async (fileName: string): Promise<void> => {
     const walPath = path.join(options.walDir, fileName);
@@ -178,6 +180,7 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
       await ensureDirectory(paths.entries);
       await placeMarker(walPath, path.join(paths.entries, fileName));
       summary.pushed.push(fileName);
+      pushedHere.add(fileName);
     } catch (error) {
       failed = true;
       summary.failed.push(fileName);
@@ -219,7 +222,7 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
       if (!failed && !ready.some((name) => classify(name) === 'history')) {
         for (const name of ready) {
           if (inflight.size >= options.parallel || ahead + inflight.size >= options.pushAhead) break;
-          if (classify(name) !== 'segment' || inflight.has(name) || name <= options.after) continue;
+          if (classify(name) !== 'segment' || inflight.has(name) || pushedHere.has(name) || name <= options.after) continue;
           if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
           if ((await liveClaimer(paths, name)) !== null) continue;
           const job = pushOne(name).finally(() => inflight.delete(name));
