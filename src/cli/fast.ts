@@ -62,7 +62,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
 export async function restoreCommand(args: readonly string[], options: CommonOptions, request: RestoreRequest): Promise<void> {
   const raw = options.raw;
   const prefetch = count(raw, 'prefetch', 8);
-  const parallel = count(raw, 'parallel', 2, 1);
+  const parallel = count(raw, 'parallel', 4, 1);
   const maxBytes = count(raw, 'prefetch-max-bytes', 256 << 20);
   const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.targetPath);
   const identity = spoolIdentity('restore', args);
