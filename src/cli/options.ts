@@ -1,6 +1,7 @@
 // The option table and its parser: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv, type Options } from 'yargs';
+import { SUPPORTED_CODECS } from '../codec/index.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Verbosity } from '../core/log.js';
 
@@ -30,6 +31,11 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'file-mode', type: 'string', default: '0600', programs: ALL, description: 'mode of archived files (POSIX backends), octal' },
   { name: 'dir-mode', type: 'string', default: '0700', programs: ALL, description: 'mode of directories walvault creates (POSIX backends), octal' },
   { name: 'nfs-fstypes', type: 'string', default: 'nfs,nfs4', programs: ALL, description: 'nfs:// only: comma-separated filesystem types (as in /proc/self/mountinfo) the directory must be on' },
+  { name: 'compress', type: 'string', default: 'none', choices: SUPPORTED_CODECS, programs: ['archive'], description: 'compression of newly archived files: none, gzip (levels 1-9, default 6), lz4 (one level) or zstd (levels 1-19, default 3); restore reads every codec' },
+  { name: 'compress-level', type: 'number', programs: ['archive'], description: 'compression level within the codec\'s range (see --compress); default: the codec\'s own default' },
+  { name: 'encrypt-recipient', type: 'string', programs: ['archive'], description: 'encrypt archived files (age format) to this public key (age1...); repeatable; env/config may list several separated by commas or spaces' },
+  { name: 'encrypt-recipients-file', type: 'string', programs: ['archive'], description: 'file of age public keys (age1..., one per line, # comments), added to --encrypt-recipient' },
+  { name: 'decrypt-identity-file', type: 'string', programs: ALL, description: 'age identity file (AGE-SECRET-KEY-1..., from age-keygen) to read encrypted archived files; keep it only where restores run' },
   { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },
 ];
 

@@ -5,7 +5,7 @@ import { Deadline } from '../core/deadline.js';
 import { createLogger } from '../core/log.js';
 import { archiveFile } from '../policy/archive.js';
 import { runCommand } from './main.js';
-import { backendSettings, encodeOptions } from './settings.js';
+import { backendSettings, decodeOptions, encodeOptions } from './settings.js';
 import { commonOptions, createParser } from './options.js';
 
 runCommand('walvault-archive', async (context) => {
@@ -24,7 +24,8 @@ runCommand('walvault-archive', async (context) => {
     backend,
     sourcePath: String(raw.path),
     fileName: String(raw.name),
-    encode: encodeOptions(options),
+    encode: await encodeOptions(options),
+    decode: await decodeOptions(options),
     deadline,
     log: context.log,
   });
