@@ -1,19 +1,19 @@
-// LZ4 in the standard LZ4 frame format (readable by `lz4 -d`), blocks compressed by the lz4-napi binding.
+// LZ4 in the standard LZ4 frame format (readable by `lz4 -d`), blocks compressed by lz4_flex compiled to WASM (lz4-wasm-nodejs), decoded here.
 import { Transform, type TransformCallback } from 'node:stream';
 import xxhash from 'xxhash-wasm';
 import { WalvaultError } from '../core/errors.js';
 import type { Codec } from './types.js';
 
-type Lz4Module = typeof import('lz4-napi');
+type Lz4Module = typeof import('lz4-wasm-nodejs');
 type XxhashApi = Awaited<ReturnType<typeof xxhash>>;
 type Hasher32 = ReturnType<XxhashApi['create32']>;
 
 let lz4Loaded: Promise<Lz4Module> | undefined;
 let xxhashLoaded: Promise<XxhashApi> | undefined;
 
-/** Loads the native block compressor only when lz4 is used. */
+/** Loads the WASM block compressor only when lz4 is used. */
 function loadLz4(): Promise<Lz4Module> {
-  lz4Loaded ??= import('lz4-napi');
+  lz4Loaded ??= import('lz4-wasm-nodejs');
   return lz4Loaded;
 }
 
@@ -66,11 +66,14 @@ class Lz4FrameEncoder extends Transform {
   }
 
   private emitBlock(block: Buffer): void {
-    const compressed = this.lz4.compressSync(block).subarray(4);
+    // lz4_flex prepends the uncompressed size (4 bytes) to the raw LZ4 block.
+    const compressed = this.lz4.compress(block).subarray(4);
     if (compressed.length >= block.length) {
-      this.push(Buffer.concat([u32(block.length | UNCOMPRESSED_FLAG), block]));
+      this.push(u32(block.length | UNCOMPRESSED_FLAG));
+      this.push(block);
     } else {
-      this.push(Buffer.concat([u32(compressed.length), compressed]));
+      this.push(u32(compressed.length));
+      this.push(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
     }
   }
 
@@ -107,6 +110,65 @@ class Lz4FrameEncoder extends Transform {
       callback(error as Error);
     }
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Decodes one raw LZ4 block whose matches may reach into `dictionary` (the previous 64 KiB of output
+ * for linked blocks, `lz4 -BD`). Plain TypeScript: the WASM decoder needs the exact decoded size, which
+ * the frame does not record, and cannot take a dictionary. Bounds-checked throughout.
+ */
+export function decodeBlock(source: Buffer, dictionary: Buffer, maxOutput: number): Buffer {
+  const out = Buffer.allocUnsafe(dictionary.length + maxOutput);
+  dictionary.copy(out, 0);
+  const inputEnd = source.length;
+  const outputEnd = out.length;
+  let op = dictionary.length;
+  let ip = 0;
+  while (ip < inputEnd) {
+    const token = source[ip++] as number;
+    let literals = token >>> 4;
+    if (literals === 15) {
+      let more = 255;
+      while (more === 255) {
+        if (ip >= inputEnd) throw corrupt('block ends inside a literal length');
+        more = source[ip++] as number;
+        literals += more;
+      }
+    }
+    if (ip + literals > inputEnd || op + literals > outputEnd) throw corrupt('literal run overflows the block');
+    if (literals < 32) {
+      for (let end = ip + literals; ip < end; ) out[op++] = source[ip++] as number;
+    } else {
+      source.copy(out, op, ip, ip + literals);
+      op += literals;
+      ip += literals;
+    }
+    if (ip === inputEnd) break;
+    if (ip + 2 > inputEnd) throw corrupt('block ends inside a match offset');
+    const offset = (source[ip] as number) | ((source[ip + 1] as number) << 8);
+    ip += 2;
+    if (offset === 0 || offset > op) throw corrupt('match offset points before the data');
+    let length = (token & 15) + 4;
+    if ((token & 15) === 15) {
+      let more = 255;
+      while (more === 255) {
+        if (ip >= inputEnd) throw corrupt('block ends inside a match length');
+        more = source[ip++] as number;
+        length += more;
+      }
+    }
+    if (op + length > outputEnd) throw corrupt('match overflows the block');
+    if (length < 32 || offset < length) {
+      // Byte by byte: an overlapping match (offset < length) repeats the bytes it is producing.
+      for (let from = op - offset, end = op + length; op < end; ) out[op++] = out[from++] as number;
+    } else {
+      out.copyWithin(op, op - offset, op - offset + length);
+      op += length;
+    }
+  }
+  return out.subarray(dictionary.length, op);
 }
 
 type DecodeState =
@@ -227,14 +289,7 @@ class Lz4FrameDecoder extends Transform {
         if (state.raw) {
           this.output(Buffer.from(data));
         } else {
-          let output: Buffer;
-          try {
-            const input = Buffer.concat([u32(this.blockMax), data]);
-            output = this.linked && this.window.length > 0 ? this.lz4.uncompressSync(input, this.window) : this.lz4.uncompressSync(input);
-          } catch (error) {
-            throw corrupt(`block does not decompress (${(error as Error).message})`);
-          }
-          this.output(output);
+          this.output(decodeBlock(data, this.linked ? this.window : EMPTY, this.blockMax));
         }
         this.state = { step: 'block-size' };
         return true;
@@ -282,7 +337,7 @@ class Lz4FrameDecoder extends Transform {
   }
 }
 
-/** lz4 codec: one level (lz4-napi implements the fast LZ4 compressor only); frames carry a content checksum. */
+/** lz4 codec: one level (lz4_flex implements the fast LZ4 compressor only); frames carry a content checksum. */
 export const lz4Codec: Codec = {
   name: 'lz4',
   levels: { min: 1, max: 1, default: 1 },
