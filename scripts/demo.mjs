@@ -13,6 +13,9 @@ const ORDERS_AT_BACKUP = 1000;
 const ORDERS_AFTER_BACKUP = 500;
 const RESTORE_POINT = 'before-the-accident';
 
+// A closed stdout (e.g. `npm run demo | head`) must not kill the demo before it cleans up.
+process.stdout.on('error', () => {});
+
 const bold = (/** @type {string} */ text) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
 let stepNumber = 0;
 const step = (/** @type {string} */ title) => console.log(`\n${bold(`[${++stepNumber}/6] ${title}`)}`);
@@ -52,6 +55,8 @@ async function main() {
     harness.cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  process.once('SIGHUP', interrupt);
   try {
     console.log(bold('walvault demo: WAL archiving and point-in-time recovery on a throwaway cluster'));
     console.log(`PostgreSQL binaries: ${harness.binDir}${IS_ROOT ? ` (run as the "${PG_OS_USER}" OS user via runuser)` : ''}`);
@@ -132,6 +137,8 @@ async function main() {
   } finally {
     await harness.cleanup();
     process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+    process.off('SIGHUP', interrupt);
   }
   console.log(ok ? `\n${bold('OK')}: the recovered cluster has exactly the rows from before the accident.` : `\n${bold('FAILED')}: the recovered rows do not match (see above).`);
   return ok;
