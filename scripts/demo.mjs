@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { PROJECT_DIR, packAndInstall } from './lib/install.mjs';
+import { PROJECT_DIR, builtCommand, packAndInstall } from './lib/install.mjs';
 import { IS_ROOT, PG_OS_USER, PgHarness, run, shQuote } from './lib/pg-harness.mjs';
 
 const ORDERS_AT_BACKUP = 1000;
@@ -22,25 +22,22 @@ const step = (/** @type {string} */ title) => console.log(`\n${bold(`[${++stepNu
 const say = (/** @type {string} */ text) => console.log(`      ${text.replaceAll('\n', '\n      ')}`);
 
 /**
- * The commands PostgreSQL will run: the built dist/ files through this node binary, or, when the
- * postgres OS user cannot read the project (e.g. it lives under /root), a packed copy installed in
- * the demo's temp dir.
+ * The commands PostgreSQL will run: the built executables in dist/ (package.json `bin`), or, when
+ * the postgres OS user cannot read the project (e.g. it lives under /root), a packed copy installed
+ * in the demo's temp dir.
  */
 async function commands(/** @type {PgHarness} */ harness) {
-  const dist = (/** @type {string} */ name) => path.join(PROJECT_DIR, 'dist', 'cli', `${name}.js`);
-  for (const name of ['walvault-archive', 'walvault-restore']) {
-    if (!existsSync(dist(name))) throw new Error(`"${dist(name)}" is missing: run "npm run build" (npm run demo does)`);
+  const archive = builtCommand('walvault-archive');
+  const restore = builtCommand('walvault-restore');
+  for (const file of [archive, restore]) {
+    if (!existsSync(file)) throw new Error(`"${file}" is missing: run "npm run build" (npm run demo does)`);
   }
-  const readable = await run('test', ['-r', dist('walvault-restore'), '-a', '-r', path.join(PROJECT_DIR, 'node_modules', 'yargs', 'package.json'), '-a', '-x', process.execPath], {
+  const readable = await run('test', ['-r', restore, '-a', '-r', path.join(PROJECT_DIR, 'node_modules', 'yargs', 'package.json')], {
     asPostgres: true,
     allowFailure: true,
   });
   if (readable.code === 0) {
-    return {
-      archive: `${shQuote(process.execPath)} ${shQuote(dist('walvault-archive'))}`,
-      restore: `${shQuote(process.execPath)} ${shQuote(dist('walvault-restore'))}`,
-      where: `the built executables in ${path.join(PROJECT_DIR, 'dist', 'cli')}`,
-    };
+    return { archive: shQuote(archive), restore: shQuote(restore), where: `the built executables in ${path.dirname(restore)}` };
   }
   say(`the ${PG_OS_USER} user cannot read ${PROJECT_DIR}; installing a packed copy (npm pack + npm install -g --prefix) into the temp dir`);
   const installed = await packAndInstall({ prefix: path.join(await harness.root(), 'install') });
