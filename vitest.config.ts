@@ -1,11 +1,14 @@
 import { defineConfig } from 'vitest/config';
 
 // Tests spawn real PostgreSQL servers and S3 servers; 2 cores take two test files at a time.
+// globalSetup gives each run one scratch dir (e.g. for the single packed-and-installed walvault).
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/support/global-setup.ts'],
     testTimeout: 120_000,
     hookTimeout: 180_000,
+    teardownTimeout: 60_000,
     maxWorkers: 2,
     pool: 'forks',
     reporters: ['default'],
