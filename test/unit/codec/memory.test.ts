@@ -39,14 +39,14 @@ function stream(codec: string, mebibytes: number, encrypted: boolean): MemoryRep
 
 describe('streaming keeps memory bounded', () => {
   // 256 MiB through zstd+age and lz4 (the codecs with native/WASM buffers); RSS may grow by allocator
-  // caches and blocks in flight (measured 40-65 MiB), never by the data size: a leak of even 40% of the data fails.
+  // caches and blocks in flight (measured 40-80 MiB), never by the data size: a leak of half the data fails.
   it.each([
     ['zstd', true],
     ['lz4', false],
     ['gzip', true],
-  ] as const)('%s (encrypted %s): 256 MiB round trip with RSS growth under 100 MiB', (codec, encrypted) => {
+  ] as const)('%s (encrypted %s): 256 MiB round trip with RSS growth under 128 MiB', (codec, encrypted) => {
     const report = stream(codec, 256, encrypted);
     expect(report.same).toBe(true);
-    expect(report.growthMiB).toBeLessThan(100);
+    expect(report.growthMiB).toBeLessThan(128);
   });
 });
