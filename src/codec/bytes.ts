@@ -32,6 +32,13 @@ export class ByteQueue {
     return this.readUIntLE(offset, 4);
   }
 
+  /** The first `n` bytes (n <= length), left in the queue. */
+  peek(n: number): Buffer {
+    const first = this.chunks[0];
+    if (first !== undefined && first.length >= n) return first.subarray(0, n);
+    return Buffer.concat(this.chunks, this.length).subarray(0, n);
+  }
+
   /** Removes and returns the first `n` bytes (n <= length). */
   take(n: number): Buffer {
     if (n > this.length) throw new RangeError(`cannot take ${n} of ${this.length} queued bytes`);

@@ -1,4 +1,4 @@
-// Adapters that put a stream behind another Duplex: lazy opening, format sniffing, error mapping, web streams.
+// Adapters that put a stream behind another Duplex: lazy opening, format sniffing, error mapping.
 import { Duplex } from 'node:stream';
 
 /** Turns a low-level error from an inner stream into the error walvault reports. */
@@ -87,70 +87,6 @@ export class Relay extends Duplex {
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.inner?.destroy();
-    callback(error);
-  }
-}
-
-/**
- * A Duplex around a web-streams transformation (`input` → output stream), e.g. the age-encryption
- * package's streaming API. The transformation starts when the output is first read, so a function
- * that reads a header before returning (age decryption) cannot deadlock.
- */
-export class WebTransformDuplex extends Duplex {
-  private readonly writer: WritableStreamDefaultWriter<Uint8Array>;
-  private readonly input: ReadableStream<Uint8Array>;
-  private reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  private starting: Promise<ReadableStreamDefaultReader<Uint8Array>> | undefined;
-  private reading = false;
-
-  constructor(
-    private readonly transform: (input: ReadableStream<Uint8Array>) => Promise<ReadableStream<Uint8Array>>,
-    private readonly mapError: ErrorMapper,
-  ) {
-    super({ readableHighWaterMark: 1 << 16, writableHighWaterMark: 1 << 16 });
-    const identity = new TransformStream<Uint8Array, Uint8Array>();
-    this.writer = identity.writable.getWriter();
-    this.input = identity.readable;
-    this.writer.closed.catch(() => undefined);
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const view = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-    this.writer.write(view).then(() => callback(), (error: unknown) => callback(this.mapError(error)));
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    this.writer.close().then(() => callback(), (error: unknown) => callback(this.mapError(error)));
-  }
-
-  override _read(): void {
-    if (this.reading) return;
-    this.reading = true;
-    void this.pump();
-  }
-
-  private async pump(): Promise<void> {
-    try {
-      this.starting ??= this.transform(this.input).then((output) => output.getReader());
-      this.reader ??= await this.starting;
-      for (;;) {
-        const { done, value } = await this.reader.read();
-        if (done) {
-          this.push(null);
-          return;
-        }
-        if (value.byteLength === 0) continue;
-        if (!this.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))) break;
-      }
-      this.reading = false;
-    } catch (error) {
-      this.destroy(this.mapError(error));
-    }
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.writer.abort(error ?? undefined).catch(() => undefined);
-    this.reader?.cancel(error ?? undefined).catch(() => undefined);
     callback(error);
   }
 }

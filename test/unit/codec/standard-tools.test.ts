@@ -96,3 +96,30 @@ describe('age', () => {
     expect(restored.equals(data.subarray(0, 100_000))).toBe(true);
   });
 });
+
+describe('age payload interoperability at chunk boundaries (64 KiB STREAM chunks)', () => {
+  const sizes = [0, 1, 65_535, 65_536, 65_537, 131_072, 200_000];
+
+  it.each(sizes)('%i bytes: ours decrypts with the age-encryption package, and the package\'s with ours', async (size) => {
+    const { Decrypter, Encrypter } = await import('age-encryption');
+    const plain = data.subarray(0, size);
+    const ours = await runThrough(plain, (await createEncoder({ compress: 'none', recipients: [recipient] })).transforms);
+    const decrypter = new Decrypter();
+    decrypter.addIdentity(identity);
+    expect(Buffer.from(await decrypter.decrypt(ours)).equals(plain)).toBe(true);
+    const encrypter = new Encrypter();
+    encrypter.addRecipient(recipient);
+    const theirs = Buffer.from(await encrypter.encrypt(plain));
+    expect((await runThrough(theirs, await createDecoder({ codec: 'none', encryption: 'age' }, { identities: [identity] }))).equals(plain)).toBe(true);
+  });
+
+  it.runIf(TOOLS.age)('exact multiples of the chunk size decrypt with `age -d`, and `age -r` output decrypts with ours', async () => {
+    for (const size of [65_536, 131_072]) {
+      const plain = data.subarray(0, size);
+      const ours = await runThrough(plain, (await createEncoder({ compress: 'none', recipients: [recipient] })).transforms);
+      expect(run(['age', '-d', '-i', identityFile], ours).equals(plain)).toBe(true);
+      const theirs = run(['age', '-r', recipient], plain);
+      expect((await runThrough(theirs, await createDecoder({ codec: 'none', encryption: 'age' }, { identities: [identity] }))).equals(plain)).toBe(true);
+    }
+  });
+});
