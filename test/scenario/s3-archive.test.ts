@@ -357,7 +357,8 @@ describe('multipart uploads', () => {
     const prefix = freshPrefix();
     const a = await randomFile(work.dir, 'race-a', 3 * partSize);
     const b = await randomFile(work.dir, 'race-b', 3 * partSize);
-    server.latencyMs = 30;
+    // Both completes wait until both uploads have looked the name up and sent their parts.
+    server.inject({ fault: faults.delay(800), match: { method: 'POST', query: 'uploadId' }, times: 2 });
     const results = await Promise.allSettled([archive(prefix, a.path, { backend: { partSize } }), archive(prefix, b.path, { backend: { partSize } })]);
     const archived = results.filter((result) => result.status === 'fulfilled');
     const refused = results.filter((result) => result.status === 'rejected');
