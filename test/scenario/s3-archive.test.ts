@@ -289,6 +289,19 @@ describe('permanent failures fail fast', () => {
     expect(requestsFor(segmentKey(prefix, SEGMENT))).toHaveLength(1);
   });
 
+  it('an unknown access key (InvalidAccessKeyId): exit 5 after one request, pointing at the credential chain', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'badkey', 1024);
+    const result = await runCli('walvault-archive', [...s3Flags(server, prefix), '--s3-conditional-writes=on', file.path, SEGMENT], {
+      env: { AWS_ACCESS_KEY_ID: 'NOT-A-KEY', AWS_SECRET_ACCESS_KEY: 'wrong' },
+    });
+    expect(result, result.stderr).toMatchObject({ code: 5 });
+    expect(result.stderr).toContain('the credentials were refused by');
+    expect(result.stderr).toContain('(InvalidAccessKeyId)');
+    expect(result.stderr).toContain('HINT: walvault takes credentials only from the AWS SDK default chain');
+    expect(requestsFor(segmentKey(prefix, SEGMENT))).toHaveLength(1);
+  });
+
   it('no credentials at all: exit 5 naming the default chain, never a prompt for flags', async () => {
     const prefix = freshPrefix();
     const file = await randomFile(work.dir, 'nocreds', 1024);
