@@ -101,6 +101,8 @@ async function main() {
     const stats = await primary.archiverStats();
     say(`select pg_switch_wal(); waited until "${lastSegment}" was archived`);
     say(`pg_stat_archiver: archived_count = ${stats.archivedCount}, failed_count = ${stats.failedCount}, last_archived_wal = ${stats.lastArchivedWal}`);
+    const archived = (await primary.log()).split('\n').filter((line) => line.startsWith('walvault-archive:'));
+    say(`walvault-archive's lines in the primary's server log:\n  ${archived.join('\n  ')}`);
     const stored = await listRepository(repo);
     say(`the repository holds ${stored.length} archived files:\n  ${stored.join('\n  ')}`);
 

@@ -36,7 +36,7 @@ export const PG_OS_USER = 'postgres';
  * @property {string} stderr
  */
 
-/** Runs a command to completion and collects its output; the one place the harness spawns processes. */
+/** Runs a command to completion (as postgres when asked and root) and collects its output. */
 export async function run(/** @type {string} */ command, /** @type {string[]} */ args, /** @type {RunOptions} */ options = {}) {
   const [file, argv] = options.asPostgres && IS_ROOT ? ['runuser', ['-u', PG_OS_USER, '--', command, ...args]] : [command, args];
   const child = spawn(file, argv, {

@@ -94,7 +94,7 @@ export function runPitrScenario<R extends PitrRepo>(options: PitrScenarioOptions
 
     const countsOf = async (cluster: PgCluster): Promise<Counts> => ({ items: await cluster.count('items'), late: await cluster.count('late') });
 
-    /** Asserts the server stopped recovery with FATAL on `segment`, with walvault-restore's reason in its log, and did not promote. */
+    /** Asserts the server stopped recovery with FATAL (exit 128 from walvault-restore), with walvault-restore's reason in its log, and did not promote. */
     const expectStoppedRecovery = async (cluster: PgCluster, logSince: number, expected: { reason: RegExp }): Promise<string> => {
       await cluster.waitForStopped({ timeoutMs: 90_000 });
       expect(await cluster.isRunning()).toBe(false);
