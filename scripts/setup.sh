@@ -3,6 +3,7 @@
 #  - PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin), installed with apt when missing.
 #    walvault's tests and demo initdb their own throwaway clusters; the package's auto-created
 #    "main" cluster is never used, so we ask postgresql-common not to create it.
+#  - age, lz4, zstd (Debian packages) for the codec interoperability tests, when missing and root.
 #  - the project's npm dependencies (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,16 @@ fi
 # A "main" cluster created earlier is harmless (we use private sockets and random ports) but costs memory.
 if command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters --no-header 2>/dev/null | grep -q ' online '; then
   say "note: a Debian-managed PostgreSQL cluster is running (pg_lsclusters); walvault's tests do not use or touch it"
+fi
+
+# The standard tools the codec tests decode stored objects with (they skip, saying so, when absent).
+missing_tools=""
+for tool in age lz4 zstd gzip; do command -v "$tool" >/dev/null 2>&1 || missing_tools="$missing_tools $tool"; done
+if [ -n "$missing_tools" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing the standard codec tools for the interoperability tests:$missing_tools"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_tools || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_tools; }; }; then
+    say "note: could not install$missing_tools; the tests that decode with them will be skipped"
+  fi
 fi
 
 say "installing npm dependencies (npm ci)"
