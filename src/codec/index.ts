@@ -1,5 +1,5 @@
 // The encode/decode pipelines between original WAL bytes and stored bytes (compression, then encryption).
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { createAgeDecryptStream, createAgeEncryptStream, isAgeFile, validateIdentities, validateRecipients } from './age.js';
 import { gzipCodec } from './gzip.js';
@@ -102,7 +102,7 @@ function sniffingDecompressor(): Duplex {
     mapError: decompressError('compressed'),
     open: async (head) => {
       const codec = [...CODECS.values()].find((candidate) => candidate.matches(head));
-      if (codec === undefined) return new (await import('node:stream')).PassThrough();
+      if (codec === undefined) return new PassThrough();
       return withErrors(await codec.decompressor(), decompressError(codec.name));
     },
   });
