@@ -25,6 +25,15 @@ export type StatResult =
       modified: Date;
     };
 
+/** An opened object: its stored bytes and what was recorded about them. */
+export interface StoredObject {
+  body: Readable;
+  /** Bytes as stored. */
+  storedSize: number;
+  /** Metadata recorded at archive time; null when absent (objects written by other tools). */
+  meta: ObjectMeta | null;
+}
+
 /** Outcome of an atomic create. */
 export interface PutResult {
   /** true: this call created the object and it is durable. false: the key already existed; nothing was changed. */
@@ -64,8 +73,11 @@ export interface Backend {
   putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult>;
   /** Looks a key up; `{exists: false}` when missing. */
   stat(key: string, ctx: OpContext): Promise<StatResult>;
-  /** Opens the stored bytes; null when the key is missing. */
-  read(key: string, ctx: OpContext): Promise<Readable | null>;
+  /**
+   * Opens the stored bytes together with their metadata, in one request where the store allows
+   * (restore's "not found" must cost a single GET); null when the key is missing.
+   */
+  read(key: string, ctx: OpContext): Promise<StoredObject | null>;
   /**
    * Makes an existing object durable (POSIX: fsync file and directory) and, where the backend keeps
    * metadata apart from the data, records `meta` if none is recorded yet.

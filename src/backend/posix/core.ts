@@ -1,0 +1,431 @@
+// The POSIX storage core shared by the local and NFS backends: atomic, durable create-if-absent with link(2).
+import { randomBytes } from 'node:crypto';
+import { constants as fsConstants, createWriteStream } from 'node:fs';
+import * as nodeFs from 'node:fs/promises';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fromSystemError, WalvaultError } from '../../core/errors.js';
+import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from '../types.js';
+
+/** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
+export interface PosixOps {
+  link(existingPath: string, newPath: string): Promise<void>;
+  rename(oldPath: string, newPath: string): Promise<void>;
+  unlink(target: string): Promise<void>;
+  fsyncPath(target: string): Promise<void>;
+}
+
+/** Settings that make the POSIX core a local or an NFS backend. */
+export interface PosixSettings {
+  /** Backend name reported in messages: 'local' or 'nfs'. */
+  kind: string;
+  /** Absolute path of the repository root; it must exist. */
+  root: string;
+  /** Mode of archived files (default 0o600: the archive holds every row of the database). */
+  fileMode?: number;
+  /** Mode of directories walvault creates (default 0o700). */
+  dirMode?: number;
+  /**
+   * Filesystem types (as /proc/self/mountinfo names them, e.g. 'nfs', 'nfs4', 'fuse.s3fs') the root
+   * must be on; undefined skips the check. Guards against writing into a bare mountpoint.
+   */
+  requiredFsTypes?: readonly string[];
+  /** Replaces filesystem calls (fault injection in tests). */
+  ops?: Partial<PosixOps>;
+  /** Host name used in temp file names (default: os.hostname()). */
+  host?: string;
+}
+
+/** Marks walvault's own files: '~' never occurs in a WAL file name, so these can't be mistaken for archived files. */
+const INTERNAL = '~';
+const META_SUFFIX = '~meta';
+const TEMP_MARK = '~tmp~';
+/** Temp files from other hosts older than this are considered abandoned. */
+const FOREIGN_TEMP_MAX_AGE_MS = 24 * 3600 * 1000;
+
+const defaultOps: PosixOps = {
+  link: (existingPath, newPath) => nodeFs.link(existingPath, newPath),
+  rename: (oldPath, newPath) => nodeFs.rename(oldPath, newPath),
+  unlink: (target) => nodeFs.unlink(target),
+  fsyncPath: async (target) => {
+    const handle = await nodeFs.open(target, fsConstants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};
+
+/** Races a promise against an abort signal: a hung filesystem call must not hang the command. */
+function raceSignal<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+const isCode = (error: unknown, ...codes: string[]): boolean => codes.includes((error as NodeJS.ErrnoException | undefined)?.code ?? '');
+
+/** Whether a process with this pid exists on this host. */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return isCode(error, 'EPERM');
+  }
+}
+
+/** Finds the filesystem type of the mount holding `target`, from /proc/self/mountinfo. */
+export async function filesystemTypeOf(target: string): Promise<{ type: string; mountPoint: string } | null> {
+  let text: string;
+  try {
+    text = await nodeFs.readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return null;
+  }
+  const real = await nodeFs.realpath(target);
+  let best: { type: string; mountPoint: string } | null = null;
+  for (const line of text.split('\n')) {
+    const fields = line.split(' ');
+    const separator = fields.indexOf('-');
+    if (separator < 0 || fields.length < separator + 2) continue;
+    const mountPoint = (fields[4] ?? '').replace(/\\(\d{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
+    const type = fields[separator + 1] ?? '';
+    const inside = mountPoint === '/' || real === mountPoint || real.startsWith(`${mountPoint}/`);
+    if (inside && (best === null || mountPoint.length >= best.mountPoint.length)) best = { type, mountPoint };
+  }
+  return best;
+}
+
+/** A Backend over a POSIX directory tree; see PosixSettings for what differs between local and NFS. */
+export class PosixBackend implements Backend {
+  readonly kind: string;
+  readonly root: string;
+  private readonly fileMode: number;
+  private readonly dirMode: number;
+  private readonly ops: PosixOps;
+  private readonly host: string;
+  private readonly requiredFsTypes: readonly string[] | undefined;
+  private ready: Promise<void> | undefined;
+
+  constructor(settings: PosixSettings) {
+    this.kind = settings.kind;
+    this.root = settings.root;
+    this.fileMode = settings.fileMode ?? 0o600;
+    this.dirMode = settings.dirMode ?? 0o700;
+    this.ops = { ...defaultOps, ...settings.ops };
+    this.host = (settings.host ?? hostname()).replace(/[^A-Za-z0-9.-]/g, '_');
+    this.requiredFsTypes = settings.requiredFsTypes;
+  }
+
+  describe(key: string): string {
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  /** Checks once per process that the root exists, is a directory, and (NFS) sits on the expected filesystem. */
+  private ensureReady(ctx: OpContext): Promise<void> {
+    this.ready ??= this.checkRoot();
+    return raceSignal(this.ready, ctx.signal);
+  }
+
+  private async checkRoot(): Promise<void> {
+    let info;
+    try {
+      info = await nodeFs.stat(this.root);
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) {
+        throw new WalvaultError('usage', `repository directory "${this.root}" does not exist`, {
+          hint: `create it (mkdir -m 700 "${this.root}" && chown postgres "${this.root}") or fix --repo`,
+        });
+      }
+      throw fromSystemError(error, 'access repository directory', this.root);
+    }
+    if (!info.isDirectory()) {
+      throw new WalvaultError('usage', `repository "${this.root}" is not a directory`, { hint: 'point --repo at a directory' });
+    }
+    if (this.requiredFsTypes !== undefined) {
+      const found = await filesystemTypeOf(this.root);
+      if (found === null) {
+        throw new WalvaultError('mount', `cannot tell which filesystem "${this.root}" is on (/proc/self/mountinfo unreadable)`, {
+          hint: 'run on Linux with /proc mounted, or use a local repository (--repo=/dir)',
+        });
+      }
+      if (!this.requiredFsTypes.includes(found.type)) {
+        throw new WalvaultError('mount', `repository "${this.root}" is on a "${found.type}" filesystem (mounted at "${found.mountPoint}"), not ${this.requiredFsTypes.map((type) => `"${type}"`).join(' or ')}`, {
+          hint: 'mount the NFS export there (the mount may have dropped), or list the filesystem type in --nfs-fstypes if this is intended',
+        });
+      }
+    }
+  }
+
+  /** Creates the folders a key needs, making each new directory entry durable in its parent. */
+  private async ensureDirectory(directory: string): Promise<void> {
+    try {
+      await nodeFs.access(directory);
+      return;
+    } catch {
+      // falls through to create
+    }
+    const parent = path.dirname(directory);
+    if (parent !== directory && !parent.startsWith(this.root + path.sep) && parent !== this.root) return;
+    if (parent !== this.root) await this.ensureDirectory(parent);
+    try {
+      await nodeFs.mkdir(directory, { mode: this.dirMode });
+      await nodeFs.chmod(directory, this.dirMode);
+    } catch (error) {
+      if (!isCode(error, 'EEXIST')) throw fromSystemError(error, 'create directory', directory);
+      return;
+    }
+    await this.ops.fsyncPath(parent).catch((error: unknown) => {
+      throw fromSystemError(error, 'sync directory', parent);
+    });
+  }
+
+  private tempPath(finalPath: string): string {
+    return `${finalPath}${TEMP_MARK}${this.host}~${process.pid}~${randomBytes(4).toString('hex')}`;
+  }
+
+  async putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
+    await this.ensureReady(ctx);
+    const finalPath = this.describe(key);
+    const directory = path.dirname(finalPath);
+    await raceSignal(this.ensureDirectory(directory), ctx.signal);
+    await this.removeStaleTemps(finalPath);
+    const temp = this.tempPath(finalPath);
+    try {
+      const out = createWriteStream(temp, { flags: 'wx', mode: this.fileMode });
+      await pipeline(body, out, { signal: ctx.signal });
+      // PostgreSQL runs us with umask 0077 (or 0027): set the configured mode explicitly.
+      await raceSignal(nodeFs.chmod(temp, this.fileMode), ctx.signal);
+      await raceSignal(this.ops.fsyncPath(temp), ctx.signal);
+      const created = await raceSignal(this.linkExclusive(temp, finalPath), ctx.signal);
+      if (created) {
+        await raceSignal(this.writeMeta(finalPath, meta), ctx.signal);
+        await raceSignal(this.ops.fsyncPath(directory), ctx.signal);
+      }
+      return { created };
+    } catch (error) {
+      if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
+      throw fromSystemError(error, 'write', temp);
+    } finally {
+      await this.ops.unlink(temp).catch(() => undefined);
+    }
+  }
+
+  /**
+   * link(2) creates the final name only if it does not exist, unlike rename(2), which would replace it.
+   * Over NFS a retransmitted LINK whose first reply was lost reports EEXIST although it succeeded:
+   * if the final name is the same inode as our temp file, the file is ours.
+   */
+  private async linkExclusive(temp: string, finalPath: string): Promise<boolean> {
+    try {
+      await this.ops.link(temp, finalPath);
+      return true;
+    } catch (error) {
+      if (!isCode(error, 'EEXIST')) throw fromSystemError(error, 'create', finalPath);
+      const [ours, existing] = await Promise.all([nodeFs.lstat(temp), nodeFs.lstat(finalPath).catch(() => null)]);
+      return existing !== null && existing.ino === ours.ino && existing.dev === ours.dev;
+    }
+  }
+
+  /** Writes the metadata sidecar atomically (temp, fsync, rename); only the winner of the link writes it. */
+  private async writeMeta(finalPath: string, meta: ObjectMeta): Promise<void> {
+    const metaPath = `${finalPath}${META_SUFFIX}`;
+    const temp = this.tempPath(metaPath);
+    try {
+      await nodeFs.writeFile(temp, `${JSON.stringify({ version: 1, ...meta })}\n`, { flag: 'wx', mode: this.fileMode });
+      await this.ops.fsyncPath(temp);
+      await this.ops.rename(temp, metaPath);
+    } catch (error) {
+      await this.ops.unlink(temp).catch(() => undefined);
+      throw fromSystemError(error, 'write metadata', metaPath);
+    }
+  }
+
+  /**
+   * Removes temp files a killed walvault left for this name: on this host when their process is gone,
+   * from other hosts when they are a day old. Live writers' temp files are never touched.
+   */
+  private async removeStaleTemps(finalPath: string): Promise<void> {
+    const directory = path.dirname(finalPath);
+    const prefix = `${path.basename(finalPath)}${TEMP_MARK}`;
+    let entries: string[];
+    try {
+      entries = await nodeFs.readdir(directory);
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (!entry.startsWith(prefix)) continue;
+      const [host, pidText] = entry.slice(prefix.length).split('~');
+      const pid = Number(pidText);
+      const full = path.join(directory, entry);
+      let stale = false;
+      if (host === this.host) {
+        stale = Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
+      } else {
+        const info = await nodeFs.stat(full).catch(() => null);
+        stale = info !== null && Date.now() - info.mtimeMs > FOREIGN_TEMP_MAX_AGE_MS;
+      }
+      if (stale) await this.ops.unlink(full).catch(() => undefined);
+    }
+  }
+
+  async stat(key: string, ctx: OpContext): Promise<StatResult> {
+    await this.ensureReady(ctx);
+    const finalPath = this.describe(key);
+    try {
+      const info = await raceSignal(nodeFs.stat(finalPath), ctx.signal);
+      const meta = await raceSignal(this.readMeta(finalPath), ctx.signal);
+      return { exists: true, storedSize: info.size, meta, modified: info.mtime };
+    } catch (error) {
+      if (isCode(error, 'ENOENT', 'ENOTDIR')) return { exists: false };
+      if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
+      throw fromSystemError(error, 'look up', finalPath);
+    }
+  }
+
+  private async readMeta(finalPath: string): Promise<ObjectMeta | null> {
+    let text: string;
+    try {
+      text = await nodeFs.readFile(`${finalPath}${META_SUFFIX}`, 'utf8');
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return null;
+      throw error;
+    }
+    try {
+      const parsed = JSON.parse(text) as Partial<ObjectMeta>;
+      if (typeof parsed.contentHash !== 'string' || typeof parsed.contentSize !== 'number') throw new Error('fields missing');
+      return { contentHash: parsed.contentHash, contentSize: parsed.contentSize, codec: parsed.codec ?? 'none', encryption: parsed.encryption ?? 'none' };
+    } catch {
+      throw new WalvaultError('corrupt', `metadata file "${finalPath}${META_SUFFIX}" is not valid`, {
+        hint: 'run walvault verify; restore the file from another copy of the archive',
+      });
+    }
+  }
+
+  async read(key: string, ctx: OpContext): Promise<StoredObject | null> {
+    await this.ensureReady(ctx);
+    const finalPath = this.describe(key);
+    try {
+      const handle = await raceSignal(nodeFs.open(finalPath, 'r'), ctx.signal);
+      try {
+        const [info, meta] = await raceSignal(Promise.all([handle.stat(), this.readMeta(finalPath)]), ctx.signal);
+        const body = handle.createReadStream({ highWaterMark: 1 << 20, signal: ctx.signal });
+        return { body, storedSize: info.size, meta };
+      } catch (error) {
+        await handle.close();
+        throw error;
+      }
+    } catch (error) {
+      if (isCode(error, 'ENOENT', 'ENOTDIR')) return null;
+      if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
+      throw fromSystemError(error, 'read', finalPath);
+    }
+  }
+
+  async persist(key: string, meta: ObjectMeta | null, ctx: OpContext): Promise<void> {
+    await this.ensureReady(ctx);
+    const finalPath = this.describe(key);
+    const directory = path.dirname(finalPath);
+    try {
+      await raceSignal(this.ops.fsyncPath(finalPath), ctx.signal);
+      if (meta !== null && (await raceSignal(this.readMeta(finalPath), ctx.signal)) === null) {
+        await raceSignal(this.writeMeta(finalPath, meta), ctx.signal);
+      }
+      await raceSignal(this.ops.fsyncPath(directory), ctx.signal);
+      if (directory !== this.root) await raceSignal(this.ops.fsyncPath(path.dirname(directory)), ctx.signal);
+    } catch (error) {
+      if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
+      throw fromSystemError(error, 'sync', finalPath);
+    }
+  }
+
+  async *list(prefix: string, ctx: OpContext): AsyncIterable<ListEntry> {
+    await this.ensureReady(ctx);
+    const start = prefix === '' ? this.root : this.describe(prefix.replace(/\/$/, ''));
+    const walk = async function* (this: PosixBackend, directory: string): AsyncGenerator<ListEntry> {
+      let entries;
+      try {
+        entries = await raceSignal(nodeFs.readdir(directory, { withFileTypes: true }), ctx.signal);
+      } catch (error) {
+        if (isCode(error, 'ENOENT', 'ENOTDIR')) return;
+        throw fromSystemError(error, 'list', directory);
+      }
+      for (const entry of entries) {
+        const full = path.join(directory, entry.name);
+        if (entry.isDirectory()) {
+          yield* walk.call(this, full);
+          continue;
+        }
+        if (entry.name.endsWith(META_SUFFIX) && !entry.name.includes(TEMP_MARK)) continue;
+        const info = await nodeFs.stat(full).catch(() => null);
+        if (info === null) continue;
+        const key = path.relative(this.root, full).split(path.sep).join('/');
+        yield { key, storedSize: info.size, modified: info.mtime, temp: entry.name.includes(INTERNAL) };
+      }
+    };
+    yield* walk.call(this, start);
+  }
+
+  async delete(key: string, ctx: OpContext): Promise<void> {
+    await this.ensureReady(ctx);
+    const finalPath = this.describe(key);
+    for (const target of [finalPath, `${finalPath}${META_SUFFIX}`]) {
+      await raceSignal(this.ops.unlink(target), ctx.signal).catch((error: unknown) => {
+        if (!isCode(error, 'ENOENT')) throw fromSystemError(error, 'delete', target);
+      });
+    }
+    await raceSignal(this.ops.fsyncPath(path.dirname(finalPath)), ctx.signal).catch(() => undefined);
+  }
+
+  async readText(key: string, ctx: OpContext): Promise<string | null> {
+    await this.ensureReady(ctx);
+    const target = this.describe(key);
+    try {
+      return await raceSignal(nodeFs.readFile(target, 'utf8'), ctx.signal);
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return null;
+      throw fromSystemError(error, 'read', target);
+    }
+  }
+
+  async writeText(key: string, text: string, ctx: OpContext, options: { ifAbsent?: boolean } = {}): Promise<boolean> {
+    await this.ensureReady(ctx);
+    const target = this.describe(key);
+    const directory = path.dirname(target);
+    await raceSignal(this.ensureDirectory(directory), ctx.signal);
+    const temp = this.tempPath(target);
+    try {
+      await raceSignal(nodeFs.writeFile(temp, text, { flag: 'wx', mode: this.fileMode }), ctx.signal);
+      await raceSignal(this.ops.fsyncPath(temp), ctx.signal);
+      if (options.ifAbsent === true) {
+        if (!(await raceSignal(this.linkExclusive(temp, target), ctx.signal))) return false;
+      } else {
+        await raceSignal(this.ops.rename(temp, target), ctx.signal);
+      }
+      await raceSignal(this.ops.fsyncPath(directory), ctx.signal);
+      return true;
+    } catch (error) {
+      if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
+      throw fromSystemError(error, 'write', target);
+    } finally {
+      await this.ops.unlink(temp).catch(() => undefined);
+    }
+  }
+}

@@ -1,0 +1,94 @@
+// Every storage operation runs under one deadline, so a hung NFS server or network becomes an error, never a hung archiver.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WalvaultError } from './errors.js';
+
+/** A point in time after which the whole command gives up; its signal aborts in-flight I/O. */
+export class Deadline {
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+  private readonly expiresAt: number;
+  private readonly controller = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(timeoutMs: number, private readonly what: string) {
+    this.timeoutMs = timeoutMs;
+    this.expiresAt = Date.now() + timeoutMs;
+    this.signal = this.controller.signal;
+    this.timer = setTimeout(() => this.controller.abort(this.timeoutError()), timeoutMs);
+    this.timer.unref();
+  }
+
+  /** Milliseconds left before the deadline (0 when passed). */
+  remaining(): number {
+    return Math.max(0, this.expiresAt - Date.now());
+  }
+
+  /** The error every operation cut short by this deadline reports. */
+  timeoutError(): WalvaultError {
+    return new WalvaultError('timeout', `${this.what} did not finish within ${this.timeoutMs / 1000} s`, {
+      hint: 'check that the repository storage is reachable and responsive, or raise --timeout',
+    });
+  }
+
+  /** Throws the timeout error when the deadline has passed. */
+  check(): void {
+    if (this.signal.aborted) throw this.timeoutError();
+  }
+
+  /**
+   * Races `work` against the deadline. Filesystem calls cannot always be cancelled (a hung NFS
+   * server blocks a thread), so the command must not wait for them once the deadline has passed.
+   */
+  async race<T>(work: Promise<T>): Promise<T> {
+    this.check();
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(this.timeoutError());
+      this.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([work, aborted]);
+    } finally {
+      if (onAbort) this.signal.removeEventListener('abort', onAbort);
+      work.catch(() => undefined);
+    }
+  }
+
+  /** Stops the timer (the command is done). */
+  dispose(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+/** Options for retrying transient failures. */
+export interface RetryOptions {
+  deadline: Deadline;
+  /** First back-off delay; doubled after every failure, capped at maxDelayMs. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** Called before each retry, to log it. */
+  onRetry?: (error: WalvaultError, attempt: number, delayMs: number) => void;
+}
+
+/**
+ * Runs `operation` until it succeeds, fails permanently, or the deadline leaves no room for another
+ * try. Only WalvaultErrors marked transient are retried.
+ */
+export async function withRetries<T>(operation: () => Promise<T>, options: RetryOptions): Promise<T> {
+  let delay = options.initialDelayMs ?? 100;
+  const maxDelay = options.maxDelayMs ?? 5000;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (!(error instanceof WalvaultError) || !error.transient) throw error;
+      const wait = Math.min(delay, maxDelay);
+      if (options.deadline.remaining() <= wait) throw error;
+      options.onRetry?.(error, attempt, wait);
+      await sleep(wait, undefined, { signal: options.deadline.signal }).catch(() => {
+        throw options.deadline.timeoutError();
+      });
+      delay *= 2;
+    }
+  }
+}

@@ -1,0 +1,57 @@
+// Content hashes (xxh64 of the original bytes) recorded at archive time and checked on every read.
+import { Transform, type TransformCallback } from 'node:stream';
+import xxhash from 'xxhash-wasm';
+
+type Hasher64 = ReturnType<Awaited<ReturnType<typeof xxhash>>['create64']>;
+
+let api: Promise<Awaited<ReturnType<typeof xxhash>>> | undefined;
+
+/** Loads the WASM hasher once per process. */
+function loadApi(): Promise<Awaited<ReturnType<typeof xxhash>>> {
+  api ??= xxhash();
+  return api;
+}
+
+/** Formats a 64-bit digest as 16 lower-case hex digits, the form stored in object metadata. */
+export function formatHash(digest: bigint): string {
+  return digest.toString(16).padStart(16, '0');
+}
+
+/**
+ * A pass-through stream that hashes and counts the bytes flowing through it, and remembers the
+ * first bytes (the WAL long page header and more) for header checks and mismatch reports.
+ */
+export class HashingStream extends Transform {
+  bytes = 0;
+  head: Buffer = Buffer.alloc(0);
+
+  private constructor(private readonly hasher: Hasher64, private readonly headLimit: number) {
+    super();
+  }
+
+  /** Creates a hashing stream; `headLimit` bytes at the start are kept in `head`. */
+  static async create(options: { headLimit?: number } = {}): Promise<HashingStream> {
+    const { create64 } = await loadApi();
+    return new HashingStream(create64(), options.headLimit ?? 8192);
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.hasher.update(chunk);
+    if (this.head.length < this.headLimit) {
+      this.head = Buffer.concat([this.head, chunk.subarray(0, this.headLimit - this.head.length)]);
+    }
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+
+  /** The hash of everything that went through; valid once the stream has ended. */
+  digest(): string {
+    return formatHash(this.hasher.digest());
+  }
+}
+
+/** Hashes a buffer in one go (tests, small documents). */
+export async function hashBuffer(data: Uint8Array): Promise<string> {
+  const { create64 } = await loadApi();
+  return formatHash(create64().update(data).digest());
+}
