@@ -64,13 +64,16 @@ export class WalvaultError extends Error {
   readonly kind: ErrorKind;
   readonly hint: string | undefined;
   readonly transient: boolean;
+  /** An expected, routine outcome (restore's "not found"): logged at info level, not as an error. */
+  readonly routine: boolean;
 
-  constructor(kind: ErrorKind, message: string, options: { hint?: string; cause?: unknown; transient?: boolean } = {}) {
+  constructor(kind: ErrorKind, message: string, options: { hint?: string; cause?: unknown; transient?: boolean; routine?: boolean } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'WalvaultError';
     this.kind = kind;
     this.hint = options.hint;
     this.transient = options.transient ?? false;
+    this.routine = options.routine ?? false;
   }
 
   /** The whole message on one line, `HINT:` included, as it goes to stderr. */

@@ -1,0 +1,144 @@
+// The option table and its parser: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
+import { readFileSync } from 'node:fs';
+import yargs, { type Argv, type Options } from 'yargs';
+import { WalvaultError } from '../core/errors.js';
+import type { Verbosity } from '../core/log.js';
+
+/** Which executable an option belongs to. */
+export type Program = 'archive' | 'restore' | 'walvault';
+
+/** One documented option. */
+export interface OptionSpec {
+  name: string;
+  type: 'string' | 'number' | 'boolean' | 'array';
+  description: string;
+  default?: unknown;
+  choices?: readonly string[];
+  /** The executables that take it; every option is accepted from env/config by all (and ignored where unused). */
+  programs: readonly Program[];
+}
+
+const ALL: readonly Program[] = ['archive', 'restore', 'walvault'];
+
+/** Every option walvault knows. Features add their rows here. */
+export const OPTION_TABLE: OptionSpec[] = [
+  { name: 'repo', type: 'string', programs: ALL, description: 'repository: /abs/dir, file:///abs/dir, nfs:///abs/dir or s3://bucket/prefix' },
+  { name: 'config', type: 'string', programs: ALL, description: 'JSON file with option values (keys as the long option names)' },
+  { name: 'timeout', type: 'number', default: 60, programs: ALL, description: 'seconds the whole command may take; storage that hangs longer is an error (exit 6)' },
+  { name: 'quiet', type: 'boolean', default: false, programs: ALL, description: 'log only warnings and errors' },
+  { name: 'verbose', type: 'boolean', default: false, programs: ALL, description: 'log debug details' },
+  { name: 'file-mode', type: 'string', default: '0600', programs: ALL, description: 'mode of archived files (POSIX backends), octal' },
+  { name: 'dir-mode', type: 'string', default: '0700', programs: ALL, description: 'mode of directories walvault creates (POSIX backends), octal' },
+  { name: 'nfs-fstypes', type: 'string', default: 'nfs,nfs4', programs: ALL, description: 'nfs:// only: comma-separated filesystem types (as in /proc/self/mountinfo) the directory must be on' },
+  { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },
+];
+
+/** Options every command receives, parsed and checked. */
+export interface CommonOptions {
+  repo: string;
+  timeoutMs: number;
+  verbosity: Verbosity;
+  fileMode: number;
+  dirMode: number;
+  nfsFsTypes: string[];
+  /** Raw parsed values, for options a feature reads itself. */
+  raw: Record<string, unknown>;
+}
+
+/** The camelCase form yargs also produces for a kebab-case name. */
+const camel = (name: string): string => name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
+
+/** Reads and validates the JSON config file: unknown keys are a usage error, as a typo would otherwise be silently ignored. */
+function loadConfigFile(file: string): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new WalvaultError('usage', `cannot read config file "${file}": ${(error as Error).message}`, { hint: 'fix --config / WALVAULT_CONFIG or the file (JSON object of long option names)' });
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new WalvaultError('usage', `config file "${file}" is not a JSON object`, { hint: 'write {"repo": "/path/to/archive", ...}' });
+  }
+  const known = new Set(OPTION_TABLE.flatMap((spec) => [spec.name, camel(spec.name)]));
+  for (const key of Object.keys(parsed)) {
+    if (!known.has(key)) throw new WalvaultError('usage', `config file "${file}" has unknown option "${key}"`, { hint: `known options: ${OPTION_TABLE.map((spec) => spec.name).join(', ')}` });
+  }
+  return parsed as Record<string, unknown>;
+}
+
+/** Refuses command-line flags that are not options of this program (environment variables are not checked). */
+function checkFlags(args: readonly string[], program: Program, extraFlags: readonly string[]): void {
+  const known = new Set(['help', 'version', ...extraFlags.flatMap((name) => [name, `no-${name}`]), ...OPTION_TABLE.filter((spec) => spec.programs.includes(program)).flatMap((spec) => [spec.name, `no-${spec.name}`])]);
+  for (const arg of args) {
+    if (arg === '--') break;
+    if (!arg.startsWith('--')) continue;
+    const name = arg.slice(2).split('=')[0] ?? '';
+    if (!known.has(name)) throw new WalvaultError('usage', `unknown option "--${name}"`, { hint: 'see --help for the options' });
+  }
+}
+
+/** Adds the program's options to a yargs instance. */
+export function defineOptions(parser: Argv, program: Program): Argv {
+  for (const spec of OPTION_TABLE) {
+    const option: Options = { type: spec.type, describe: spec.description, hidden: !spec.programs.includes(program) };
+    if (spec.default !== undefined) option.default = spec.default;
+    if (spec.choices !== undefined) option.choices = spec.choices;
+    if (spec.name === 'config') continue;
+    parser.option(spec.name, option);
+  }
+  return parser.config('config', 'JSON file with option values (keys as the long option names)', loadConfigFile);
+}
+
+/** A yargs parser set up the walvault way: env prefix, no number parsing of file names, errors thrown. */
+export function createParser(args: readonly string[], program: Program, usage: string, extraFlags: readonly string[] = []): Argv {
+  checkFlags(args, program, extraFlags);
+  const parser = yargs([...args])
+    .scriptName(program === 'walvault' ? 'walvault' : `walvault-${program}`)
+    .usage(usage)
+    .env('WALVAULT')
+    .parserConfiguration({ 'parse-positional-numbers': false, 'parse-numbers': false })
+    .exitProcess(false)
+    .version(false)
+    .help(true)
+    .wrap(Math.min(110, process.stdout.columns ?? 110))
+    .fail((message, error) => {
+      if (error instanceof WalvaultError) throw error;
+      throw new WalvaultError('usage', (message ?? error?.message ?? 'invalid command line').replace(/\n/g, ' '), { hint: 'see --help for the usage' });
+    });
+  return defineOptions(parser, program);
+}
+
+/** Parses an octal mode such as "0600". */
+function parseMode(value: unknown, option: string): number {
+  const text = String(value);
+  if (!/^0?[0-7]{3}$/.test(text)) throw new WalvaultError('usage', `invalid --${option} "${text}": expected an octal mode such as 0600`, { hint: `fix --${option}` });
+  return Number.parseInt(text, 8);
+}
+
+/** Checks and converts the options every command shares. */
+export function commonOptions(raw: Record<string, unknown>, program: string): CommonOptions {
+  const repo = raw.repo;
+  if (typeof repo !== 'string' || repo === '') {
+    throw new WalvaultError('usage', `${program}: no repository given`, { hint: 'pass --repo=URL, set WALVAULT_REPO, or put "repo" in the --config file' });
+  }
+  const timeout = Number(raw.timeout);
+  if (!Number.isFinite(timeout) || timeout <= 0) throw new WalvaultError('usage', `invalid --timeout "${String(raw.timeout)}": expected seconds > 0`, { hint: 'e.g. --timeout=60' });
+  return {
+    repo,
+    timeoutMs: Math.round(timeout * 1000),
+    verbosity: raw.quiet === true ? 'quiet' : raw.verbose === true ? 'verbose' : 'normal',
+    fileMode: parseMode(raw['file-mode'], 'file-mode'),
+    dirMode: parseMode(raw['dir-mode'], 'dir-mode'),
+    nfsFsTypes: String(raw['nfs-fstypes']).split(',').map((type) => type.trim()).filter((type) => type !== ''),
+    raw,
+  };
+}
+
+/** Parses a number option that may come as a string from env or config. */
+export function numberOption(raw: Record<string, unknown>, name: string): number | undefined {
+  const value = raw[name];
+  if (value === undefined || value === null || value === '') return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed)) throw new WalvaultError('usage', `invalid --${name} "${String(value)}": expected a number`, { hint: `fix --${name}` });
+  return parsed;
+}

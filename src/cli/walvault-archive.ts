@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// archive_command entry point: walvault-archive [options] <path> <name>
+import { openBackend } from '../backend/registry.js';
+import { Deadline } from '../core/deadline.js';
+import { createLogger } from '../core/log.js';
+import { archiveFile } from '../policy/archive.js';
+import { runCommand } from './main.js';
+import { backendSettings, encodeOptions } from './settings.js';
+import { commonOptions, createParser } from './options.js';
+
+runCommand('walvault-archive', async (context) => {
+  const args = process.argv.slice(2);
+  const parser = createParser(args, 'archive', "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'")
+    .command('$0 <path> <name>', 'archive the file at <path> (%p) under <name> (%f)', (command) =>
+      command.positional('path', { type: 'string', describe: 'file to archive (%p)' }).positional('name', { type: 'string', describe: 'WAL file name (%f)' }),
+    );
+  const raw = (await parser.parseAsync()) as Record<string, unknown>;
+  if (raw.help === true) return 0;
+  const options = commonOptions(raw, 'walvault-archive');
+  context.log = createLogger('walvault-archive', options.verbosity);
+  const deadline = new Deadline(options.timeoutMs, `archiving "${String(raw.name)}"`);
+  const backend = await deadline.race(openBackend(options.repo, backendSettings(options)));
+  await archiveFile({
+    backend,
+    sourcePath: String(raw.path),
+    fileName: String(raw.name),
+    encode: encodeOptions(options),
+    deadline,
+    log: context.log,
+  });
+  deadline.dispose();
+  return 0;
+});

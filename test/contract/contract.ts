@@ -1,0 +1,199 @@
+// The backend contract: one suite every backend must pass (local, nfs, s3...).
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Backend, ObjectMeta } from '../../src/backend/types.js';
+import { hashBuffer } from '../../src/core/hash.js';
+
+/** A backend under test plus how to dispose of it. */
+export interface BackendFixture {
+  backend: Backend;
+  cleanup(): Promise<void>;
+}
+
+const ctx = (): { signal: AbortSignal } => ({ signal: new AbortController().signal });
+
+async function metaFor(data: Buffer): Promise<ObjectMeta> {
+  return { contentHash: await hashBuffer(data), contentSize: data.length, codec: 'none', encryption: 'none' };
+}
+
+async function readAll(backend: Backend, key: string): Promise<Buffer | null> {
+  const object = await backend.read(key, ctx());
+  if (object === null) return null;
+  const chunks: Buffer[] = [];
+  for await (const chunk of object.body) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+async function listKeys(backend: Backend, prefix = ''): Promise<{ key: string; temp: boolean; storedSize: number }[]> {
+  const out: { key: string; temp: boolean; storedSize: number }[] = [];
+  for await (const entry of backend.list(prefix, ctx())) out.push({ key: entry.key, temp: entry.temp, storedSize: entry.storedSize });
+  return out.sort((a, b) => a.key.localeCompare(b.key));
+}
+
+/** A body that yields some bytes, then fails: an interrupted upload. */
+function failingBody(bytes: number): Readable {
+  let sent = false;
+  return new Readable({
+    read() {
+      if (!sent) {
+        sent = true;
+        this.push(Buffer.alloc(bytes, 7));
+      } else {
+        this.destroy(new Error('source went away'));
+      }
+    },
+  });
+}
+
+let counter = 0;
+/** A fresh key per test so tests never see each other's objects. */
+const freshKey = (): string => `wal/0000000100000000/0000000100000000000000${(counter++).toString(16).toUpperCase().padStart(2, '0')}`;
+
+/** Runs the whole contract against the backends `factory` makes (a fresh one per describe block). */
+export function runBackendContract(label: string, factory: () => Promise<BackendFixture>): void {
+  describe(`backend contract: ${label}`, () => {
+    let fixture: BackendFixture;
+    let backend: Backend;
+    beforeAll(async () => {
+      fixture = await factory();
+      backend = fixture.backend;
+    });
+    afterAll(async () => {
+      await fixture?.cleanup();
+    });
+
+    it('reports a missing object as a value, not an exception', async () => {
+      const key = freshKey();
+      expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+      expect(await backend.read(key, ctx())).toBeNull();
+    });
+
+    it('creates a new object with its metadata and reads it back byte for byte', async () => {
+      const key = freshKey();
+      const data = Buffer.from('first segment contents '.repeat(1000));
+      const meta = await metaFor(data);
+      expect(await backend.putIfAbsent(key, Readable.from([data]), meta, ctx())).toEqual({ created: true });
+      const info = await backend.stat(key, ctx());
+      expect(info.exists).toBe(true);
+      if (info.exists) {
+        expect(info.storedSize).toBe(data.length);
+        expect(info.meta).toEqual(meta);
+      }
+      const object = await backend.read(key, ctx());
+      expect(object?.meta).toEqual(meta);
+      expect(object?.storedSize).toBe(data.length);
+      object?.body.destroy();
+      expect(await readAll(backend, key)).toEqual(data);
+    });
+
+    it('refuses to overwrite: an existing object stays as it was', async () => {
+      const key = freshKey();
+      const original = Buffer.from('original');
+      const other = Buffer.from('something else entirely');
+      await backend.putIfAbsent(key, Readable.from([original]), await metaFor(original), ctx());
+      expect(await backend.putIfAbsent(key, Readable.from([other]), await metaFor(other), ctx())).toEqual({ created: false });
+      expect(await readAll(backend, key)).toEqual(original);
+      const info = await backend.stat(key, ctx());
+      expect(info.exists && info.meta?.contentHash).toBe(await hashBuffer(original));
+    });
+
+    it('lets exactly one of several racing writers win, and keeps the winner intact', async () => {
+      const key = freshKey();
+      const bodies = await Promise.all([1, 2, 3, 4].map(async (n) => {
+        const data = Buffer.alloc(256 * 1024 + n, n);
+        return { data, meta: await metaFor(data) };
+      }));
+      const results = await Promise.all(bodies.map(({ data, meta }) => backend.putIfAbsent(key, Readable.from([data]), meta, ctx())));
+      expect(results.filter((result) => result.created)).toHaveLength(1);
+      const winner = bodies[results.findIndex((result) => result.created)];
+      expect(await readAll(backend, key)).toEqual(winner?.data);
+      const info = await backend.stat(key, ctx());
+      expect(info.exists && info.meta).toEqual(winner?.meta);
+    });
+
+    it('leaves no object and no temporary data behind when the body fails midway', async () => {
+      const key = freshKey();
+      const meta = await metaFor(Buffer.alloc(0));
+      await expect(backend.putIfAbsent(key, failingBody(100_000), meta, ctx())).rejects.toThrow();
+      expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+      const leftovers = (await listKeys(backend, 'wal/')).filter((entry) => entry.key.includes(key.split('/').pop() ?? ''));
+      expect(leftovers).toEqual([]);
+    });
+
+    it('stops an upload when the deadline aborts it, storing nothing', async () => {
+      const key = freshKey();
+      const controller = new AbortController();
+      const body = new Readable({ read() {} });
+      body.push(Buffer.alloc(64 * 1024, 1));
+      const put = backend.putIfAbsent(key, body, await metaFor(Buffer.alloc(0)), { signal: controller.signal });
+      setTimeout(() => controller.abort(new Error('deadline passed')), 50);
+      await expect(put).rejects.toThrow();
+      expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+    });
+
+    it('stores empty objects', async () => {
+      const key = freshKey();
+      const meta = await metaFor(Buffer.alloc(0));
+      expect(await backend.putIfAbsent(key, Readable.from([]), meta, ctx())).toEqual({ created: true });
+      expect(await readAll(backend, key)).toEqual(Buffer.alloc(0));
+    });
+
+    it('streams a large object without holding it whole', async () => {
+      const key = freshKey();
+      const chunk = Buffer.alloc(1 << 20, 0x5a);
+      const chunks = 24;
+      const body = Readable.from((function* () {
+        for (let index = 0; index < chunks; index += 1) yield chunk;
+      })());
+      const whole = Buffer.concat(Array.from({ length: chunks }, () => chunk));
+      expect(await backend.putIfAbsent(key, body, await metaFor(whole), ctx())).toEqual({ created: true });
+      const info = await backend.stat(key, ctx());
+      expect(info.exists && info.storedSize).toBe(whole.length);
+      expect((await readAll(backend, key))?.equals(whole)).toBe(true);
+    });
+
+    it('lists stored objects with their sizes and hides its own metadata', async () => {
+      const key = freshKey();
+      const data = Buffer.from('listed');
+      await backend.putIfAbsent(key, Readable.from([data]), await metaFor(data), ctx());
+      const entries = await listKeys(backend, 'wal/');
+      expect(entries).toContainEqual({ key, temp: false, storedSize: data.length });
+      expect(entries.every((entry) => !entry.key.endsWith('~meta'))).toBe(true);
+    });
+
+    it('deletes objects, and deleting a missing one is not an error', async () => {
+      const key = freshKey();
+      const data = Buffer.from('to be deleted');
+      await backend.putIfAbsent(key, Readable.from([data]), await metaFor(data), ctx());
+      await backend.delete(key, ctx());
+      expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+      await backend.delete(key, ctx());
+      expect((await listKeys(backend, 'wal/')).some((entry) => entry.key === key)).toBe(false);
+    });
+
+    it('makes an existing object durable without changing it (persist)', async () => {
+      const key = freshKey();
+      const data = Buffer.from('persist me');
+      const meta = await metaFor(data);
+      await backend.putIfAbsent(key, Readable.from([data]), meta, ctx());
+      await backend.persist(key, meta, ctx());
+      expect(await readAll(backend, key)).toEqual(data);
+      const info = await backend.stat(key, ctx());
+      expect(info.exists && info.meta).toEqual(meta);
+    });
+
+    it('keeps small repository documents, creating them only once with ifAbsent', async () => {
+      const key = `test-doc-${counter++}.json`;
+      expect(await backend.readText(key, ctx())).toBeNull();
+      expect(await backend.writeText(key, '{"a":1}', ctx(), { ifAbsent: true })).toBe(true);
+      expect(await backend.writeText(key, '{"a":2}', ctx(), { ifAbsent: true })).toBe(false);
+      expect(await backend.readText(key, ctx())).toBe('{"a":1}');
+      expect(await backend.writeText(key, '{"a":3}', ctx())).toBe(true);
+      expect(await backend.readText(key, ctx())).toBe('{"a":3}');
+    });
+
+    it('describes where a key lives, for log lines', () => {
+      expect(backend.describe('wal/000000010000000000000001')).toContain('000000010000000000000001');
+    });
+  });
+}

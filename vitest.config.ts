@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// Tests spawn real PostgreSQL servers and S3 servers; 2 cores take two test files at a time.
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 180_000,
+    maxWorkers: 2,
+    pool: 'forks',
+    reporters: ['default'],
+  },
+});
