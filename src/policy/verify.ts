@@ -1,13 +1,14 @@
 // `walvault verify`: re-reads an archive and answers "is every file intact, and which backups can be restored up to when?".
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Backend, ListEntry, ObjectMeta, OpContext } from '../backend/types.js';
-import { createDecoder, detectStoredFormat, type DecodeOptions } from '../codec/index.js';
+import type { DecodeOptions } from '../codec/index.js';
 import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { HashingStream } from '../core/hash.js';
 import { forEachLimited } from '../core/pool.js';
 import { readRepoDocument, REPO_DOCUMENT, type RepoDocument } from './cluster-guard.js';
+import { decodeStored } from './stored.js';
 import { parseBackupHistory, type BackupHistory } from '../wal/backup-history.js';
 import { groupMissing, SegmentIndex, toRanges, type SegmentRange } from '../wal/continuity.js';
 import { checkSegmentHeader, type LongPageHeader } from '../wal/header.js';
@@ -533,19 +534,14 @@ async function readAndCheck(backend: Backend, item: Item, decode: DecodeOptions,
     return;
   }
   item.meta = stored.meta;
-  let body: Readable = stored.body;
-  let format = stored.meta;
-  if (format === null) {
-    const peeked = await peek(body);
-    format = { ...detectStoredFormat(peeked.first), contentHash: '', contentSize: -1 };
-    body = peeked.stream;
-  }
   const small = item.kind === 'history' || item.kind === 'backup';
   const hasher = await HashingStream.create({ headLimit: small ? 1 << 20 : 40 });
-  const decoders = await createDecoder(format, decode);
   try {
-    await pipeline([body, ...decoders, hasher, new Writable({ write: (_chunk, _encoding, callback) => callback() })], { signal: ctx.signal });
+    const decoded = await decodeStored(stored, decode);
+    await pipeline([decoded.content, hasher, new Writable({ write: (_chunk, _encoding, callback) => callback() })], { signal: ctx.signal });
+    await decoded.finished;
   } catch (error) {
+    stored.body.destroy();
     if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : error;
     item.intact = false;
     const detail = error instanceof WalvaultError ? error.message : (error as Error).message;
@@ -607,22 +603,6 @@ function checkHeader(item: Item, head: Buffer, size: number, add: (finding: Find
     item.intact = false;
     add({ severity: 'error', code: 'header', file: item.name, message: result.problems.join('; '), hint: 'the file is not the WAL segment its name says; PostgreSQL would reject it during recovery' });
   }
-}
-
-/** Reads the first chunk of a stream and gives back a stream that still yields everything. */
-async function peek(stream: Readable): Promise<{ first: Buffer; stream: Readable }> {
-  const iterator = stream[Symbol.asyncIterator]();
-  const first = await iterator.next();
-  const head = first.done === true ? Buffer.alloc(0) : Buffer.from(first.value as Buffer);
-  async function* rest(): AsyncGenerator<Buffer> {
-    if (head.length > 0) yield head;
-    for (;;) {
-      const next = await iterator.next();
-      if (next.done === true) return;
-      yield next.value as Buffer;
-    }
-  }
-  return { first: head, stream: Readable.from(rest()) };
 }
 
 function countBy<T>(values: readonly T[], keyOf: (value: T) => string): Map<string, number> {
