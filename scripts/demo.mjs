@@ -1,0 +1,161 @@
+// `npm run demo`: the whole walvault story on a throwaway PostgreSQL cluster in a temp dir, step by
+// step: archive through walvault-archive, an online base backup with pg_backup_start/pg_backup_stop,
+// an accident, point-in-time recovery to a named restore point through walvault-restore, and a check
+// of the recovered rows. Uses the built dist/ executables and the same harness as the e2e tests.
+
+import { existsSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { PROJECT_DIR, packAndInstall } from './lib/install.mjs';
+import { IS_ROOT, PG_OS_USER, PgHarness, run, shQuote } from './lib/pg-harness.mjs';
+
+const ORDERS_AT_BACKUP = 1000;
+const ORDERS_AFTER_BACKUP = 500;
+const RESTORE_POINT = 'before-the-accident';
+
+const bold = (/** @type {string} */ text) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
+let stepNumber = 0;
+const step = (/** @type {string} */ title) => console.log(`\n${bold(`[${++stepNumber}/6] ${title}`)}`);
+const say = (/** @type {string} */ text) => console.log(`      ${text.replaceAll('\n', '\n      ')}`);
+
+/**
+ * The commands PostgreSQL will run: the built dist/ files through this node binary, or, when the
+ * postgres OS user cannot read the project (e.g. it lives under /root), a packed copy installed in
+ * the demo's temp dir.
+ */
+async function commands(/** @type {PgHarness} */ harness) {
+  const dist = (/** @type {string} */ name) => path.join(PROJECT_DIR, 'dist', 'cli', `${name}.js`);
+  for (const name of ['walvault-archive', 'walvault-restore']) {
+    if (!existsSync(dist(name))) throw new Error(`"${dist(name)}" is missing: run "npm run build" (npm run demo does)`);
+  }
+  const readable = await run('test', ['-r', dist('walvault-restore'), '-a', '-r', path.join(PROJECT_DIR, 'node_modules', 'yargs', 'package.json'), '-a', '-x', process.execPath], {
+    asPostgres: true,
+    allowFailure: true,
+  });
+  if (readable.code === 0) {
+    return {
+      archive: `${shQuote(process.execPath)} ${shQuote(dist('walvault-archive'))}`,
+      restore: `${shQuote(process.execPath)} ${shQuote(dist('walvault-restore'))}`,
+      where: `the built executables in ${path.join(PROJECT_DIR, 'dist', 'cli')}`,
+    };
+  }
+  say(`the ${PG_OS_USER} user cannot read ${PROJECT_DIR}; installing a packed copy (npm pack + npm install -g --prefix) into the temp dir`);
+  const installed = await packAndInstall({ prefix: path.join(await harness.root(), 'install') });
+  return { archive: shQuote(installed.archive), restore: shQuote(installed.restore), where: `a packed copy installed in ${installed.prefix}` };
+}
+
+async function main() {
+  const harness = new PgHarness({ prefix: 'walvault-demo' });
+  let ok = false;
+  const interrupt = () => {
+    console.log('\ninterrupted: cleaning up');
+    harness.cleanup().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupt);
+  try {
+    console.log(bold('walvault demo: WAL archiving and point-in-time recovery on a throwaway cluster'));
+    console.log(`PostgreSQL binaries: ${harness.binDir}${IS_ROOT ? ` (run as the "${PG_OS_USER}" OS user via runuser)` : ''}`);
+    const root = await harness.root();
+    console.log(`temp dir: ${root} (removed at the end)`);
+    const bins = await commands(harness);
+    const repo = await harness.makeDir('repo', 0o700);
+    const archiveCommand = `${bins.archive} --repo=${shQuote(repo)} %p %f`;
+    const restoreCommand = `${bins.restore} --repo=${shQuote(repo)} %f %p`;
+
+    step('initdb a primary cluster that archives every WAL segment through walvault-archive');
+    const primary = await harness.initCluster({
+      name: 'primary',
+      walSegSizeMb: 1,
+      settings: { archive_mode: true, archive_command: archiveCommand },
+    });
+    say(`walvault: ${bins.where}`);
+    say(`repository: ${repo}`);
+    say(`postgresql.conf:\n  wal_level = replica\n  archive_mode = on\n  archive_command = '${archiveCommand}'`);
+    await primary.start();
+    await primary.sql(`create table orders(id int primary key, customer text not null, amount numeric not null);
+      insert into orders select g, 'customer ' || (g % 97), (g % 250) + 0.99 from generate_series(1, ${ORDERS_AT_BACKUP}) g`);
+    say(`started (socket ${primary.socketDir}); created table "orders" with ${ORDERS_AT_BACKUP} rows`);
+
+    step('online base backup with the low-level API (pg_backup_start / copy / pg_backup_stop)');
+    const backup = await primary.baseBackup({ label: 'walvault-demo', targetDir: path.join(root, 'base-backup') });
+    say(`select pg_backup_start('walvault-demo', fast => true);      -- ${backup.startLsn}`);
+    say(`copied the data directory to ${backup.dataDir} (pg_wal left empty, postmaster.pid left out)`);
+    say(`select * from pg_backup_stop(wait_for_archive => true);      -- ${backup.stopLsn}`);
+    say(`backup_label written into the copy, byte for byte:\n  ${backup.backupLabel.trimEnd().replaceAll('\n', '\n  ')}`);
+
+    step('more work, a named restore point, then an accident');
+    await primary.sql(`insert into orders select g, 'customer ' || (g % 97), (g % 250) + 0.99 from generate_series(${ORDERS_AT_BACKUP + 1}, ${ORDERS_AT_BACKUP + ORDERS_AFTER_BACKUP}) g`);
+    const expected = await primary.count('orders');
+    const expectedSum = await primary.scalar('select sum(amount) from orders');
+    say(`inserted ${ORDERS_AFTER_BACKUP} more orders: ${expected} rows, total amount ${expectedSum}`);
+    const restorePointLsn = await primary.scalar(`select pg_create_restore_point('${RESTORE_POINT}')`);
+    say(`select pg_create_restore_point('${RESTORE_POINT}');         -- ${restorePointLsn}`);
+    await primary.sql("delete from orders where customer like 'customer 1%'");
+    await primary.sql('update orders set amount = 0');
+    const afterAccident = await primary.count('orders');
+    say(`the accident: delete from orders where customer like 'customer 1%'; update orders set amount = 0;`);
+    say(`the primary now has ${afterAccident} orders, all with amount 0`);
+    const lastSegment = await primary.switchWalAndWaitArchived();
+    const stats = await primary.archiverStats();
+    say(`select pg_switch_wal(); waited until "${lastSegment}" was archived`);
+    say(`pg_stat_archiver: archived_count = ${stats.archivedCount}, failed_count = ${stats.failedCount}, last_archived_wal = ${stats.lastArchivedWal}`);
+    const stored = await listRepository(repo);
+    say(`the repository holds ${stored.length} archived files:\n  ${stored.join('\n  ')}`);
+
+    step(`point-in-time recovery of a copy of the base backup to the restore point "${RESTORE_POINT}"`);
+    const recovered = await harness.restoreCluster(backup, {
+      name: 'recovered',
+      settings: { restore_command: restoreCommand, recovery_target_name: RESTORE_POINT, recovery_target_action: 'promote' },
+    });
+    say(`copied the base backup to ${recovered.dataDir} and created recovery.signal`);
+    say(`postgresql.conf:\n  restore_command = '${restoreCommand}'\n  recovery_target_name = '${RESTORE_POINT}'\n  recovery_target_action = 'promote'`);
+    const started = Date.now();
+    await recovered.start();
+    await recovered.waitForRecoveryEnd();
+    say(`recovery finished and the server promoted in ${((Date.now() - started) / 1000).toFixed(1)} s; from its log:`);
+    const interesting = (await recovered.log())
+      .split('\n')
+      .filter((line) => /walvault-restore:|restored log file|recovery stopping|selected new timeline|archive recovery complete|starting point-in-time recovery/.test(line))
+      .map((line) => line.replace(/^\d{4}-\d\d-\d\d (\S+) UTC \[\d+\] /, ''));
+    say(`  ${interesting.join('\n  ')}`);
+
+    step('verify the recovered cluster');
+    const recoveredCount = await recovered.count('orders');
+    const recoveredSum = await recovered.scalar('select sum(amount) from orders');
+    say(`orders: ${recoveredCount} rows (expected ${expected}), total amount ${recoveredSum} (expected ${expectedSum})`);
+    say(`the primary, after the accident: ${afterAccident} rows`);
+    ok = recoveredCount === expected && recoveredSum === expectedSum && stats.failedCount === 0;
+
+    step('stop both servers and remove the temp dir');
+    await recovered.stop();
+    await primary.stop();
+  } finally {
+    await harness.cleanup();
+    process.off('SIGINT', interrupt);
+  }
+  console.log(ok ? `\n${bold('OK')}: the recovered cluster has exactly the rows from before the accident.` : `\n${bold('FAILED')}: the recovered rows do not match (see above).`);
+  return ok;
+}
+
+/** The archived files (relative names and sizes), for the printout. */
+async function listRepository(/** @type {string} */ repo) {
+  /** @type {string[]} */
+  const found = [];
+  const walk = async (/** @type {string} */ dir) => {
+    for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+      const full = path.join(dir, entry.name);
+      if (entry.isDirectory()) await walk(full);
+      else found.push(`${path.relative(repo, full)} (${(await fs.stat(full)).size} bytes)`);
+    }
+  };
+  await walk(repo);
+  return found.sort();
+}
+
+main().then(
+  (ok) => process.exit(ok ? 0 : 1),
+  (error) => {
+    console.error(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  },
+);
