@@ -38,7 +38,7 @@ export function formatVerifyReport(report: VerifyReport): string {
     objects.other > 0 ? plural(objects.other, 'other file') : null,
     objects.temp > 0 ? plural(objects.temp, 'temporary file') : null,
   ].filter((part) => part !== null);
-  lines.push(`objects: ${objects.total} (${kinds.join(', ')}); ${objects.checked} checked${report.mode === 'full' ? `, ${formatBytes(objects.bytesRead)} read` : ''} in ${(report.durationMs / 1000).toFixed(1)} s`);
+  lines.push(`objects: ${objects.total} (${kinds.join(', ')}${objects.documents > 0 ? ', walvault.json' : ''}); ${objects.checked} checked${report.mode === 'full' ? `, ${formatBytes(objects.bytesRead)} read` : ''} in ${(report.durationMs / 1000).toFixed(1)} s`);
   for (const cluster of report.clusters) {
     lines.push(
       `cluster: database system ${cluster.systemIdentifier}, PostgreSQL ${cluster.serverVersions.join('/')}, ${formatBytes(cluster.segmentSize)} segments, ${plural(cluster.segments, 'segment')}${report.clusters.length > 1 && cluster.recorded ? ' (the repository\'s own)' : ''}`,
@@ -50,7 +50,8 @@ export function formatVerifyReport(report: VerifyReport): string {
   if (report.timelines.length === 0) lines.push('  (none: no WAL segments in scope)');
   for (const timeline of report.timelines) {
     const origin = timeline.parent === null ? '' : `  (from timeline ${timeline.parent} at ${timeline.switchPoint})`;
-    const ranges = timeline.ranges.length === 0 ? 'no segments archived yet' : timeline.ranges.map((entry) => `${range(entry)} (${plural(entry.count, 'segment')})`).join(', ');
+    const none = report.scope.backup === null && report.scope.from === null && report.scope.to === null ? 'no segments archived yet' : 'no segments in scope';
+    const ranges = timeline.ranges.length === 0 ? none : timeline.ranges.map((entry) => `${range(entry)} (${plural(entry.count, 'segment')})`).join(', ');
     lines.push(`  ${timeline.timeline}: ${ranges}${origin}`);
     for (const gap of timeline.gaps) lines.push(`     MISSING ${range(gap)} (${plural(gap.count, 'segment')})`);
     for (const partial of timeline.partials) lines.push(`     partial: ${partial}`);

@@ -118,7 +118,7 @@ export interface VerifyReport {
   mode: 'full' | 'quick';
   scope: { backup: string | null; from: string | null; to: string | null };
   segmentSize: number | null;
-  objects: { total: number; segments: number; partials: number; histories: number; backups: number; other: number; temp: number; checked: number; bytesRead: number };
+  objects: { total: number; segments: number; partials: number; histories: number; backups: number; other: number; temp: number; documents: number; checked: number; bytesRead: number };
   clusters: ClusterReport[];
   timelines: TimelineReport[];
   backups: BackupReport[];
@@ -254,6 +254,10 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     }
   }
   let selectedBackups = backups;
+  if (options.from !== undefined || options.to !== undefined) {
+    // A range check reports the backups that lie inside it; the others need WAL outside the range.
+    selectedBackups = backups.filter(({ history }) => (fromPos === null || position(history.startSegment) >= fromPos) && (toPos === null || position(history.stopSegment) <= toPos));
+  }
   if (options.backup !== undefined) {
     const wanted = options.backup;
     selectedBackups = backups.filter(({ item, history }) => history.label === wanted || item.name === wanted || item.name === `${wanted}.backup`);
@@ -384,8 +388,10 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       add({ severity: 'error', code: 'missing-history', file: historyFileName(timeline), message: `timeline ${timeline} has segments but its history file "${historyFileName(timeline)}" is not in the archive; recovery cannot follow it`, hint: 'copy the file from the pg_wal directory of the server that created the timeline into the archive' });
     }
     const last = own[own.length - 1];
-    if (last !== undefined && lowest !== null && last >= lowest) {
-      for (const gap of index.missingOnPath(timeline, lowest, last)) missing.push(gap);
+    // Without a history file, where a later timeline began is unknown: only holes inside its own range count.
+    const walkFrom = timeline > 1 && history === null ? own[0] : lowest;
+    if (last !== undefined && walkFrom !== undefined && walkFrom !== null && last >= walkFrom) {
+      for (const gap of index.missingOnPath(timeline, walkFrom, last)) missing.push(gap);
     }
     const partials = segmentItems.filter((item) => item.kind === 'partial' && item.timeline === timeline).map((item) => item.name);
     timelines.push({
@@ -493,6 +499,7 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     backups: items.filter((item) => item.kind === 'backup').length,
     other: items.filter((item) => item.kind === 'other').length,
     temp: items.filter((item) => item.kind === 'temp').length,
+    documents: items.filter((item) => item.kind === 'document').length,
     checked: progress.done,
     bytesRead: quick ? 0 : progress.bytes,
   };
