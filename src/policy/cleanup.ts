@@ -5,7 +5,7 @@ import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { forEachLimited } from '../core/pool.js';
-import { parseBackupHistory, type BackupHistory } from '../wal/backup-history.js';
+import { parseBackupHistory, parseServerTime, type BackupHistory } from '../wal/backup-history.js';
 import { classify, isValidSegmentSize, nameOfKey, objectKey, parseSegmentName, segmentFileName, segmentNumber, WAL_PREFIX } from '../wal/names.js';
 import { readRepoDocument } from './cluster-guard.js';
 import { openDecoded } from './stored.js';
@@ -112,7 +112,7 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
         log.warn(`${(error as Error).message}; it is not counted as a backup`);
       }
     }
-    backups.sort((a, b) => (a.startLsn > b.startLsn ? -1 : a.startLsn < b.startLsn ? 1 : 0));
+    sortNewestFirst(backups);
     for (const backup of backups) {
       const summary = { file: backup.fileName, label: backup.label, startSegment: backup.startSegment, complete: isComplete(backup, present, segmentSize) };
       if (!summary.complete) {
@@ -212,4 +212,20 @@ async function readBackupText(backend: Backend, key: string, decode: DecodeOptio
   for await (const chunk of decoded.content) chunks.push(chunk as Buffer);
   await decoded.finished;
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Orders backups newest first by START TIME when every file has a readable one (LSNs of different
+ * timelines do not order backups: a timeline forked from an old point restarts at lower LSNs), else by start LSN.
+ */
+function sortNewestFirst(backups: BackupHistory[]): void {
+  const times = new Map(backups.map((backup) => [backup, parseServerTime(backup.startTime)]));
+  const byTime = [...times.values()].every((time) => time !== null);
+  backups.sort((a, b) => {
+    if (byTime) {
+      const difference = times.get(b)!.getTime() - times.get(a)!.getTime();
+      if (difference !== 0) return difference;
+    }
+    return a.startLsn > b.startLsn ? -1 : a.startLsn < b.startLsn ? 1 : 0;
+  });
 }
