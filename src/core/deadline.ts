@@ -4,6 +4,8 @@ import { WalvaultError } from './errors.js';
 
 /** A point in time after which the whole command gives up; its signal aborts in-flight I/O. */
 export class Deadline {
+  /** Set once any deadline of this process has passed: I/O may still be stuck in the thread pool. */
+  static anyExpired = false;
   readonly signal: AbortSignal;
   readonly timeoutMs: number;
   private readonly expiresAt: number;
@@ -14,7 +16,10 @@ export class Deadline {
     this.timeoutMs = timeoutMs;
     this.expiresAt = Date.now() + timeoutMs;
     this.signal = this.controller.signal;
-    this.timer = setTimeout(() => this.controller.abort(this.timeoutError()), timeoutMs);
+    this.timer = setTimeout(() => {
+      Deadline.anyExpired = true;
+      this.controller.abort(this.timeoutError());
+    }, timeoutMs);
     this.timer.unref();
   }
 

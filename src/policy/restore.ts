@@ -58,7 +58,9 @@ async function fetchInto(request: RestoreRequest, key: string): Promise<RestoreR
   const location = request.backend.describe(key);
   const decoded = await decodeStored(object, request.decode);
   const hasher = await HashingStream.create({ headLimit: 0 });
-  const temp = path.join(path.dirname(request.targetPath), `.${path.basename(request.targetPath)}~walvault~${process.pid}`);
+  // PostgreSQL runs restore_command serially per data directory, so one fixed temp name suffices, and
+  // a copy killed midway is simply overwritten by the next attempt instead of piling up in pg_wal.
+  const temp = path.join(path.dirname(request.targetPath), `.${path.basename(request.targetPath)}~walvault`);
   try {
     await request.deadline.race(pipeline(decoded.content, hasher, createWriteStream(temp, { mode: 0o600 })));
     await request.deadline.race(decoded.finished);

@@ -80,14 +80,17 @@ function raceSignal<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
 
 const isCode = (error: unknown, ...codes: string[]): boolean => codes.includes((error as NodeJS.ErrnoException | undefined)?.code ?? '');
 
-/** Whether a process with this pid exists on this host. */
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid is running on this host (a zombie, killed but not yet reaped, is not). */
+async function processAlive(pid: number): Promise<boolean> {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (error) {
-    return isCode(error, 'EPERM');
+    if (!isCode(error, 'EPERM')) return false;
   }
+  const stat = await nodeFs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return true;
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
 }
 
 /** Finds the filesystem type of the mount holding `target`, from /proc/self/mountinfo. */
@@ -277,7 +280,7 @@ export class PosixBackend implements Backend {
       const full = path.join(directory, entry);
       let stale = false;
       if (host === this.host) {
-        stale = Number.isInteger(pid) && pid !== process.pid && !processAlive(pid);
+        stale = Number.isInteger(pid) && pid !== process.pid && !(await processAlive(pid));
       } else {
         const info = await nodeFs.stat(full).catch(() => null);
         stale = info !== null && Date.now() - info.mtimeMs > FOREIGN_TEMP_MAX_AGE_MS;

@@ -1,0 +1,14 @@
+// Writes the sh launchers (package.json "bin") next to the compiled entry points in dist/cli.
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+
+const template = readFileSync(new URL('../src/cli/launcher.sh', import.meta.url), 'utf8');
+// A Node crash (abort 134, OOM kill 137) must not exceed 125 for archive_command: PostgreSQL would
+// restart the archiver instead of counting a failure. restore keeps it: above 125 stops recovery,
+// the safe outcome when we cannot tell what went wrong.
+const crashToInternal = 'if [ "$rc" -gt 125 ]; then echo "@ENTRY@: error: node exited with status $rc (crash); HINT: this is a bug or the machine ran out of memory" >&2; exit 70; fi';
+const entries = { 'walvault-archive': crashToInternal, walvault: crashToInternal, 'walvault-restore': '' };
+for (const [entry, crashMap] of Object.entries(entries)) {
+  const target = new URL(`../dist/cli/${entry}`, import.meta.url);
+  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replaceAll('@ENTRY@', entry));
+  chmodSync(target, 0o755);
+}

@@ -1,0 +1,15 @@
+#!/bin/sh
+# walvault launcher for @ENTRY@ (generated into dist/cli by scripts/build-launchers.mjs).
+# Node cannot exit while a filesystem call hangs in its thread pool (a hung NFS server): after its
+# deadline it writes the exit code it means on fd 3 and kills itself; this script exits with that code.
+self=$(readlink -f "$0" 2>/dev/null) || self=$0
+exec 4>&1
+status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "${WALVAULT_NODE:-node}" "${self%/*}/@ENTRY@.js" "$@" 3>&1 1>&4 4>&-)
+rc=$?
+exec 4>&-
+case $status in
+  '' | *[!0-9]*) ;;
+  *) exit "$status" ;;
+esac
+@CRASH_MAP@
+exit $rc

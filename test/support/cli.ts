@@ -1,0 +1,32 @@
+// Runs the built executables (dist/cli) the way PostgreSQL does: a child process with a working directory, exit code and stderr.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Absolute path of a built executable (the sh launcher PostgreSQL runs). */
+export const bin = (name: 'walvault-archive' | 'walvault-restore' | 'walvault'): string => path.join(root, 'dist/cli', name);
+
+/** What a finished command returned. */
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a walvault executable and waits for it. Environment variables starting with WALVAULT_ are not inherited unless given. */
+export function run(name: 'walvault-archive' | 'walvault-restore' | 'walvault', args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
+  return new Promise((resolve, reject) => {
+    const child = spawn(bin(name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
