@@ -8,12 +8,25 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import { hashBuffer } from '../../src/core/hash.js';
 import { verifyArchive, type VerifyOptions, type VerifyReport } from '../../src/policy/verify.js';
-import { objectKey } from '../../src/wal/names.js';
-import { run } from '../support/pg.js';
-import { copyArchive, objectPath, realArchive, type RealArchive } from '../support/real-archive.js';
-import { makeScratchDir } from '../support/pg.js';
+import { formatLsn, objectKey, parseSegmentName, segmentFileName, segmentNumber } from '../../src/wal/names.js';
+import { makeScratchDir, run } from '../support/pg.js';
+import { copyArchive, layoutOf, objectPath, realArchive, type ArchiveLayout, type RealArchive } from '../support/real-archive.js';
+
+const MiB = 1048576;
+/** Segment number of a segment name (1 MiB segments). */
+const segno = (name: string): bigint => segmentNumber(parseSegmentName(name)!, MiB);
+/** The segment `offset` segments after `name`, on timeline `timeline` (default: the same). */
+const step = (name: string, offset: number, timeline = parseSegmentName(name)!.timeline): string => segmentFileName(timeline, segno(name) + BigInt(offset), MiB);
+/** The LSN just past a segment: how far recovery gets when it is the last one. */
+const endOf = (name: string): string => formatLsn((segno(name) + 1n) * BigInt(MiB));
 
 let archive: RealArchive;
+let layout: ArchiveLayout;
+/** First and last segment of each timeline. */
+const first = (timeline: number): string => layout.segments[timeline]![0]!;
+const last = (timeline: number): string => layout.segments[timeline]!.at(-1)!;
+/** Start segment of a backup, from its history file name. */
+const startOf = (label: 'base-a' | 'base-b' | 'base-c'): string => archive.backups[label].slice(0, 24);
 let scratch: string;
 let copies = 0;
 
@@ -29,10 +42,16 @@ const verify = (repo: string, options: VerifyOptions = {}): Promise<VerifyReport
 const findingsOf = (report: VerifyReport): string[] => report.findings.map((finding) => `${finding.severity} ${finding.code} ${finding.file ?? ''}`);
 
 /** The one warning the intact archive has: base-b is on timeline 1 after the fork of timeline 2, so 'latest' (3) is not its descendant. */
+const bySeverityThenFile = (a: string, b: string): number => {
+  const [severityA = '', , fileA = ''] = a.split(' ');
+  const [severityB = '', , fileB = ''] = b.split(' ');
+  return severityA !== severityB ? (severityA === 'error' ? -1 : 1) : fileA < fileB ? -1 : fileA > fileB ? 1 : 0;
+};
 const baseline = (): string => `warning latest-timeline ${archive.backups['base-b']}`;
 
 beforeAll(async () => {
   archive = await realArchive();
+  layout = await layoutOf(archive.template);
   scratch = await makeScratchDir('walvault-verify');
   return async () => {
     await fs.rm(scratch, { recursive: true, force: true });
@@ -44,18 +63,22 @@ describe('walvault verify on an intact real archive', () => {
     const report = await verify(archive.template);
     expect(report.ok).toBe(true);
     expect(findingsOf(report)).toEqual([baseline()]);
-    expect(report.objects).toMatchObject({ segments: 13, histories: 2, backups: 3, other: 0, temp: 0 });
-    expect(report.clusters).toEqual([{ systemIdentifier: archive.systemIdentifier, serverVersions: ['15'], segmentSize: 1048576, segments: 13, recorded: true }]);
+    const segmentCount = layout.segments[1]!.length + layout.segments[2]!.length + layout.segments[3]!.length;
+    expect(report.objects).toMatchObject({ segments: segmentCount, histories: 2, backups: 3, other: 0, temp: 0, documents: 1 });
+    expect(report.clusters).toEqual([{ systemIdentifier: archive.systemIdentifier, serverVersions: ['15'], segmentSize: MiB, segments: segmentCount, recorded: true }]);
     expect(report.timelines.map((timeline) => [timeline.timeline, timeline.parent, timeline.ranges.map((range) => `${range.first}..${range.last}`), timeline.gaps])).toEqual([
-      [1, null, [`000000010000000000000006..${archive.lastSegment[1]}`], []],
-      [2, 1, ['000000020000000000000009..00000002000000000000000C'], []],
-      [3, 2, ['00000003000000000000000D..00000003000000000000000F'], []],
+      [1, null, [`${first(1)}..${last(1)}`], []],
+      [2, 1, [`${first(2)}..${last(2)}`], []],
+      [3, 2, [`${first(3)}..${last(3)}`], []],
     ]);
+    // The shape this suite relies on: timeline 2 forks from timeline 1 after base-a and before base-b; timeline 3 after base-c.
+    expect(segno(startOf('base-a')) < segno(first(2)) && segno(first(2)) <= segno(startOf('base-b'))).toBe(true);
+    expect(segno(startOf('base-c')) + 1n < segno(first(3))).toBe(true);
     const windows = Object.fromEntries(report.backups.map((backup) => [backup.label, backup.windows.map((window) => `${window.timeline}:${window.untilLsn}${window.latest ? ' latest' : ''}`)]));
     expect(windows).toEqual({
-      'base-a': ['1:0/C00000', '2:0/D00000', '3:0/1000000 latest'],
-      'base-b': ['1:0/C00000'],
-      'base-c': ['2:0/D00000', '3:0/1000000 latest'],
+      'base-a': [`1:${endOf(last(1))}`, `2:${endOf(last(2))}`, `3:${endOf(last(3))} latest`],
+      'base-b': [`1:${endOf(last(1))}`],
+      'base-c': [`2:${endOf(last(2))}`, `3:${endOf(last(3))} latest`],
     });
     expect(report.backups.every((backup) => backup.restorable)).toBe(true);
   });
@@ -73,18 +96,22 @@ describe('walvault verify on an intact real archive', () => {
     expect(report.backups.map((backup) => backup.label)).toEqual(['base-c']);
     expect(report.ok).toBe(true);
     expect(report.findings).toEqual([]);
-    expect(report.backups[0]!.windows.map((window) => window.untilLsn)).toEqual(['0/D00000', '0/1000000']);
+    expect(report.backups[0]!.windows.map((window) => window.untilLsn)).toEqual([endOf(last(2)), endOf(last(3))]);
     await expect(verify(archive.template, { backup: 'no-such' })).rejects.toMatchObject({
       kind: 'usage',
       message: `no backup with label or backup history file "no-such" in repository "${archive.template}"`,
-      hint: expect.stringMatching(/^known backups: "base-a" \(000000010000000000000007\.00000028\.backup\), "base-b"/),
+      hint: `known backups: "base-a" (${archive.backups['base-a']}), "base-b" (${archive.backups['base-b']}), "base-c" (${archive.backups['base-c']})`,
     });
   });
 
   it('--from/--to restrict the segments checked', async () => {
-    const report = await verify(archive.template, { from: '00000001000000000000000A', to: '00000001000000000000000C' });
-    expect(report.objects.checked).toBe(5 + 3 + 2); // backup + history files, then segments A..C of timelines 1 and 2
-    expect(report.timelines.map((timeline) => timeline.segments)).toEqual([2, 3, 0]);
+    const from = startOf('base-b');
+    const to = step(from, 1, 1);
+    const report = await verify(archive.template, { from, to });
+    const inRange = (timeline: number): number => layout.segments[timeline]!.filter((name) => name.slice(8) >= from.slice(8) && name.slice(8) <= to.slice(8)).length;
+    expect(report.objects.checked).toBe(5 + inRange(1) + inRange(2) + inRange(3)); // backup and history files, then the segments in range
+    expect(report.timelines.map((timeline) => timeline.segments)).toEqual([inRange(1), inRange(2), inRange(3)]);
+    expect(report.backups.map((backup) => backup.label)).toEqual(['base-b', 'base-c']);
     expect(report.ok).toBe(true);
   });
 });
@@ -92,7 +119,8 @@ describe('walvault verify on an intact real archive', () => {
 describe('walvault verify on a damaged real archive reports exactly the damage', () => {
   it('a flipped byte in a segment: hash mismatch for that file, and base-a now restores only up to it', async () => {
     const repo = await freshCopy();
-    const victim = '000000010000000000000008';
+    const victim = step(startOf('base-a'), 1);
+    expect(segno(victim) < segno(first(2))).toBe(true);
     const handle = await fs.open(objectPath(repo, victim), 'r+');
     const byte = Buffer.alloc(1);
     await handle.read(byte, 0, 1, 500_000);
@@ -100,45 +128,44 @@ describe('walvault verify on a damaged real archive reports exactly the damage',
     await handle.close();
     const report = await verify(repo);
     expect(findingsOf(report)).toEqual([`error hash-mismatch ${victim}`, baseline()]);
-    expect(report.findings[0]!.message).toMatch(/^".*000000010000000000000008" does not match the hash recorded when it was archived \(recorded [0-9a-f]{16}, read [0-9a-f]{16}\)$/);
+    expect(report.findings[0]!.message).toMatch(/^".*[0-9A-F]{24}" does not match the hash recorded when it was archived \(recorded [0-9a-f]{16}, read [0-9a-f]{16}\)$/);
     expect(report.ok).toBe(false);
     const baseA = report.backups.find((backup) => backup.label === 'base-a')!;
     expect(baseA.restorable).toBe(true);
-    expect(baseA.windows.map((window) => `${window.timeline}:${window.untilLsn}`)).toEqual(['1:0/800000']);
+    expect(baseA.windows.map((window) => `${window.timeline}:${window.untilLsn}`)).toEqual([`1:${endOf(startOf('base-a'))}`]);
     // --quick reads no content, so it cannot see this: that is what the full check is for.
     expect(findingsOf(await verify(repo, { quick: true }))).toEqual([baseline()]);
   });
 
   it('a deleted segment: one gap on its timeline, nothing else', async () => {
     const repo = await freshCopy();
-    await fs.rm(objectPath(repo, '00000002000000000000000B'));
+    const victim = step(startOf('base-c'), 1);
+    await fs.rm(objectPath(repo, victim));
     const report = await verify(repo);
-    expect(findingsOf(report)).toEqual(['error missing-segments 00000002000000000000000B', baseline()]);
-    expect(report.findings[0]!.message).toBe('segment "00000002000000000000000B" is missing from timeline 2');
-    expect(report.timelines[1]!.gaps).toEqual([{ first: '00000002000000000000000B', last: '00000002000000000000000B', count: 1 }]);
-    expect(report.backups.find((backup) => backup.label === 'base-c')!.windows.map((window) => window.untilLsn)).toEqual(['0/B00000']);
+    expect(findingsOf(report)).toEqual([`error missing-segments ${victim}`, baseline()]);
+    expect(report.findings[0]!.message).toBe(`segment "${victim}" is missing from timeline 2`);
+    expect(report.timelines[1]!.gaps).toEqual([{ first: victim, last: victim, count: 1 }]);
+    expect(report.backups.find((backup) => backup.label === 'base-c')!.windows.map((window) => window.untilLsn)).toEqual([endOf(startOf('base-c'))]);
   });
 
   it('a deleted segment a backup needs between start and stop: the gap, and that backup is not restorable', async () => {
     const repo = await freshCopy();
-    await fs.rm(objectPath(repo, '00000002000000000000000A'));
+    const victim = startOf('base-c');
+    await fs.rm(objectPath(repo, victim));
     const report = await verify(repo);
-    expect(findingsOf(report)).toEqual([
-      'error missing-segments 00000002000000000000000A',
-      `error backup-incomplete ${archive.backups['base-c']}`,
-      baseline(),
-    ].sort((a, b) => (a.startsWith('warning') ? 1 : b.startsWith('warning') ? -1 : a.split(' ')[2]! < b.split(' ')[2]! ? -1 : 1)));
+    expect(findingsOf(report)).toEqual([`error missing-segments ${victim}`, `error backup-incomplete ${archive.backups['base-c']}`, baseline()].sort(bySeverityThenFile));
     const baseC = report.backups.find((backup) => backup.label === 'base-c')!;
-    expect(baseC).toMatchObject({ restorable: false, windows: [], missing: [{ first: '00000002000000000000000A', last: '00000002000000000000000A', count: 1 }] });
+    expect(baseC).toMatchObject({ restorable: false, windows: [], missing: [{ first: victim, last: victim, count: 1 }] });
   });
 
   it('a truncated segment: named as truncated (full and quick), nothing else', async () => {
     const repo = await freshCopy();
-    await fs.truncate(objectPath(repo, '00000003000000000000000E'), 8192);
+    const victim = step(first(3), 1);
+    await fs.truncate(objectPath(repo, victim), 8192);
     const report = await verify(repo);
-    expect(findingsOf(report)).toEqual(['error truncated 00000003000000000000000E', baseline()]);
-    expect(report.findings[0]!.message).toMatch(/00000003000000000000000E" holds 8192 bytes, but 1048576 were archived$/);
-    expect(findingsOf(await verify(repo, { quick: true }))).toEqual(['error truncated 00000003000000000000000E', baseline()]);
+    expect(findingsOf(report)).toEqual([`error truncated ${victim}`, baseline()]);
+    expect(report.findings[0]!.message).toBe(`"${objectPath(repo, victim)}" holds 8192 bytes, but 1048576 were archived`);
+    expect(findingsOf(await verify(repo, { quick: true }))).toEqual([`error truncated ${victim}`, baseline()]);
   });
 
   it('a segment from a second cluster: one error naming both system identifiers, nothing else', async () => {
@@ -165,12 +192,15 @@ describe('walvault verify on a damaged real archive reports exactly the damage',
 
   it('a segment stored under another segment\'s name: the header check names the mismatch', async () => {
     const repo = await freshCopy();
-    const victim = objectPath(repo, '00000001000000000000000B');
-    await fs.copyFile(objectPath(repo, '00000001000000000000000A'), victim);
-    await fs.copyFile(`${objectPath(repo, '00000001000000000000000A')}~meta`, `${victim}~meta`);
+    const victim = last(1);
+    const source = step(victim, -1);
+    await fs.copyFile(objectPath(repo, source), objectPath(repo, victim));
+    await fs.copyFile(`${objectPath(repo, source)}~meta`, `${objectPath(repo, victim)}~meta`);
     const report = await verify(repo);
-    expect(findingsOf(report)).toEqual(['error header 00000001000000000000000B', baseline()]);
-    expect(report.findings[0]!.message).toBe('"00000001000000000000000B" header page address 0/A00000 does not match its name (expected 0/B00000 for 1048576-byte segments)');
+    expect(findingsOf(report)).toEqual([`error header ${victim}`, baseline()]);
+    expect(report.findings[0]!.message).toBe(
+      `"${victim}" header page address ${formatLsn(segno(source) * BigInt(MiB))} does not match its name (expected ${formatLsn(segno(victim) * BigInt(MiB))} for 1048576-byte segments)`,
+    );
   });
 
   it('leftover temp files and foreign files are warnings: reported, exit still 0', async () => {
@@ -192,13 +222,14 @@ describe('walvault verify (installed command line)', () => {
     const ok = await run(archive.walvault.walvault, ['verify', `--repo=${archive.template}`], { allowFailure: true });
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain('result: OK with 1 warning');
-    expect(ok.stdout).toMatch(/^ {2}3: 00000003000000000000000D \.\. 00000003000000000000000F \(3 segments\) {2}\(from timeline 2 at 0\/D00000\)$/m);
+    expect(ok.stdout).toContain(`\n  3: ${first(3)} .. ${last(3)} (${layout.segments[3]!.length} segments)  (from timeline 2 at `);
 
     const repo = await freshCopy();
-    await fs.rm(objectPath(repo, '00000002000000000000000B'));
+    const victim = step(startOf('base-c'), 1);
+    await fs.rm(objectPath(repo, victim));
     const failed = await run(archive.walvault.walvault, ['verify', `--repo=${repo}`], { allowFailure: true });
     expect(failed.code).toBe(12);
-    expect(failed.stdout).toContain('     MISSING 00000002000000000000000B (1 segment)');
+    expect(failed.stdout).toContain(`     MISSING ${victim} (1 segment)`);
     expect(failed.stdout).toContain('result: FAILED, 1 error, 1 warning');
     expect(failed.stderr).toBe(`walvault: error: verify found 1 problem in repository "${repo}"; HINT: see the report on stdout: each problem has its own HINT\n`);
 
@@ -207,5 +238,22 @@ describe('walvault verify (installed command line)', () => {
     const parsed = JSON.parse(json.stdout) as VerifyReport;
     expect(parsed.findings.map((finding) => finding.code)).toEqual(['missing-segments', 'latest-timeline']);
     expect(parsed.mode).toBe('quick');
+  });
+});
+
+describe('walvault-archive refuses WAL of a second cluster (installed command line)', () => {
+  it('exits 10 naming both system identifiers and stores nothing; --force-new-cluster re-records deliberately', async () => {
+    const repo = await freshCopy();
+    const refused = await run(archive.walvault.archive, [`--repo=${repo}`, archive.foreign.file, archive.foreign.name], { allowFailure: true });
+    expect(refused.code).toBe(10);
+    expect(refused.stderr).toContain(
+      `walvault-archive: error: refusing to archive "${archive.foreign.name}": it comes from database system ${archive.foreign.systemIdentifier} (PostgreSQL 15), but repository "${repo}" holds WAL of database system ${archive.systemIdentifier} (PostgreSQL 15)`,
+    );
+    await expect(fs.stat(objectPath(repo, archive.foreign.name))).rejects.toMatchObject({ code: 'ENOENT' });
+    const forced = await run(archive.walvault.archive, [`--repo=${repo}`, '--force-new-cluster', archive.foreign.file, archive.foreign.name], { allowFailure: true });
+    expect(forced.code).toBe(0);
+    const document = JSON.parse(await fs.readFile(path.join(repo, 'walvault.json'), 'utf8')) as { cluster: { systemIdentifier: string }; previousClusters: Array<{ systemIdentifier: string }> };
+    expect(document.cluster.systemIdentifier).toBe(archive.foreign.systemIdentifier);
+    expect(document.previousClusters.map((record) => record.systemIdentifier)).toEqual([archive.systemIdentifier]);
   });
 });

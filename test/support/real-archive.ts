@@ -192,3 +192,25 @@ async function waitForLog(cluster: PgCluster, text: string, timeoutMs = 90_000):
     await sleep(200);
   }
 }
+
+/** The WAL files of a local repository, by kind: segments per timeline (sorted), history and backup history files. */
+export interface ArchiveLayout {
+  segments: Record<number, string[]>;
+  histories: string[];
+  backups: string[];
+  /** Every WAL file name, sorted. */
+  all: string[];
+}
+
+/** Lists what a local repository holds (the tests derive expected names from it: WAL volume varies a little run to run). */
+export async function layoutOf(repo: string): Promise<ArchiveLayout> {
+  const names = (await fs.readdir(path.join(repo, 'wal'), { recursive: true }))
+    .map((entry) => path.basename(String(entry)))
+    .filter((name) => /^([0-9A-F]{24}(\.[0-9A-F]{8}\.backup|\.partial)?|[0-9A-F]{8}\.history)$/.test(name))
+    .sort();
+  const segments: Record<number, string[]> = {};
+  for (const name of names.filter((candidate) => /^[0-9A-F]{24}$/.test(candidate))) {
+    (segments[Number.parseInt(name.slice(0, 8), 16)] ??= []).push(name);
+  }
+  return { segments, histories: names.filter((name) => name.endsWith('.history')), backups: names.filter((name) => name.endsWith('.backup')), all: names };
+}
