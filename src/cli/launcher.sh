@@ -2,9 +2,10 @@
 # walvault launcher for @ENTRY@ (generated into dist/cli by scripts/build-launchers.mjs).
 # Node cannot exit while a filesystem call hangs in its thread pool (a hung NFS server): after its
 # deadline it writes the exit code it means on fd 3 and kills itself; this script exits with that code.
+# --expose-gc lets long transfers collect freed chunk buffers early (see src/core/hash.ts).
 self=$(readlink -f "$0" 2>/dev/null) || self=$0
 exec 4>&1
-status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "${WALVAULT_NODE:-node}" "${self%/*}/@ENTRY@.js" "$@" 3>&1 1>&4 4>&-)
+status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "${WALVAULT_NODE:-node}" --expose-gc "${self%/*}/@ENTRY@.js" "$@" 3>&1 1>&4 4>&-)
 rc=$?
 exec 4>&-
 case $status in

@@ -7,7 +7,7 @@ import type { Backend, ObjectMeta } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import { HashingStream } from '../core/hash.js';
+import { HashingStream, STREAM_CHUNK } from '../core/hash.js';
 import { formatDuration, type Logger } from '../core/log.js';
 import { formatLsn, lsnAtOffset, objectKey, validateFileName } from '../wal/names.js';
 import { firstDifference } from './compare.js';
@@ -76,8 +76,8 @@ async function openSource(sourcePath: string): Promise<nodeFs.FileHandle> {
 
 /** Wraps read errors of the source so they are reported as source problems, not storage problems. */
 function readSource(sourcePath: string): Readable {
-  const stream = createReadStream(sourcePath, { highWaterMark: 1 << 20 });
-  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const stream = createReadStream(sourcePath, { highWaterMark: STREAM_CHUNK });
+  const out = new PassThrough({ highWaterMark: STREAM_CHUNK });
   stream.on('error', (error) => {
     out.destroy(new WalvaultError('source', `cannot read file to archive "${sourcePath}": ${error.message}`, { hint: 'check the disk holding pg_wal', cause: error }));
   });
@@ -111,7 +111,7 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, facts: Source
   const encoder = await createEncoder(request.encode);
   const meta: ObjectMeta = { contentHash: facts.hash, contentSize: facts.size, codec: encoder.codec, encryption: encoder.encryption };
   const hasher = await HashingStream.create({ headLimit: 0 });
-  const body = new PassThrough({ highWaterMark: 1 << 20 });
+  const body = new PassThrough({ highWaterMark: STREAM_CHUNK });
   const feeding = pipeline([readSource(request.sourcePath), hasher, expectSameContent(request.sourcePath, facts, hasher), ...encoder.transforms, body]);
   feeding.catch(() => undefined);
   const { created } = await request.backend.putIfAbsent(key, body, meta, { signal: request.deadline.signal });

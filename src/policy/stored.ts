@@ -3,6 +3,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Backend, ObjectMeta, OpContext, StoredObject } from '../backend/types.js';
 import { createDecoder, detectStoredFormat, type DecodeOptions } from '../codec/index.js';
+import { STREAM_CHUNK } from '../core/hash.js';
 
 /** A stored object opened for reading its original content. */
 export interface DecodedObject {
@@ -52,7 +53,7 @@ export async function decodeStored(object: StoredObject, decode: DecodeOptions):
   if (transforms.length === 0) {
     return { content: object.body, format, meta: object.meta, storedSize: object.storedSize, finished: Promise.resolve() };
   }
-  const content = new PassThrough({ highWaterMark: 1 << 20 });
+  const content = new PassThrough({ highWaterMark: STREAM_CHUNK });
   const finished = pipeline([object.body, ...transforms, content]);
   finished.catch(() => undefined);
   return { content, format: { codec: format.codec, encryption: format.encryption }, meta: object.meta, storedSize: object.storedSize, finished };

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
+import { STREAM_CHUNK } from '../../core/hash.js';
 import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from '../types.js';
 
 /** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
@@ -329,7 +330,7 @@ export class PosixBackend implements Backend {
       const handle = await raceSignal(nodeFs.open(finalPath, 'r'), ctx.signal);
       try {
         const [info, meta] = await raceSignal(Promise.all([handle.stat(), this.readMeta(finalPath)]), ctx.signal);
-        const body = handle.createReadStream({ highWaterMark: 1 << 20, signal: ctx.signal });
+        const body = handle.createReadStream({ highWaterMark: STREAM_CHUNK, signal: ctx.signal });
         return { body, storedSize: info.size, meta };
       } catch (error) {
         await handle.close();

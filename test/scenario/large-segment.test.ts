@@ -1,0 +1,52 @@
+// wal_segment_size can be 1 GiB: archive and restore must stream, never hold a segment in memory.
+import { execFile } from 'node:child_process';
+import { mkdir, open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bin } from '../support/cli.js';
+import { makeTempDir } from '../support/tmp.js';
+
+const GiB = 1 << 30;
+const SEGMENT = '000000010000000000000001';
+let temp: { dir: string; remove(): Promise<void> };
+
+/** Runs a command under GNU time and returns its exit code and the peak RSS (KiB) of the largest process. */
+async function measured(args: string[], cwd: string): Promise<{ code: number; peakKiB: number; stderr: string }> {
+  try {
+    const { stderr } = await promisify(execFile)('/usr/bin/time', ['-f', 'peak=%M', ...args], { cwd });
+    return { code: 0, peakKiB: Number(/peak=(\d+)/.exec(stderr)?.[1]), stderr };
+  } catch (error) {
+    const failure = error as { code: number; stderr: string };
+    return { code: failure.code, peakKiB: Number(/peak=(\d+)/.exec(failure.stderr)?.[1]), stderr: failure.stderr };
+  }
+}
+
+beforeAll(async () => {
+  temp = await makeTempDir();
+  await mkdir(path.join(temp.dir, 'repo'));
+  await mkdir(path.join(temp.dir, 'pg_wal'));
+  // Mostly zeros with real bytes at both ends and in the middle: the content check covers all of it.
+  const handle = await open(path.join(temp.dir, 'pg_wal', SEGMENT), 'w');
+  for (const offset of [0, GiB / 2, GiB - 4096]) await handle.write(Buffer.alloc(4096, 0xab), 0, 4096, offset);
+  await handle.close();
+});
+afterAll(async () => {
+  await temp?.remove();
+});
+
+describe('a 1 GiB segment', () => {
+  it('is archived and restored byte for byte with peak memory below 100 MiB per process', async () => {
+    const archived = await measured([bin('walvault-archive'), `--repo=${temp.dir}/repo`, `pg_wal/${SEGMENT}`, SEGMENT], temp.dir);
+    expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
+    expect(archived.code).toBe(0);
+    expect(archived.peakKiB).toBeLessThan(100 * 1024);
+    const restored = await measured([bin('walvault-restore'), `--repo=${temp.dir}/repo`, SEGMENT, 'pg_wal/RECOVERYXLOG'], temp.dir);
+    expect(restored.code).toBe(0);
+    expect(restored.peakKiB).toBeLessThan(100 * 1024);
+    expect((await stat(path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG'))).size).toBe(GiB);
+    // cmp exits 0 only when both files are identical.
+    await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG')]);
+    process.stdout.write(`1 GiB segment: archive peak ${Math.round(archived.peakKiB / 1024)} MiB, restore peak ${Math.round(restored.peakKiB / 1024)} MiB\n`);
+  }, 300_000);
+});
