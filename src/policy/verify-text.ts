@@ -54,6 +54,7 @@ export function formatVerifyReport(report: VerifyReport): string {
     const ranges = timeline.ranges.length === 0 ? none : timeline.ranges.map((entry) => `${range(entry)} (${plural(entry.count, 'segment')})`).join(', ');
     lines.push(`  ${timeline.timeline}: ${ranges}${origin}`);
     for (const gap of timeline.gaps) lines.push(`     MISSING ${range(gap)} (${plural(gap.count, 'segment')})`);
+    for (const name of timeline.damaged) lines.push(`     DAMAGED ${name} (see problems)`);
     for (const partial of timeline.partials) lines.push(`     partial: ${partial}`);
   }
 

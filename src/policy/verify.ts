@@ -66,6 +66,8 @@ export interface TimelineReport {
   segments: number;
   ranges: RangeReport[];
   gaps: RangeReport[];
+  /** Segments present but unusable (damaged, misnamed, foreign), each reported as a problem. */
+  damaged: string[];
   partials: string[];
 }
 
@@ -402,6 +404,7 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       segments: own.length,
       ranges: toRanges(timeline, own).map((range) => rangeReport(index, range)),
       gaps: [],
+      damaged: segmentItems.filter((item) => item.kind === 'segment' && item.timeline === timeline && damaged.has(`${item.timeline}:${item.segno}`)).map((item) => item.name),
       partials,
     });
   }

@@ -83,6 +83,12 @@ describe('walvault verify on an intact real archive', () => {
     expect(report.backups.every((backup) => backup.restorable)).toBe(true);
   });
 
+  it("the base-b warning is real: PostgreSQL refuses to recover base-b with recovery_target_timeline = 'latest'", async () => {
+    expect(archive.baseBLatestFatal).toBe("FATAL:  requested timeline 3 is not a child of this server's history");
+    const report = await verify(archive.template, { backup: 'base-b' });
+    expect(report.findings.map((finding) => finding.hint)).toEqual(['set recovery_target_timeline to one of: 1']);
+  });
+
   it('--quick checks names, sizes and recorded hashes without reading segment content and agrees', async () => {
     const report = await verify(archive.template, { quick: true });
     expect(report.mode).toBe('quick');

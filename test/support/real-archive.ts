@@ -29,6 +29,8 @@ export interface RealArchive {
   lastSegment: Record<1 | 2 | 3, string>;
   /** A complete segment of a second cluster, as a plain file, and its name (not present in the archive). */
   foreign: { file: string; name: string; systemIdentifier: string };
+  /** The FATAL line of a recovery of base-b with recovery_target_timeline = 'latest'. */
+  baseBLatestFatal: string;
   /** Seconds the build took (for the report). */
   buildSeconds: number;
 }
@@ -108,7 +110,7 @@ async function build(walvault: InstalledWalvault, home: string): Promise<RealArc
     await primary.sql("select pg_create_restore_point('rp1')");
     await primary.sql("insert into t select g, 'one-after-rp1' from generate_series(1, 5000) g");
     await primary.switchWalAndWaitArchived();
-    await primary.baseBackup({ label: 'base-b', targetDir: path.join(root, 'backup-b') });
+    const backupB = await primary.baseBackup({ label: 'base-b', targetDir: path.join(root, 'backup-b') });
     await primary.sql("insert into t select g, 'one-late' from generate_series(1, 5000) g");
     const last1 = await primary.switchWalAndWaitArchived();
     await primary.stop();
@@ -145,6 +147,13 @@ async function build(walvault: InstalledWalvault, home: string): Promise<RealArc
     const last3 = await standby.switchWalAndWaitArchived();
     await standby.stop();
 
+    // What really happens when base-b (timeline 1, after the fork of timeline 2) is restored with the
+    // default recovery_target_timeline = 'latest': verify warns about exactly this.
+    const latestB = await pg.restoreCluster(backupB, { name: 'base-b-latest', settings: { restore_command: restoreCommand } });
+    await latestB.start({ allowFailure: true });
+    await latestB.waitForStopped();
+    const baseBLatestFatal = /FATAL: {2}requested timeline \d+ is not a child of this server's history/.exec(await latestB.log())?.[0] ?? `(no such FATAL)\n${await latestB.logTail()}`;
+
     // A second cluster: one of its completed segments, at a position past everything in the archive.
     const other = await pg.initCluster({ name: 'other', walSegSizeMb: 1, settings: {} });
     await other.start();
@@ -178,6 +187,7 @@ async function build(walvault: InstalledWalvault, home: string): Promise<RealArc
       backups: { 'base-a': labels['base-a']!, 'base-b': labels['base-b']!, 'base-c': labels['base-c']! },
       lastSegment: { 1: last1, 2: last2, 3: last3 },
       foreign: { file: foreignFile, name: foreignName, systemIdentifier: foreignSysid },
+      baseBLatestFatal,
       buildSeconds: Math.round((Date.now() - started) / 1000),
     };
   } finally {
