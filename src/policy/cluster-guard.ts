@@ -3,7 +3,7 @@ import { open } from 'node:fs/promises';
 import type { Backend, OpContext } from '../backend/types.js';
 import { WalvaultError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { LONG_HEADER_SIZE, parseLongPageHeader } from '../wal/header.js';
+import { isPlausibleLongHeader, LONG_HEADER_SIZE, parseLongPageHeader } from '../wal/header.js';
 import { classify } from '../wal/names.js';
 
 /** Key of the repository document that records which cluster the repository belongs to. */
@@ -80,15 +80,17 @@ const describeCluster = (record: Pick<ClusterRecord, 'systemIdentifier' | 'serve
 /**
  * Refuses a segment from another database system or server version than the repository records
  * (two clusters pointed at one archive), recording the cluster on first use. Files without a WAL
- * header (history, backup history) and headers that cannot be decoded are let through ('skipped').
+ * header (history, backup history) and segments whose first bytes are not a plausible long page header
+ * for their name are let through ('skipped').
  */
 export async function guardCluster(backend: Backend, options: GuardOptions): Promise<GuardOutcome> {
   const log = options.log ?? silentLogger;
   const kind = classify(options.fileName);
   if (kind !== 'segment' && kind !== 'partial') return 'skipped';
   const header = parseLongPageHeader(options.firstBytes);
-  if (header === null || header.systemIdentifier === '0') {
-    log.warn(`"${options.fileName}" has no readable WAL page header; cluster check skipped`);
+  if (header === null || !isPlausibleLongHeader(options.fileName, header)) {
+    // PostgreSQL never hands us such a file; whatever it is, it says nothing about a cluster.
+    log.debug(`"${options.fileName}" does not start with a WAL long page header for its name; cluster check skipped`);
     return 'skipped';
   }
   const record: ClusterRecord = {

@@ -12,7 +12,7 @@ import { decodeStored } from './stored.js';
 import { parseBackupHistory, type BackupHistory } from '../wal/backup-history.js';
 import { groupMissing, SegmentIndex, toRanges, type SegmentRange } from '../wal/continuity.js';
 import { checkSegmentHeader, type LongPageHeader } from '../wal/header.js';
-import { ancestorsOf, branchOf, historyFileName, parseHistory, timelineOfHistoryName, type TimelineHistory } from '../wal/history.js';
+import { ancestorsOf, branchOf, historyFileName, parseHistory, timelineOfHistoryName } from '../wal/history.js';
 import { classify, formatLsn, isValidSegmentSize, nameOfKey, objectKey, parseSegmentName, segmentNumber, WAL_PREFIX, type WalFileKind } from '../wal/names.js';
 
 /** Options of verifyArchive; the CLI maps its flags onto these. */

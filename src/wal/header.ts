@@ -133,3 +133,16 @@ export function checkSegmentHeader(name: string, firstBytes: Uint8Array, options
   }
   return { header, problems };
 }
+
+/**
+ * Whether bytes look like a real segment's long page header for `name`: a PostgreSQL page magic
+ * (0xD0xx/0xD1xx, so versions newer than this table still count), the long-header flag, a valid segment
+ * size and the page address the name implies. Guards use it to leave files that are not WAL alone.
+ */
+export function isPlausibleLongHeader(name: string, header: LongPageHeader | null): boolean {
+  if (header === null) return false;
+  const id = parseSegmentName(name);
+  if (id === null || header.magic < 0xd000 || header.magic > 0xd1ff || (header.info & XLP_LONG_HEADER) === 0) return false;
+  if (!isValidSegmentSize(header.segmentSize)) return false;
+  return header.pageAddress === segmentNumber(id, header.segmentSize) * BigInt(header.segmentSize);
+}

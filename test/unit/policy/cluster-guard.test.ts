@@ -45,7 +45,7 @@ describe('cluster guard (archive-time protection)', () => {
 
   it('refuses a segment of another database system with a cluster-mismatch error naming both', async () => {
     await guardCluster(backend, { fileName: '000000010000000000000006', firstBytes: head(7001n), ctx });
-    const refusal = await guardCluster(backend, { fileName: '000000010000000000000009', firstBytes: head(9009n), ctx }).catch((error: unknown) => error);
+    const refusal = await guardCluster(backend, { fileName: '000000010000000000000009', firstBytes: head(9009n, 0xd110, 9n), ctx }).catch((error: unknown) => error);
     expect(refusal).toBeInstanceOf(WalvaultError);
     expect(refusal).toMatchObject({ kind: 'cluster-mismatch' });
     expect((refusal as WalvaultError).message).toMatch(
@@ -74,6 +74,8 @@ describe('cluster guard (archive-time protection)', () => {
   it('lets history and backup history files through, and skips a segment without a readable header', async () => {
     expect(await guardCluster(backend, { fileName: '00000002.history', firstBytes: Buffer.from('1\t0/3000000\tno recovery target specified\n'), ctx })).toBe('skipped');
     expect(await guardCluster(backend, { fileName: '000000010000000000000006', firstBytes: Buffer.alloc(40), ctx })).toBe('skipped');
+    expect(await guardCluster(backend, { fileName: '000000010000000000000007', firstBytes: head(7001n), ctx })).toBe('skipped'); // header of segment 6 under 7's name
+    expect(await guardCluster(backend, { fileName: '000000010000000000000006', firstBytes: Buffer.from('x'.repeat(40)), ctx })).toBe('skipped');
     expect(await readRepoDocument(backend, ctx)).toBeNull();
   });
 
