@@ -1,6 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 // Tests spawn real PostgreSQL servers and S3 servers; 2 cores take two test files at a time.
+// globalSetup gives each run one scratch dir (e.g. for the single packed-and-installed walvault).
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
