@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { WalvaultError } from '../core/errors.js';
+import type { S3BackendOptions } from './s3.js';
 import type { Backend } from './types.js';
 
 /** Every option a backend may read; each backend takes only its own. */
@@ -14,6 +15,8 @@ export interface BackendSettings {
   nfsFsTypes?: readonly string[];
   /** Backend-specific options keyed by option name (e.g. the S3 options), passed through untouched. */
   extra?: Record<string, unknown>;
+  /** S3 settings that are not command-line options (logger, part size), for the CLI and tests. */
+  s3?: Partial<Omit<S3BackendOptions, 'bucket' | 'prefix'>>;
 }
 
 /** A parsed --repo URL: which backend and where. */
@@ -59,7 +62,9 @@ export async function openBackend(url: string, settings: BackendSettings = {}): 
       const { createNfsBackend } = await import('./nfs.js');
       return createNfsBackend({ root: location.target, fileMode: settings.fileMode, dirMode: settings.dirMode, fsTypes: settings.nfsFsTypes });
     }
-    case 's3':
-      throw new WalvaultError('usage', `repository "${url}": the S3 backend is not available in this build`, { hint: usageHint });
+    case 's3': {
+      const { createS3Backend, s3OptionsFromSettings } = await import('./s3.js');
+      return createS3Backend({ ...s3OptionsFromSettings(location.target, settings.extra), ...settings.s3 });
+    }
   }
 }

@@ -31,6 +31,15 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'dir-mode', type: 'string', default: '0700', programs: ALL, description: 'mode of directories walvault creates (POSIX backends), octal' },
   { name: 'nfs-fstypes', type: 'string', default: 'nfs,nfs4', programs: ALL, description: 'nfs:// only: comma-separated filesystem types (as in /proc/self/mountinfo) the directory must be on' },
   { name: 'force-new-cluster', type: 'boolean', default: false, programs: ['archive'], description: 'archive: accept WAL from a different database system or server version than the repository records, and record the new one (deliberate re-initialisation only)' },
+  { name: 's3-endpoint', type: 'string', programs: ALL, description: 's3:// only: endpoint URL of an S3-compatible store (MinIO, Ceph RGW, R2...); default AWS, or AWS_ENDPOINT_URL_S3' },
+  { name: 's3-region', type: 'string', programs: ALL, description: 's3:// only: region of the bucket; default AWS_REGION or the AWS profile\'s region' },
+  { name: 's3-force-path-style', type: 'boolean', programs: ALL, description: 's3:// only: path-style URLs (endpoint/bucket/key), needed by most self-hosted stores' },
+  { name: 's3-storage-class', type: 'string', programs: ALL, description: 's3:// only: storage class of archived objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING...)' },
+  { name: 's3-sse', type: 'string', choices: ['AES256', 'aws:kms'], programs: ALL, description: 's3:// only: server-side encryption of archived objects' },
+  { name: 's3-sse-kms-key-id', type: 'string', programs: ALL, description: 's3:// only: KMS key id or ARN for --s3-sse=aws:kms' },
+  { name: 's3-conditional-writes', type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], programs: ALL, description: 's3:// only: on = trust If-None-Match, off = look up then write (racy), auto = probe the store once and remember' },
+  { name: 's3-request-timeout', type: 'number', default: 30000, programs: ALL, description: 's3:// only: ms without progress before one HTTP request is abandoned and retried' },
+  { name: 's3-max-attempts', type: 'number', default: 3, programs: ALL, description: 's3:// only: attempts per HTTP request for transient failures (5xx, throttling, resets, timeouts)' },
   { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },
 ];
 

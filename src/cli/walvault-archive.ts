@@ -20,7 +20,7 @@ runCommand('walvault-archive', async (context) => {
   const options = commonOptions(raw, 'walvault-archive');
   context.log = createLogger('walvault-archive', options.verbosity);
   const deadline = new Deadline(options.timeoutMs, `archiving "${String(raw.name)}"`);
-  const backend = await deadline.race(openBackend(options.repo, backendSettings(options)));
+  const backend = await deadline.race(openBackend(options.repo, backendSettings(options, context.log)));
   await archiveFile({
     backend,
     sourcePath: String(raw.path),

@@ -30,7 +30,7 @@ runCommand('walvault-restore', async (context) => {
     const options = commonOptions(raw, 'walvault-restore');
     context.log = createLogger('walvault-restore', options.verbosity);
     const deadline = new Deadline(options.timeoutMs, `restoring "${String(raw.name)}"`);
-    const backend = await deadline.race(openBackend(options.repo, backendSettings(options)));
+    const backend = await deadline.race(openBackend(options.repo, backendSettings(options, context.log)));
     await restoreFile({
       backend,
       fileName: String(raw.name),

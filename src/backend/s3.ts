@@ -1,0 +1,860 @@
+// The S3 backend: atomic create with If-None-Match on Amazon S3 and S3-compatible stores, loaded only for s3:// repositories.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { PassThrough, type Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+  type CompletedPart,
+  type PutObjectCommandInput,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { WalvaultError } from '../core/errors.js';
+import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from './types.js';
+
+/** How the backend makes "create only if absent" atomic. */
+export type ConditionalWritesMode = 'auto' | 'on' | 'off';
+
+/** Minimal logger the backend reports fallbacks and retries to (src/core/log.ts's Logger fits). */
+export interface S3Logger {
+  warn(message: string): void;
+  debug(message: string): void;
+}
+
+/** Options of the S3 backend; credentials are never options: they come from the AWS SDK's default chain. */
+export interface S3BackendOptions {
+  /** Bucket name (from s3://bucket/prefix). */
+  bucket: string;
+  /** Key prefix inside the bucket, without leading or trailing '/'; '' for the bucket root. */
+  prefix?: string;
+  /** Endpoint URL of an S3-compatible store (MinIO, Ceph RGW, R2...); default: AWS, or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL. */
+  endpoint?: string;
+  /** Region; default: AWS_REGION / AWS_DEFAULT_REGION / the profile's region, else us-east-1 when an endpoint is set. */
+  region?: string;
+  /** Path-style URLs (endpoint/bucket/key) instead of virtual-hosted ones; most self-hosted stores need it. */
+  forcePathStyle?: boolean;
+  /** Storage class of archived objects (STANDARD, STANDARD_IA, INTELLIGENT_TIERING...); default: the bucket's default. */
+  storageClass?: string;
+  /** Server-side encryption: AES256 (S3-managed keys) or aws:kms; default: the bucket's default encryption. */
+  sse?: 'AES256' | 'aws:kms';
+  /** KMS key id or ARN for sse=aws:kms; default: the account's aws/s3 key. */
+  sseKmsKeyId?: string;
+  /**
+   * on: trust If-None-Match: * (the store enforces it); off: look up (HEAD) then write, with a race
+   * window between two writers; auto (default): probe once whether the store enforces the header,
+   * record the answer in the repository, and fall back to off when it does not.
+   */
+  conditionalWrites?: ConditionalWritesMode;
+  /** Time without progress after which one HTTP request is abandoned (and retried), in ms; default 30000. */
+  requestTimeoutMs?: number;
+  /** Attempts per request, the first included, for transient failures (5xx, throttling, resets, timeouts); default 3. */
+  maxAttempts?: number;
+  /** Multipart part size in bytes (default 16 MiB; AWS requires at least 5 MiB); larger files are sent in parts. */
+  partSize?: number;
+  /** Where fallbacks (conditional writes not enforced) are reported; default: silent. */
+  logger?: S3Logger;
+}
+
+/** Where the auto mode records what the store does with If-None-Match (a repository document). */
+export const PROBE_RECORD_KEY = 'walvault-s3-probe.json';
+/** Scratch objects of the probe live under this folder and are deleted right after. */
+const PROBE_SCRATCH_PREFIX = 'walvault-s3-probe/';
+
+const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
+/** Parts uploaded at once: memory use is at most (this + 1) parts. */
+const PART_CONCURRENCY = 2;
+const META_HASH = 'walvault-content-hash';
+const META_SIZE = 'walvault-content-size';
+const META_CODEC = 'walvault-codec';
+const META_ENCRYPTION = 'walvault-encryption';
+
+/** What the store was found to do with If-None-Match: * on an existing key. */
+type ProbeOutcome = 'enforced' | 'ignored' | 'rejected';
+
+/** Error names that mean "try again": throttling, server trouble, broken or slow connections. */
+const TRANSIENT_NAMES = new Set([
+  'SlowDown',
+  'Throttling',
+  'ThrottlingException',
+  'ThrottledException',
+  'RequestThrottled',
+  'RequestThrottledException',
+  'TooManyRequestsException',
+  'ProvisionedThroughputExceededException',
+  'TransactionInProgressException',
+  'RequestLimitExceeded',
+  'BandwidthLimitExceeded',
+  'RequestTimeTooSkewed',
+  'InternalError',
+  'ServiceUnavailable',
+  'RequestTimeout',
+  'RequestTimeoutException',
+  'TimeoutError',
+  'ConditionalRequestConflict',
+  'OperationAborted',
+]);
+const TRANSIENT_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'ERR_STREAM_PREMATURE_CLOSE']);
+const CREDENTIAL_NAMES = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'TokenRefreshRequired', 'InvalidToken', 'CredentialsProviderError', 'ExpiredTokenException']);
+
+/** The parts of an SDK error walvault looks at. */
+interface SdkErrorShape {
+  name?: string;
+  code?: string;
+  message?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $retryable?: unknown;
+  cause?: unknown;
+}
+
+/** HTTP status of an SDK error, if it got a response. */
+function statusOf(error: unknown): number | undefined {
+  return (error as SdkErrorShape | undefined)?.$metadata?.httpStatusCode;
+}
+
+/** The S3 error code (or JavaScript error name) of an SDK error. */
+function codeOf(error: unknown): string {
+  const shape = error as SdkErrorShape | undefined;
+  return shape?.Code ?? shape?.name ?? 'Error';
+}
+
+/** Network-level error code (ECONNRESET...) of an error or its cause. */
+function errnoOf(error: unknown): string | undefined {
+  let current = error as SdkErrorShape | undefined;
+  for (let depth = 0; current !== undefined && current !== null && depth < 4; depth += 1) {
+    if (typeof current.code === 'string') return current.code;
+    current = current.cause as SdkErrorShape | undefined;
+  }
+  return undefined;
+}
+
+/** The failure is "the key already exists" (a refused conditional write). */
+function isPreconditionFailed(error: unknown): boolean {
+  return statusOf(error) === 412 || codeOf(error) === 'PreconditionFailed';
+}
+
+/** The failure is a conditional write racing another one on the same key (AWS answers 409). */
+function isConditionalConflict(error: unknown): boolean {
+  return codeOf(error) === 'ConditionalRequestConflict' || (statusOf(error) === 409 && codeOf(error) !== 'BucketAlreadyExists');
+}
+
+/** The store refuses If-None-Match itself (not supported), as opposed to refusing the write. */
+function isConditionUnsupported(error: unknown): boolean {
+  return codeOf(error) === 'NotImplemented' || statusOf(error) === 501;
+}
+
+/** The key (not the bucket) is missing. */
+function isMissingKey(error: unknown): boolean {
+  const code = codeOf(error);
+  if (code === 'NoSuchBucket') return false;
+  return code === 'NoSuchKey' || code === 'NotFound' || statusOf(error) === 404;
+}
+
+/** Context for turning an SDK error into a WalvaultError. */
+export interface S3ErrorContext {
+  /** What was being done, e.g. 'upload', 'download', 'look up'. */
+  operation: string;
+  /** s3:// URL of the object or prefix. */
+  target: string;
+  bucket: string;
+  /** Endpoint in use, for messages (undefined: AWS). */
+  endpoint: string | undefined;
+  signal?: AbortSignal;
+}
+
+/**
+ * Maps an AWS SDK failure to a WalvaultError: transient ones (5xx, throttling, resets, timeouts) are
+ * marked for retry; permanent ones (access denied, no such bucket, bad credentials) name the bucket
+ * and the fix, and are not retried.
+ */
+export function mapS3Error(error: unknown, context: S3ErrorContext): WalvaultError {
+  if (error instanceof WalvaultError) return error;
+  if (context.signal?.aborted === true) {
+    const reason: unknown = context.signal.reason;
+    if (reason instanceof WalvaultError) return reason;
+    return new WalvaultError('timeout', `${context.operation} of "${context.target}" was cancelled`, { cause: error, transient: true });
+  }
+  const code = codeOf(error);
+  const status = statusOf(error);
+  const errno = errnoOf(error);
+  const detail = (error as SdkErrorShape | undefined)?.message ?? String(error);
+  const where = `"${context.target}"`;
+  const bucket = `"${context.bucket}"`;
+  const store = context.endpoint === undefined ? 'AWS S3' : `"${context.endpoint}"`;
+  const credentialsHint =
+    'walvault takes credentials only from the AWS SDK default chain: set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the postgres OS user, or attach an instance/task role';
+
+  if (code === 'NoSuchBucket') {
+    return new WalvaultError('backend', `could not ${context.operation} ${where}: bucket ${bucket} does not exist at ${store}`, {
+      hint: `create the bucket, or fix the bucket name in --repo (and --s3-endpoint / --s3-region if it lives elsewhere)`,
+      cause: error,
+    });
+  }
+  if (code === 'AccessDenied' || code === 'AllAccessDisabled' || code === 'AccountProblem' || status === 403) {
+    if (CREDENTIAL_NAMES.has(code)) {
+      return new WalvaultError('backend', `could not ${context.operation} ${where}: the credentials were refused by ${store} (${code})`, {
+        hint: credentialsHint,
+        cause: error,
+      });
+    }
+    return new WalvaultError('backend', `could not ${context.operation} ${where}: access denied to bucket ${bucket} (${code})`, {
+      hint: `grant the credentials walvault runs with s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject and s3:AbortMultipartUpload on bucket ${bucket} (see the README's IAM policy); with --s3-sse=aws:kms also kms:GenerateDataKey and kms:Decrypt`,
+      cause: error,
+    });
+  }
+  if (CREDENTIAL_NAMES.has(code) || /credential/i.test(code) || /Could not load credentials/i.test(detail)) {
+    return new WalvaultError('backend', `could not ${context.operation} ${where}: no usable AWS credentials (${code}: ${detail})`, {
+      hint: credentialsHint,
+      cause: error,
+    });
+  }
+  if (code === 'PermanentRedirect' || code === 'AuthorizationHeaderMalformed' || code === 'IllegalLocationConstraintException' || status === 301) {
+    return new WalvaultError('backend', `could not ${context.operation} ${where}: bucket ${bucket} is in another region (${code})`, {
+      hint: 'set --s3-region (or AWS_REGION) to the region of the bucket',
+      cause: error,
+    });
+  }
+  if (/checksum mismatch/i.test(detail)) {
+    return new WalvaultError('corrupt', `could not ${context.operation} ${where}: the transfer checksum does not match (${detail})`, {
+      hint: 'a network or storage fault damaged the bytes; walvault retries, and walvault verify checks the whole archive',
+      cause: error,
+      transient: true,
+    });
+  }
+  if (/Region is missing/i.test(detail)) {
+    return new WalvaultError('usage', `no AWS region configured for bucket ${bucket}`, {
+      hint: 'set --s3-region or AWS_REGION (any value for stores that ignore regions, e.g. us-east-1)',
+      cause: error,
+    });
+  }
+  // The SDK names resets "TimeoutError" too (to retry them); only a real wait is reported as a timeout.
+  const connectionFailure = errno !== undefined && errno !== 'ETIMEDOUT' && TRANSIENT_CODES.has(errno);
+  if (!connectionFailure && (code === 'TimeoutError' || code === 'RequestTimeout' || code === 'RequestTimeoutException' || errno === 'ETIMEDOUT')) {
+    return new WalvaultError('timeout', `could not ${context.operation} ${where}: ${store} did not answer in time (${code})`, {
+      hint: 'check the network path to the store, or raise --s3-request-timeout / --timeout',
+      cause: error,
+      transient: true,
+    });
+  }
+  const transient =
+    TRANSIENT_NAMES.has(code) ||
+    (status !== undefined && (status >= 500 || status === 429)) ||
+    (errno !== undefined && TRANSIENT_CODES.has(errno)) ||
+    (status === undefined && /socket hang up|ECONNRESET|EPIPE|premature close|aborted/i.test(detail));
+  if (transient) {
+    return new WalvaultError('backend', `could not ${context.operation} ${where}: ${store} failed (${errno ?? code}${status === undefined ? '' : `, HTTP ${status}`}: ${detail})`, {
+      hint: 'the store is unreachable, overloaded or failing; walvault retries within --timeout and PostgreSQL retries after that',
+      cause: error,
+      transient: true,
+    });
+  }
+  return new WalvaultError('backend', `could not ${context.operation} ${where}: ${code}${status === undefined ? '' : ` (HTTP ${status})`}: ${detail}`, {
+    hint: `check the bucket ${bucket}, the endpoint and the S3 options (see the README's S3 section)`,
+    cause: error,
+  });
+}
+
+/** Reads walvault's metadata from S3 user metadata; null when the object was written by another tool. */
+export function metaFromHeaders(metadata: Record<string, string> | undefined, target: string): ObjectMeta | null {
+  const hash = metadata?.[META_HASH];
+  if (metadata === undefined || hash === undefined) return null;
+  const size = Number(metadata[META_SIZE]);
+  if (!/^[0-9a-f]{16}$/.test(hash) || !Number.isSafeInteger(size) || size < 0) {
+    throw new WalvaultError('corrupt', `metadata of "${target}" is not valid (hash "${hash}", size "${metadata[META_SIZE] ?? ''}")`, {
+      hint: 'run walvault verify; restore the object from another copy of the archive',
+    });
+  }
+  return { contentHash: hash, contentSize: size, codec: metadata[META_CODEC] ?? 'none', encryption: metadata[META_ENCRYPTION] ?? 'none' };
+}
+
+/** Writes walvault's metadata as S3 user metadata (x-amz-meta-*). */
+function metaToHeaders(meta: ObjectMeta): Record<string, string> {
+  return {
+    [META_HASH]: meta.contentHash,
+    [META_SIZE]: String(meta.contentSize),
+    [META_CODEC]: meta.codec,
+    [META_ENCRYPTION]: meta.encryption,
+  };
+}
+
+/**
+ * Cuts a stream into buffers of exactly `size` bytes (the last one shorter), holding at most one
+ * part plus one chunk in memory.
+ */
+async function* partsOf(body: Readable, size: number): AsyncGenerator<Buffer> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  for await (const chunk of body as AsyncIterable<Buffer | string>) {
+    let data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    while (data.length > 0) {
+      const take = Math.min(size - pendingBytes, data.length);
+      pending.push(data.subarray(0, take));
+      pendingBytes += take;
+      data = data.subarray(take);
+      if (pendingBytes === size) {
+        yield pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, size);
+        pending = [];
+        pendingBytes = 0;
+      }
+    }
+  }
+  if (pendingBytes > 0 || pending.length > 0) yield Buffer.concat(pending, pendingBytes);
+}
+
+/** Splits the part of an s3:// URL after the scheme into bucket and prefix. */
+export function parseS3Target(target: string): { bucket: string; prefix: string } {
+  const [bucket = '', ...rest] = target.split('/');
+  return { bucket, prefix: rest.filter((part) => part !== '').join('/') };
+}
+
+const VALID_SSE = new Set(['AES256', 'aws:kms']);
+const VALID_MODES = new Set(['auto', 'on', 'off']);
+
+/**
+ * Builds S3 options from the CLI/env/config values (`settings.extra` of the registry, keyed by option
+ * name in camelCase: s3Endpoint, s3Region...), validating them.
+ */
+export function s3OptionsFromSettings(target: string, extra: Record<string, unknown> = {}): S3BackendOptions {
+  const { bucket, prefix } = parseS3Target(target);
+  const text = (name: string): string | undefined => {
+    const value = extra[name];
+    if (value === undefined || value === null || value === '') return undefined;
+    return String(value);
+  };
+  const positive = (name: string, flag: string): number | undefined => {
+    const value = text(name);
+    if (value === undefined) return undefined;
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1) {
+      throw new WalvaultError('usage', `invalid ${flag} "${value}": expected a positive integer`, { hint: `fix ${flag}` });
+    }
+    return parsed;
+  };
+  const sse = text('s3Sse');
+  if (sse !== undefined && !VALID_SSE.has(sse)) {
+    throw new WalvaultError('usage', `invalid --s3-sse "${sse}"`, { hint: 'use --s3-sse=AES256 or --s3-sse=aws:kms' });
+  }
+  const mode = text('s3ConditionalWrites');
+  if (mode !== undefined && !VALID_MODES.has(mode)) {
+    throw new WalvaultError('usage', `invalid --s3-conditional-writes "${mode}"`, { hint: 'use auto, on or off' });
+  }
+  const kmsKey = text('s3SseKmsKeyId');
+  if (kmsKey !== undefined && sse !== 'aws:kms') {
+    throw new WalvaultError('usage', '--s3-sse-kms-key-id needs --s3-sse=aws:kms', { hint: 'add --s3-sse=aws:kms or drop the key id' });
+  }
+  const pathStyle = extra.s3ForcePathStyle;
+  return {
+    bucket,
+    prefix,
+    endpoint: text('s3Endpoint'),
+    region: text('s3Region'),
+    forcePathStyle: pathStyle === undefined ? undefined : pathStyle === true || pathStyle === 'true' || pathStyle === '1',
+    storageClass: text('s3StorageClass'),
+    sse: sse as S3BackendOptions['sse'],
+    sseKmsKeyId: kmsKey,
+    conditionalWrites: mode as ConditionalWritesMode | undefined,
+    requestTimeoutMs: positive('s3RequestTimeout', '--s3-request-timeout'),
+    maxAttempts: positive('s3MaxAttempts', '--s3-max-attempts'),
+  };
+}
+
+/** An object store speaking the S3 API; see S3BackendOptions. */
+export class S3Backend implements Backend {
+  readonly kind = 's3';
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly client: S3Client;
+  private readonly options: S3BackendOptions;
+  private readonly partSize: number;
+  private readonly endpoint: string | undefined;
+  private detected: Promise<ProbeOutcome> | undefined;
+  /** Keys this process has seen carrying walvault metadata: persist() has nothing to add for them (saves a HEAD). */
+  private readonly knownWithMeta = new Set<string>();
+
+  constructor(options: S3BackendOptions) {
+    if (options.bucket === '') throw new WalvaultError('usage', 'no bucket in the S3 repository URL', { hint: 'use --repo=s3://bucket/prefix' });
+    this.options = options;
+    this.bucket = options.bucket;
+    this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
+    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    // The SDK warns on stderr (PostgreSQL's log) about Node versions on every start; walvault documents its own support.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+    this.endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+    const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (this.endpoint !== undefined && process.env.AWS_PROFILE === undefined ? 'us-east-1' : undefined);
+    const timeout = options.requestTimeoutMs ?? 30_000;
+    this.client = new S3Client({
+      ...(region === undefined ? {} : { region }),
+      ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
+      ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
+      maxAttempts: options.maxAttempts ?? 3,
+      requestHandler: { requestTimeout: timeout, connectionTimeout: Math.min(timeout, 10_000) },
+    });
+  }
+
+  describe(key: string): string {
+    return `s3://${this.bucket}/${this.objectKey(key)}`;
+  }
+
+  /** The bucket key of a repository key. */
+  objectKey(key: string): string {
+    return this.prefix === '' ? key : `${this.prefix}/${key}`;
+  }
+
+  private errorContext(operation: string, key: string, ctx?: OpContext): S3ErrorContext {
+    return { operation, target: this.describe(key), bucket: this.bucket, endpoint: this.endpoint, signal: ctx?.signal };
+  }
+
+  /** Headers every object write carries: metadata, storage class, encryption. */
+  private writeParams(key: string, meta: ObjectMeta | null): Pick<PutObjectCommandInput, 'Bucket' | 'Key' | 'Metadata' | 'StorageClass' | 'ServerSideEncryption' | 'SSEKMSKeyId'> {
+    return {
+      Bucket: this.bucket,
+      Key: this.objectKey(key),
+      ...(meta === null ? {} : { Metadata: metaToHeaders(meta) }),
+      ...(this.options.storageClass === undefined ? {} : { StorageClass: this.options.storageClass as StorageClass }),
+      ...(this.options.sse === undefined ? {} : { ServerSideEncryption: this.options.sse }),
+      ...(this.options.sseKmsKeyId === undefined ? {} : { SSEKMSKeyId: this.options.sseKmsKeyId }),
+    };
+  }
+
+  /** Whether writes can rely on If-None-Match: * (else HEAD, then write). */
+  private async enforced(ctx: OpContext): Promise<boolean> {
+    switch (this.options.conditionalWrites ?? 'auto') {
+      case 'on':
+        return true;
+      case 'off':
+        return false;
+      case 'auto':
+        if (this.detected === undefined) {
+          const detecting = this.detect(ctx);
+          this.detected = detecting;
+          // A failed probe (store unreachable) is tried again by the next write, not remembered.
+          detecting.catch(() => {
+            if (this.detected === detecting) this.detected = undefined;
+          });
+        }
+        return (await this.detected) === 'enforced';
+    }
+  }
+
+  /** Reads the recorded probe result, or probes the store once and records it for later processes. */
+  private async detect(ctx: OpContext): Promise<ProbeOutcome> {
+    const recorded = await this.readText(PROBE_RECORD_KEY, ctx);
+    if (recorded !== null) {
+      try {
+        const parsed = JSON.parse(recorded) as { ifNoneMatch?: unknown };
+        if (parsed.ifNoneMatch === 'enforced' || parsed.ifNoneMatch === 'ignored' || parsed.ifNoneMatch === 'rejected') {
+          if (parsed.ifNoneMatch !== 'enforced') this.warnFallback(parsed.ifNoneMatch, true);
+          return parsed.ifNoneMatch;
+        }
+      } catch {
+        // an unreadable record is replaced by a fresh probe
+      }
+    }
+    const outcome = await this.probe(ctx);
+    const record = { version: 1, ifNoneMatch: outcome, endpoint: this.endpoint ?? 'aws', probedAt: new Date().toISOString(), probedBy: `${hostname()}:${process.pid}` };
+    await this.writeText(PROBE_RECORD_KEY, `${JSON.stringify(record, null, 2)}\n`, ctx);
+    if (outcome !== 'enforced') this.warnFallback(outcome, false);
+    this.options.logger?.debug(`s3: conditional writes probe of "s3://${this.bucket}/${this.objectKey('')}": ${outcome}`);
+    return outcome;
+  }
+
+  private warnFallback(outcome: ProbeOutcome, recorded: boolean): void {
+    const what = outcome === 'ignored' ? 'ignores If-None-Match (it would overwrite)' : 'rejects If-None-Match';
+    this.options.logger?.warn(
+      `s3: the store at ${this.endpoint === undefined ? 'AWS S3' : `"${this.endpoint}"`} ${what}${recorded ? ` (recorded in "${this.describe(PROBE_RECORD_KEY)}")` : ''}; ` +
+        'falling back to look-up-then-write, which cannot stop two servers racing on one name; HINT: use a store that enforces conditional writes, or give each cluster its own prefix',
+    );
+  }
+
+  /**
+   * Writes a scratch object twice with If-None-Match: *. A store that enforces the header refuses the
+   * second write (412/409); one that ignores it overwrites; one that does not support it fails the first.
+   */
+  private async probe(ctx: OpContext): Promise<ProbeOutcome> {
+    const key = `${PROBE_SCRATCH_PREFIX}${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-${randomBytes(6).toString('hex')}`;
+    const put = (text: string): Promise<unknown> =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: Buffer.from(text), IfNoneMatch: '*' }), { abortSignal: ctx.signal });
+    try {
+      try {
+        await put('first');
+      } catch (error) {
+        const status = statusOf(error);
+        const code = codeOf(error);
+        if (code === 'NotImplemented' || status === 501 || (status === 400 && code !== 'InvalidBucketName')) return 'rejected';
+        throw mapS3Error(error, this.errorContext('probe conditional writes at', key, ctx));
+      }
+      try {
+        await put('second');
+        return 'ignored';
+      } catch (error) {
+        if (isPreconditionFailed(error) || isConditionalConflict(error)) return 'enforced';
+        const status = statusOf(error);
+        if (codeOf(error) === 'NotImplemented' || status === 501) return 'rejected';
+        throw mapS3Error(error, this.errorContext('probe conditional writes at', key, ctx));
+      }
+    } finally {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal }).catch(() => undefined);
+    }
+  }
+
+  async putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
+    const parts = partsOf(body, this.partSize)[Symbol.asyncIterator]();
+    try {
+      const enforced = await this.enforced(ctx);
+      const first = await this.nextPart(parts, key, ctx);
+      const second = first === undefined ? undefined : await this.nextPart(parts, key, ctx);
+      if (second === undefined) {
+        return await this.putSingle(key, first ?? Buffer.alloc(0), meta, enforced, ctx);
+      }
+      return await this.putMultipart(key, first as Buffer, second, parts, meta, enforced, ctx);
+    } finally {
+      // Destroy first: a part read still pending (deadline passed) must settle before the generator can return.
+      if (!body.destroyed && !body.readableEnded) body.destroy();
+      await parts.return?.(undefined).catch(() => undefined);
+    }
+  }
+
+  /** Next part of the body, or the deadline, whichever comes first; read errors are the source's, not the store's. */
+  private nextPart(parts: AsyncIterator<Buffer>, key: string, ctx: OpContext): Promise<Buffer | undefined> {
+    const { signal } = ctx;
+    if (signal.aborted) return Promise.reject(mapS3Error(signal.reason, this.errorContext('upload', key, ctx)));
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(mapS3Error(signal.reason, this.errorContext('upload', key, ctx)));
+      signal.addEventListener('abort', onAbort, { once: true });
+      parts.next().then(
+        (next) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(next.done === true ? undefined : next.value);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Whether the key exists, for the look-up-then-write fallback and for skipping large uploads. */
+  private async exists(key: string, ctx: OpContext): Promise<boolean> {
+    return (await this.stat(key, ctx)).exists;
+  }
+
+  private async putSingle(key: string, data: Buffer, meta: ObjectMeta | null, enforced: boolean, ctx: OpContext): Promise<PutResult> {
+    if (!enforced && (await this.exists(key, ctx))) return { created: false };
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          ...this.writeParams(key, meta),
+          Body: data,
+          ContentLength: data.length,
+          ChecksumAlgorithm: 'CRC32',
+          ...(enforced ? { IfNoneMatch: '*' } : {}),
+        }),
+        { abortSignal: ctx.signal },
+      );
+      return { created: true };
+    } catch (error) {
+      if (enforced && isPreconditionFailed(error)) return { created: false };
+      if (enforced && isConditionalConflict(error)) return this.afterConflict(key, error, ctx);
+      if (enforced && isConditionUnsupported(error)) throw this.unsupportedError(key, error);
+      throw mapS3Error(error, this.errorContext('upload', key, ctx));
+    }
+  }
+
+  /** --s3-conditional-writes=on against a store that refuses the header. */
+  private unsupportedError(key: string, error: unknown): WalvaultError {
+    return new WalvaultError('backend', `could not upload "${this.describe(key)}": the store does not support conditional writes (If-None-Match: *), answering ${codeOf(error)}`, {
+      hint: 'use --s3-conditional-writes=auto (probes the store and falls back to look-up-then-write) or off',
+      cause: error,
+    });
+  }
+
+  /**
+   * 409 ConditionalRequestConflict: another conditional write on this key was in flight. If it has
+   * landed, the key exists; otherwise the caller retries (a transient error).
+   */
+  private async afterConflict(key: string, error: unknown, ctx: OpContext): Promise<PutResult> {
+    if (await this.exists(key, ctx)) return { created: false };
+    throw new WalvaultError('backend', `could not upload "${this.describe(key)}": a concurrent write to the same name was in progress (ConditionalRequestConflict)`, {
+      hint: 'another server is archiving the same file; walvault retries',
+      cause: error,
+      transient: true,
+    });
+  }
+
+  /**
+   * Streams a large body in parts. The name is claimed only by the (conditional) complete, so a
+   * failed or refused upload never leaves a partial object; its parts are aborted.
+   */
+  private async putMultipart(
+    key: string,
+    first: Buffer,
+    second: Buffer,
+    rest: AsyncIterator<Buffer>,
+    meta: ObjectMeta,
+    enforced: boolean,
+    ctx: OpContext,
+  ): Promise<PutResult> {
+    // One HEAD saves uploading a whole segment that is already archived (the usual re-archive case).
+    // The rest of the body is still read (not uploaded): like every backend, putIfAbsent consumes it,
+    // and the caller's pipeline checks the file did not change while it was read.
+    if (await this.exists(key, ctx)) {
+      while ((await this.nextPart(rest, key, ctx)) !== undefined);
+      return { created: false };
+    }
+    let uploadId: string | undefined;
+    try {
+      const created = await this.client.send(new CreateMultipartUploadCommand({ ...this.writeParams(key, meta), ChecksumAlgorithm: 'CRC32' }), {
+        abortSignal: ctx.signal,
+      });
+      uploadId = created.UploadId;
+      if (uploadId === undefined) throw new Error('CreateMultipartUpload returned no UploadId');
+      const completed: CompletedPart[] = [];
+      const inFlight = new Set<Promise<void>>();
+      const failures: unknown[] = [];
+      let partNumber = 0;
+      let next: Buffer | undefined = first;
+      let after: Buffer | undefined = second;
+      while (next !== undefined) {
+        const body = next;
+        const number = (partNumber += 1);
+        const upload = this.client
+          .send(new UploadPartCommand({ Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId, PartNumber: number, Body: body, ContentLength: body.length, ChecksumAlgorithm: 'CRC32' }), {
+            abortSignal: ctx.signal,
+          })
+          .then((result) => {
+            completed.push({ PartNumber: number, ETag: result.ETag, ...(result.ChecksumCRC32 === undefined ? {} : { ChecksumCRC32: result.ChecksumCRC32 }) });
+          })
+          .catch((error: unknown) => {
+            failures.push(error);
+          });
+        const tracked: Promise<void> = upload.finally(() => inFlight.delete(tracked));
+        inFlight.add(tracked);
+        if (inFlight.size >= PART_CONCURRENCY) await Promise.race(inFlight);
+        if (failures.length > 0) break;
+        next = after;
+        after = next === undefined ? undefined : await this.nextPart(rest, key, ctx);
+      }
+      await Promise.all(inFlight);
+      if (failures.length > 0) throw failures[0];
+      completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+      try {
+        await this.client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: this.bucket,
+            Key: this.objectKey(key),
+            UploadId: uploadId,
+            MultipartUpload: { Parts: completed },
+            ...(enforced ? { IfNoneMatch: '*' } : {}),
+          }),
+          { abortSignal: ctx.signal },
+        );
+      } catch (error) {
+        if (enforced && isConditionUnsupported(error)) throw this.unsupportedError(key, error);
+        if (!enforced || !(isPreconditionFailed(error) || isConditionalConflict(error))) throw error;
+        // Refused: the name exists (or is being written). The parts must not linger.
+        const refusedId = uploadId;
+        uploadId = undefined;
+        await this.abortUpload(key, refusedId);
+        if (isPreconditionFailed(error)) return { created: false };
+        return await this.afterConflict(key, error, ctx);
+      }
+      return { created: true };
+    } catch (error) {
+      if (uploadId !== undefined) await this.abortUpload(key, uploadId);
+      throw mapS3Error(error, this.errorContext('upload', key, ctx));
+    }
+  }
+
+  /**
+   * Aborts a multipart upload so no parts linger (and are billed). Runs on its own short deadline:
+   * the command's deadline may be what failed the upload.
+   */
+  private async abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId }), {
+        abortSignal: AbortSignal.timeout(10_000),
+      });
+    } catch (error) {
+      this.options.logger?.warn(
+        `s3: could not abort the multipart upload "${uploadId}" of "${this.describe(key)}" (${codeOf(error)}); HINT: a bucket lifecycle rule "AbortIncompleteMultipartUpload" removes such leftovers`,
+      );
+    }
+  }
+
+  async stat(key: string, ctx: OpContext): Promise<StatResult> {
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal });
+      const meta = metaFromHeaders(head.Metadata, this.describe(key));
+      if (meta !== null) this.knownWithMeta.add(key);
+      return { exists: true, storedSize: head.ContentLength ?? 0, meta, modified: head.LastModified ?? new Date(0) };
+    } catch (error) {
+      if (!ctx.signal.aborted && isMissingKey(error)) return { exists: false };
+      throw mapS3Error(error, this.errorContext('look up', key, ctx));
+    }
+  }
+
+  async read(key: string, ctx: OpContext): Promise<StoredObject | null> {
+    let response;
+    try {
+      response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), ChecksumMode: 'ENABLED' }), { abortSignal: ctx.signal });
+    } catch (error) {
+      if (!ctx.signal.aborted && isMissingKey(error)) return null;
+      throw mapS3Error(error, this.errorContext('download', key, ctx));
+    }
+    const source = response.Body as Readable | undefined;
+    const storedSize = response.ContentLength ?? 0;
+    let meta: ObjectMeta | null;
+    try {
+      meta = metaFromHeaders(response.Metadata, this.describe(key));
+    } catch (error) {
+      source?.destroy();
+      throw error;
+    }
+    return { body: this.guardBody(source, storedSize, key, ctx), storedSize, meta };
+  }
+
+  /**
+   * Passes the downloaded bytes on, turning connection failures into retryable WalvaultErrors, a short
+   * body into an error (never a silently truncated segment), and the deadline into a stop.
+   */
+  private guardBody(source: Readable | undefined, expected: number, key: string, ctx: OpContext): Readable {
+    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    // The connection may fail before the caller has attached its pipeline: without a listener that
+    // 'error' would crash the process. The error stays on the stream (out.errored) for the pipeline.
+    out.on('error', () => undefined);
+    if (source === undefined) {
+      out.end();
+      return out;
+    }
+    let received = 0;
+    const fail = (error: unknown): void => {
+      if (out.destroyed) return;
+      source.destroy();
+      out.destroy(mapS3Error(error, this.errorContext('download', key, ctx)));
+    };
+    const onAbort = (): void => fail(ctx.signal.reason);
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    const cleanup = (): void => ctx.signal.removeEventListener('abort', onAbort);
+    out.on('close', cleanup);
+    source.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (!out.write(chunk)) source.pause();
+    });
+    out.on('drain', () => source.resume());
+    source.on('error', fail);
+    source.on('aborted', () => fail(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
+    source.on('end', () => {
+      if (received !== expected) {
+        fail(Object.assign(new Error(`connection closed after ${received} of ${expected} bytes`), { code: 'ECONNRESET' }));
+        return;
+      }
+      cleanup();
+      out.end();
+    });
+    out.on('close', () => {
+      if (!source.destroyed && !source.readableEnded) source.destroy();
+    });
+    if (ctx.signal.aborted) onAbort();
+    return out;
+  }
+
+  async persist(key: string, meta: ObjectMeta | null, ctx: OpContext): Promise<void> {
+    // An object is durable once S3 acknowledged the PUT; only metadata may be missing (foreign objects).
+    // Metadata never disappears from an object, so a key seen with it needs nothing.
+    if (meta === null || this.knownWithMeta.has(key)) return;
+    let head;
+    try {
+      head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal });
+    } catch (error) {
+      if (!ctx.signal.aborted && isMissingKey(error)) return;
+      throw mapS3Error(error, this.errorContext('look up', key, ctx));
+    }
+    if (metaFromHeaders(head.Metadata, this.describe(key)) !== null || head.ETag === undefined) return;
+    try {
+      // Copy onto itself with new metadata, only if it is still the object whose content was compared.
+      await this.client.send(
+        new CopyObjectCommand({
+          ...this.writeParams(key, meta),
+          CopySource: `${this.bucket}/${this.objectKey(key).split('/').map(encodeURIComponent).join('/')}`,
+          CopySourceIfMatch: head.ETag,
+          MetadataDirective: 'REPLACE',
+        }),
+        { abortSignal: ctx.signal },
+      );
+    } catch (error) {
+      if (isPreconditionFailed(error)) return;
+      throw mapS3Error(error, this.errorContext('record metadata of', key, ctx));
+    }
+  }
+
+  async *list(prefix: string, ctx: OpContext): AsyncIterable<ListEntry> {
+    const base = this.prefix === '' ? '' : `${this.prefix}/`;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${base}${prefix}`, ...(token === undefined ? {} : { ContinuationToken: token }) }), {
+          abortSignal: ctx.signal,
+        });
+      } catch (error) {
+        throw mapS3Error(error, this.errorContext('list', prefix, ctx));
+      }
+      for (const item of page.Contents ?? []) {
+        if (item.Key === undefined || !item.Key.startsWith(base)) continue;
+        const key = item.Key.slice(base.length);
+        if (key === PROBE_RECORD_KEY || key.startsWith(PROBE_SCRATCH_PREFIX)) continue;
+        yield { key, storedSize: item.Size ?? 0, modified: item.LastModified ?? new Date(0), temp: false };
+      }
+      token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (token !== undefined);
+  }
+
+  async delete(key: string, ctx: OpContext): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal });
+    } catch (error) {
+      if (!ctx.signal.aborted && isMissingKey(error)) return;
+      throw mapS3Error(error, this.errorContext('delete', key, ctx));
+    }
+  }
+
+  async readText(key: string, ctx: OpContext): Promise<string | null> {
+    try {
+      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal });
+      return (await response.Body?.transformToString('utf8')) ?? '';
+    } catch (error) {
+      if (!ctx.signal.aborted && isMissingKey(error)) return null;
+      throw mapS3Error(error, this.errorContext('read', key, ctx));
+    }
+  }
+
+  async writeText(key: string, text: string, ctx: OpContext, options: { ifAbsent?: boolean } = {}): Promise<boolean> {
+    const data = Buffer.from(text, 'utf8');
+    if (options.ifAbsent === true) {
+      return (await this.putSingle(key, data, null, await this.enforced(ctx), ctx)).created;
+    }
+    try {
+      await this.client.send(new PutObjectCommand({ ...this.writeParams(key, null), Body: data, ContentLength: data.length, ChecksumAlgorithm: 'CRC32' }), {
+        abortSignal: ctx.signal,
+      });
+      return true;
+    } catch (error) {
+      throw mapS3Error(error, this.errorContext('write', key, ctx));
+    }
+  }
+}
+
+/** Opens a repository in an S3 bucket (or under a prefix of it). */
+export function createS3Backend(options: S3BackendOptions): S3Backend {
+  return new S3Backend(options);
+}

@@ -1,0 +1,91 @@
+// Shared pieces of the S3 scenario tests: running the built executables against the test server, WAL-like files, raw SDK access.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { createS3Backend, type S3Backend, type S3BackendOptions } from '../../src/backend/s3.js';
+import type { Logger } from '../../src/core/log.js';
+import type { S3TestServer } from './s3server.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** What a finished command returned. */
+export interface CliResult {
+  code: number | null;
+  stderr: string;
+  durationMs: number;
+}
+
+/** Runs a built walvault executable (its launcher) with the test server's credentials; WALVAULT_* variables are not inherited. */
+export function runCli(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    // The sh launcher PostgreSQL runs: it maps the self-kill after a passed deadline back to the exit code.
+    const child = spawn(path.join(root, 'dist/cli', name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stderr, durationMs: performance.now() - started }));
+  });
+}
+
+/** Command-line flags pointing walvault at the test server (through the proxy unless `bare`). */
+export function s3Flags(server: S3TestServer, prefix: string, options: { bare?: boolean } = {}): string[] {
+  return [`--repo=s3://${server.bucket}/${prefix}`, `--s3-endpoint=${options.bare === true ? server.bareEndpoint : server.endpoint}`, '--s3-force-path-style'];
+}
+
+/** A backend on the test server. */
+export function s3Backend(server: S3TestServer, prefix: string, options: Partial<S3BackendOptions> & { bare?: boolean } = {}): S3Backend {
+  const { bare, ...rest } = options;
+  return createS3Backend({ bucket: server.bucket, prefix, endpoint: bare === true ? server.bareEndpoint : server.endpoint, forcePathStyle: true, ...rest });
+}
+
+/** A plain SDK client on the bare server: "another tool" writing or reading objects behind walvault's back. */
+export function rawClient(server: S3TestServer): S3Client {
+  return new S3Client({ endpoint: server.bareEndpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
+}
+
+/** Writes an object with another tool (no walvault metadata unless given). */
+export async function putRaw(server: S3TestServer, key: string, body: Buffer, metadata?: Record<string, string>): Promise<void> {
+  await rawClient(server).send(new PutObjectCommand({ Bucket: server.bucket, Key: key, Body: body, ...(metadata === undefined ? {} : { Metadata: metadata }) }));
+}
+
+/** Reads an object's bytes and user metadata with another tool; null when missing. */
+export async function getRaw(server: S3TestServer, key: string): Promise<{ body: Buffer; metadata: Record<string, string> } | null> {
+  try {
+    const response = await rawClient(server).send(new GetObjectCommand({ Bucket: server.bucket, Key: key }));
+    return { body: Buffer.from(await response.Body!.transformToByteArray()), metadata: response.Metadata ?? {} };
+  } catch (error) {
+    if ((error as { name?: string }).name === 'NoSuchKey') return null;
+    throw error;
+  }
+}
+
+/** A file with random content in `dir`, returned with its bytes. */
+export async function randomFile(dir: string, name: string, size: number): Promise<{ path: string; data: Buffer }> {
+  const data = randomBytes(size);
+  const file = path.join(dir, name);
+  await fs.writeFile(file, data);
+  return { path: file, data };
+}
+
+/** A logger that keeps its lines, for asserting warnings. */
+export function memoryLogger(): Logger & { lines: string[] } {
+  const lines: string[] = [];
+  return {
+    lines,
+    debug: (message) => lines.push(`debug: ${message}`),
+    info: (message) => lines.push(`info: ${message}`),
+    warn: (message) => lines.push(`warning: ${message}`),
+    error: (message) => lines.push(`error: ${message}`),
+  };
+}
+
+/** Bucket key of a WAL segment under a repository prefix (as src/wal/names.ts lays it out). */
+export function segmentKey(prefix: string, segment: string): string {
+  return `${prefix}/wal/${segment.slice(0, 16)}/${segment}`;
+}
