@@ -327,12 +327,15 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
 
   // 5. Timelines: histories, header timelines, continuity.
   const index = new SegmentIndex(segmentSize);
+  /** Timelines whose history file is there but damaged: reported once as bad-history, not again as missing. */
+  const unparsedHistories = new Set<number>();
   for (const item of walItems.filter((candidate) => candidate.kind === 'history' && candidate.text !== null)) {
     const timeline = timelineOfHistoryName(item.name)!;
     try {
       index.histories.set(timeline, parseHistory(item.text!, timeline));
     } catch (error) {
       item.intact = false;
+      unparsedHistories.add(timeline);
       add({ severity: 'error', code: 'bad-history', file: item.name, message: (error as Error).message, hint: (error as WalvaultError).hint });
     }
   }
@@ -364,7 +367,8 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       item.intact = false;
       continue;
     }
-    if (item.header !== null && item.header.timeline !== item.timeline) {
+    // Without a usable history file the timeline's ancestors are unknown (that is reported on its own).
+    if (item.header !== null && item.header.timeline !== item.timeline && history !== undefined) {
       const ancestors = history === undefined ? [] : ancestorsOf(history);
       if (!ancestors.includes(item.header.timeline) || item.segno! !== index.segnoOf(begin?.switchPoint ?? 0n)) {
         add({ severity: 'error', code: 'header', file: item.name, message: `"${item.name}" first page was written on timeline ${item.header.timeline}, which only the first segment of a timeline may carry (from its parent)` });
@@ -386,7 +390,7 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     const own = index.segmentsOf(timeline);
     const history = index.histories.get(timeline) ?? null;
     const branch = history === null ? null : branchOf(history);
-    if (timeline > 1 && history === null && own.length > 0) {
+    if (timeline > 1 && history === null && own.length > 0 && !unparsedHistories.has(timeline)) {
       add({ severity: 'error', code: 'missing-history', file: historyFileName(timeline), message: `timeline ${timeline} has segments but its history file "${historyFileName(timeline)}" is not in the archive; recovery cannot follow it`, hint: 'copy the file from the pg_wal directory of the server that created the timeline into the archive' });
     }
     const last = own[own.length - 1];

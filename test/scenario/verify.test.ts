@@ -209,6 +209,29 @@ describe('walvault verify on a damaged real archive reports exactly the damage',
     );
   });
 
+  it('an object without recorded metadata: a warning that its content cannot be checked, header still checked', async () => {
+    const repo = await freshCopy();
+    const victim = step(first(3), 1);
+    await fs.rm(`${objectPath(repo, victim)}~meta`);
+    const report = await verify(repo);
+    expect(findingsOf(report)).toEqual([baseline(), `warning no-hash ${victim}`]);
+    expect(report.ok).toBe(true);
+    expect(report.clusters[0]!.segments).toBe(layout.segments[1]!.length + layout.segments[2]!.length + layout.segments[3]!.length);
+  });
+
+  it('a damaged timeline history file (content and recorded hash agree, but it does not parse): named once', async () => {
+    const repo = await freshCopy();
+    const file = objectPath(repo, '00000002.history');
+    const text = Buffer.from('1\tnot-an-lsn\tbroken\n');
+    await fs.writeFile(file, text);
+    const meta = JSON.parse(await fs.readFile(`${file}~meta`, 'utf8')) as Record<string, unknown>;
+    await fs.writeFile(`${file}~meta`, `${JSON.stringify({ ...meta, contentHash: await hashBuffer(text), contentSize: text.length })}\n`);
+    const report = await verify(repo);
+    expect(report.findings.filter((finding) => finding.severity === 'error').map((finding) => `${finding.code} ${finding.file}: ${finding.message}`)).toEqual([
+      'bad-history 00000002.history: timeline history for timeline 2 has a malformed line 1: "1\tnot-an-lsn\tbroken"',
+    ]);
+  });
+
   it('leftover temp files and foreign files are warnings: reported, exit still 0', async () => {
     const repo = await freshCopy();
     await fs.writeFile(path.join(repo, 'wal', '0000000100000000', '000000010000000000000010~tmp~host~123~abcd'), 'partial upload');
