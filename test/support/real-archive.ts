@@ -29,6 +29,8 @@ export interface RealArchive {
   lastSegment: Record<1 | 2 | 3, string>;
   /** A complete segment of a second cluster, as a plain file, and its name (not present in the archive). */
   foreign: { file: string; name: string; systemIdentifier: string };
+  /** Data directories of two of the base backups (never started; restoreCluster copies them). */
+  backupDirs: Record<'base-a' | 'base-c', string>;
   /** The FATAL line of a recovery of base-b with recovery_target_timeline = 'latest'. */
   baseBLatestFatal: string;
   /** Seconds the build took (for the report). */
@@ -173,6 +175,10 @@ async function build(walvault: InstalledWalvault, home: string): Promise<RealArc
 
     const template = path.join(home, 'repo');
     await fs.cp(repo, template, { recursive: true, preserveTimestamps: true });
+    // Kept so tests can recover them and compare where PostgreSQL stops with what verify predicts.
+    const backupDirs = { 'base-a': path.join(home, 'backup-a'), 'base-c': path.join(home, 'backup-c') };
+    await fs.cp(backupA.dataDir, backupDirs['base-a'], { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
+    await fs.cp(backupC.dataDir, backupDirs['base-c'], { recursive: true, preserveTimestamps: true, verbatimSymlinks: true });
     const backupNames = (await fs.readdir(path.join(template, 'wal'), { recursive: true })).map(String).filter((name) => name.endsWith('.backup'));
     const labels: Record<string, string> = {};
     for (const name of backupNames) {
@@ -188,6 +194,7 @@ async function build(walvault: InstalledWalvault, home: string): Promise<RealArc
       lastSegment: { 1: last1, 2: last2, 3: last3 },
       foreign: { file: foreignFile, name: foreignName, systemIdentifier: foreignSysid },
       baseBLatestFatal,
+      backupDirs,
       buildSeconds: Math.round((Date.now() - started) / 1000),
     };
   } finally {
