@@ -65,7 +65,7 @@ describe('walvault verify and cleanup on S3', () => {
     const victim = archive.backups['base-c'].slice(0, 24);
     const key = segmentKey(prefix, victim);
     const object = (await getRaw(server, key))!;
-    object.body[4242] ^= 0x10;
+    object.body[4242] = (object.body[4242] ?? 0) ^ 0x10;
     await putRaw(server, key, object.body, object.metadata);
     const report = await verifyArchive(backend);
     expect(report.findings.filter((finding) => finding.severity === 'error').map((finding) => `${finding.code} ${finding.file}`)).toEqual([
