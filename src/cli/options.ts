@@ -31,6 +31,7 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'file-mode', type: 'string', default: '0600', programs: ALL, description: 'mode of archived files (POSIX backends), octal' },
   { name: 'dir-mode', type: 'string', default: '0700', programs: ALL, description: 'mode of directories walvault creates (POSIX backends), octal' },
   { name: 'nfs-fstypes', type: 'string', default: 'nfs,nfs4', programs: ALL, description: 'nfs:// only: comma-separated filesystem types (as in /proc/self/mountinfo) the directory must be on' },
+  { name: 'force-new-cluster', type: 'boolean', default: false, programs: ['archive'], description: 'archive: accept WAL from a different database system or server version than the repository records, and record the new one (deliberate re-initialisation only)' },
   { name: 's3-endpoint', type: 'string', programs: ALL, description: 's3:// only: endpoint URL of an S3-compatible store (MinIO, Ceph RGW, R2...); default AWS, or AWS_ENDPOINT_URL_S3' },
   { name: 's3-region', type: 'string', programs: ALL, description: 's3:// only: region of the bucket; default AWS_REGION or the AWS profile\'s region' },
   { name: 's3-force-path-style', type: 'boolean', programs: ALL, description: 's3:// only: path-style URLs (endpoint/bucket/key), needed by most self-hosted stores' },

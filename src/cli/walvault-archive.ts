@@ -4,6 +4,7 @@ import { openBackend } from '../backend/registry.js';
 import { Deadline } from '../core/deadline.js';
 import { createLogger } from '../core/log.js';
 import { archiveFile } from '../policy/archive.js';
+import { guardCluster } from '../policy/cluster-guard.js';
 import { runCommand } from './main.js';
 import { backendSettings, decodeOptions, encodeOptions } from './settings.js';
 import { commonOptions, createParser } from './options.js';
@@ -28,6 +29,9 @@ runCommand('walvault-archive', async (context) => {
     decode: await decodeOptions(options),
     deadline,
     log: context.log,
+    inspect: async (source) => {
+      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
+    },
   });
   deadline.dispose();
   return 0;
