@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 
 const [distCodec, codec, mebibytes, recipient, identity] = process.argv.slice(2);
+if (distCodec === undefined) throw new Error('usage: codec-memory-child.mjs DIST_CODEC CODEC MIB [RECIPIENT IDENTITY]');
 const { createEncoder, createDecoder } = await import(distCodec);
 const total = Number(mebibytes) * 2 ** 20;
 
