@@ -559,7 +559,11 @@ async function readAndCheck(backend: Backend, item: Item, decode: DecodeOptions,
     if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : error;
     item.intact = false;
     const detail = error instanceof WalvaultError ? error.message : (error as Error).message;
-    add({ severity: 'error', code: 'unreadable', file: item.name, message: `"${backend.describe(item.key)}" cannot be decoded: ${detail}`, hint: 'the stored bytes are damaged (or the key is wrong); restore of this file would fail' });
+    // A missing or wrong key is not damage: say which key to pass instead of blaming the bytes.
+    const hint = error instanceof WalvaultError && error.kind === 'key'
+      ? `${error.hint ?? 'pass the age identity that can decrypt it'} (walvault verify --decrypt-identity-file FILE)`
+      : 'the stored bytes are damaged; restore of this file would fail';
+    add({ severity: 'error', code: 'unreadable', file: item.name, message: `"${backend.describe(item.key)}" cannot be decoded: ${detail}`, hint });
     return;
   }
   item.size = hasher.bytes;
