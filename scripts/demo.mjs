@@ -6,12 +6,15 @@
 import { existsSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { PROJECT_DIR, packAndInstall } from './lib/install.mjs';
+import { PROJECT_DIR, builtCommand, packAndInstall } from './lib/install.mjs';
 import { IS_ROOT, PG_OS_USER, PgHarness, run, shQuote } from './lib/pg-harness.mjs';
 
 const ORDERS_AT_BACKUP = 1000;
 const ORDERS_AFTER_BACKUP = 500;
 const RESTORE_POINT = 'before-the-accident';
+
+// A closed stdout (e.g. `npm run demo | head`) must not kill the demo before it cleans up.
+process.stdout.on('error', () => {});
 
 const bold = (/** @type {string} */ text) => (process.stdout.isTTY ? `\x1b[1m${text}\x1b[0m` : text);
 let stepNumber = 0;
@@ -19,25 +22,22 @@ const step = (/** @type {string} */ title) => console.log(`\n${bold(`[${++stepNu
 const say = (/** @type {string} */ text) => console.log(`      ${text.replaceAll('\n', '\n      ')}`);
 
 /**
- * The commands PostgreSQL will run: the built dist/ files through this node binary, or, when the
- * postgres OS user cannot read the project (e.g. it lives under /root), a packed copy installed in
- * the demo's temp dir.
+ * The commands PostgreSQL will run: the built executables in dist/ (package.json `bin`), or, when
+ * the postgres OS user cannot read the project (e.g. it lives under /root), a packed copy installed
+ * in the demo's temp dir.
  */
 async function commands(/** @type {PgHarness} */ harness) {
-  const dist = (/** @type {string} */ name) => path.join(PROJECT_DIR, 'dist', 'cli', `${name}.js`);
-  for (const name of ['walvault-archive', 'walvault-restore']) {
-    if (!existsSync(dist(name))) throw new Error(`"${dist(name)}" is missing: run "npm run build" (npm run demo does)`);
+  const archive = builtCommand('walvault-archive');
+  const restore = builtCommand('walvault-restore');
+  for (const file of [archive, restore]) {
+    if (!existsSync(file)) throw new Error(`"${file}" is missing: run "npm run build" (npm run demo does)`);
   }
-  const readable = await run('test', ['-r', dist('walvault-restore'), '-a', '-r', path.join(PROJECT_DIR, 'node_modules', 'yargs', 'package.json'), '-a', '-x', process.execPath], {
+  const readable = await run('test', ['-r', restore, '-a', '-r', path.join(PROJECT_DIR, 'node_modules', 'yargs', 'package.json')], {
     asPostgres: true,
     allowFailure: true,
   });
   if (readable.code === 0) {
-    return {
-      archive: `${shQuote(process.execPath)} ${shQuote(dist('walvault-archive'))}`,
-      restore: `${shQuote(process.execPath)} ${shQuote(dist('walvault-restore'))}`,
-      where: `the built executables in ${path.join(PROJECT_DIR, 'dist', 'cli')}`,
-    };
+    return { archive: shQuote(archive), restore: shQuote(restore), where: `the built executables in ${path.dirname(restore)}` };
   }
   say(`the ${PG_OS_USER} user cannot read ${PROJECT_DIR}; installing a packed copy (npm pack + npm install -g --prefix) into the temp dir`);
   const installed = await packAndInstall({ prefix: path.join(await harness.root(), 'install') });
@@ -52,6 +52,8 @@ async function main() {
     harness.cleanup().finally(() => process.exit(130));
   };
   process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  process.once('SIGHUP', interrupt);
   try {
     console.log(bold('walvault demo: WAL archiving and point-in-time recovery on a throwaway cluster'));
     console.log(`PostgreSQL binaries: ${harness.binDir}${IS_ROOT ? ` (run as the "${PG_OS_USER}" OS user via runuser)` : ''}`);
@@ -99,6 +101,8 @@ async function main() {
     const stats = await primary.archiverStats();
     say(`select pg_switch_wal(); waited until "${lastSegment}" was archived`);
     say(`pg_stat_archiver: archived_count = ${stats.archivedCount}, failed_count = ${stats.failedCount}, last_archived_wal = ${stats.lastArchivedWal}`);
+    const archived = (await primary.log()).split('\n').filter((line) => line.startsWith('walvault-archive:'));
+    say(`walvault-archive's lines in the primary's server log:\n  ${archived.join('\n  ')}`);
     const stored = await listRepository(repo);
     say(`the repository holds ${stored.length} archived files:\n  ${stored.join('\n  ')}`);
 
@@ -132,6 +136,8 @@ async function main() {
   } finally {
     await harness.cleanup();
     process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+    process.off('SIGHUP', interrupt);
   }
   console.log(ok ? `\n${bold('OK')}: the recovered cluster has exactly the rows from before the accident.` : `\n${bold('FAILED')}: the recovered rows do not match (see above).`);
   return ok;

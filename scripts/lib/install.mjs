@@ -1,7 +1,7 @@
 // Packs walvault and installs the tarball into a private prefix, the way an operator would
 // (`npm pack` + `npm install -g`), so e2e tests and the demo run the executables users get.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,14 @@ export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 
 /** The three commands package.json `bin` declares. */
 export const COMMANDS = /** @type {const} */ (['walvault-archive', 'walvault-restore', 'walvault']);
+
+/** Absolute path of a command's built executable in dist/, as package.json `bin` names it. */
+export function builtCommand(/** @type {typeof COMMANDS[number]} */ command, /** @type {string} */ projectDir = PROJECT_DIR) {
+  const manifest = /** @type {{ bin?: Record<string, string> }} */ (JSON.parse(readFileSync(path.join(projectDir, 'package.json'), 'utf8')));
+  const relative = manifest.bin?.[command];
+  if (relative === undefined) throw new Error(`package.json has no bin entry "${command}"`);
+  return path.join(projectDir, relative);
+}
 
 /**
  * @typedef {object} InstalledWalvault
@@ -29,7 +37,7 @@ export const COMMANDS = /** @type {const} */ (['walvault-archive', 'walvault-res
 export async function packAndInstall(/** @type {{ prefix: string, projectDir?: string }} */ options) {
   const projectDir = options.projectDir ?? PROJECT_DIR;
   for (const command of COMMANDS) {
-    const built = path.join(projectDir, 'dist', 'cli', `${command}.js`);
+    const built = builtCommand(command, projectDir);
     if (!existsSync(built)) throw new Error(`"${built}" is missing: run "npm run build" first`);
   }
   await fs.mkdir(options.prefix, { recursive: true });

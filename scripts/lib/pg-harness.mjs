@@ -5,7 +5,7 @@
 // OS user via `runuser -u postgres --` when we are root (the server refuses to run as root), and
 // directly as the current user otherwise.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -36,7 +36,7 @@ export const PG_OS_USER = 'postgres';
  * @property {string} stderr
  */
 
-/** Runs a command to completion and collects its output; the one place the harness spawns processes. */
+/** Runs a command to completion (as postgres when asked and root) and collects its output. */
 export async function run(/** @type {string} */ command, /** @type {string[]} */ args, /** @type {RunOptions} */ options = {}) {
   const [file, argv] = options.asPostgres && IS_ROOT ? ['runuser', ['-u', PG_OS_USER, '--', command, ...args]] : [command, args];
   const child = spawn(file, argv, {
@@ -144,6 +144,25 @@ export async function makePostgresDir(/** @type {string} */ dir, /** @type {numb
   await fs.chmod(dir, mode);
   await chownToPostgres(dir);
   return dir;
+}
+
+/** Clusters started and not yet stopped by this process: the exit safety net stops them. */
+/** @type {Set<PgCluster>} */
+const liveClusters = new Set();
+let exitHookInstalled = false;
+
+// Last line of defence when a process exits without cleanup() (an uncaught error, process.exit):
+// stop our servers synchronously so none outlive the test run or demo.
+function installExitHook() {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const cluster of liveClusters) {
+      const args = [cluster.bin('pg_ctl'), '-D', cluster.dataDir, '-m', 'immediate', '-w', '-t', '30', 'stop'];
+      const [file, argv] = IS_ROOT ? ['runuser', ['-u', PG_OS_USER, '--', ...args]] : [args[0] ?? '', args.slice(1)];
+      spawnSync(file, argv, { cwd: os.tmpdir(), stdio: 'ignore', timeout: 40_000 });
+    }
+  });
 }
 
 /** @typedef {string | number | boolean} SettingValue */
@@ -324,6 +343,8 @@ export class PgCluster {
    * With `allowFailure` returns false instead of throwing when the server did not come up.
    */
   async start(/** @type {{ allowFailure?: boolean, timeoutSec?: number }} */ options = {}) {
+    installExitHook();
+    liveClusters.add(this);
     const result = await this.pgRun('pg_ctl', ['-D', this.dataDir, '-l', this.logFile, '-w', '-t', String(options.timeoutSec ?? 90), 'start'], {
       allowFailure: true,
       timeoutMs: ((options.timeoutSec ?? 90) + 30) * 1000,
@@ -335,8 +356,10 @@ export class PgCluster {
 
   /** Stops the server (fast by default; `immediate` for cleanup) if it is running. */
   async stop(/** @type {{ mode?: 'smart' | 'fast' | 'immediate' }} */ options = {}) {
-    if (!existsSync(this.dataDir) || !(await this.isRunning())) return;
-    await this.pgRun('pg_ctl', ['-D', this.dataDir, '-m', options.mode ?? 'fast', '-w', '-t', '60', 'stop'], { allowFailure: true });
+    if (existsSync(this.dataDir) && (await this.isRunning())) {
+      await this.pgRun('pg_ctl', ['-D', this.dataDir, '-m', options.mode ?? 'fast', '-w', '-t', '60', 'stop'], { allowFailure: true });
+    }
+    if (!(await this.isRunning())) liveClusters.delete(this);
   }
 
   /** True while a postmaster runs on this data directory (pg_ctl status). */

@@ -729,6 +729,9 @@ export class S3Backend implements Backend {
    */
   private guardBody(source: Readable | undefined, expected: number, key: string, ctx: OpContext): Readable {
     const out = new PassThrough({ highWaterMark: 1 << 20 });
+    // The connection may fail before the caller has attached its pipeline: without a listener that
+    // 'error' would crash the process. The error stays on the stream (out.errored) for the pipeline.
+    out.on('error', () => undefined);
     if (source === undefined) {
       out.end();
       return out;

@@ -5,10 +5,11 @@
 @FAST_PATH@
 # --expose-gc lets long transfers collect freed chunk buffers early (see src/core/hash.ts).
 self=$(readlink -f "$0" 2>/dev/null) || self=$0
-exec 4>&1
-status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "${WALVAULT_NODE:-node}" --expose-gc "${self%/*}/@ENTRY@.js" "$@" 3>&1 1>&4 4>&-)
-rc=$?
-exec 4>&-
+exec 4>&1 5>&2
+# The group's stderr goes to /dev/null only to silence the shell's own "Killed" notice (it would land
+# in PostgreSQL's log); node writes its one-line messages to the original stderr (fd 5).
+{ status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "${WALVAULT_NODE:-node}" --expose-gc "${self%/*}/@ENTRY@.js" "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
+exec 4>&- 5>&-
 case $status in
   '' | *[!0-9]*) ;;
   *) exit "$status" ;;

@@ -1,6 +1,7 @@
 // The option table and its parser: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
 import { readFileSync } from 'node:fs';
 import yargs, { type Argv, type Options } from 'yargs';
+import { SUPPORTED_CODECS } from '../codec/index.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Verbosity } from '../core/log.js';
 
@@ -30,6 +31,7 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'file-mode', type: 'string', default: '0600', programs: ALL, description: 'mode of archived files (POSIX backends), octal' },
   { name: 'dir-mode', type: 'string', default: '0700', programs: ALL, description: 'mode of directories walvault creates (POSIX backends), octal' },
   { name: 'nfs-fstypes', type: 'string', default: 'nfs,nfs4', programs: ALL, description: 'nfs:// only: comma-separated filesystem types (as in /proc/self/mountinfo) the directory must be on' },
+  { name: 'force-new-cluster', type: 'boolean', default: false, programs: ['archive'], description: 'archive: accept WAL from a different database system or server version than the repository records, and record the new one (deliberate re-initialisation only)' },
   { name: 's3-endpoint', type: 'string', programs: ALL, description: 's3:// only: endpoint URL of an S3-compatible store (MinIO, Ceph RGW, R2...); default AWS, or AWS_ENDPOINT_URL_S3' },
   { name: 's3-region', type: 'string', programs: ALL, description: 's3:// only: region of the bucket; default AWS_REGION or the AWS profile\'s region' },
   { name: 's3-force-path-style', type: 'boolean', programs: ALL, description: 's3:// only: path-style URLs (endpoint/bucket/key), needed by most self-hosted stores' },
@@ -39,6 +41,11 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 's3-conditional-writes', type: 'string', default: 'auto', choices: ['auto', 'on', 'off'], programs: ALL, description: 's3:// only: on = trust If-None-Match, off = look up then write (racy), auto = probe the store once and remember' },
   { name: 's3-request-timeout', type: 'number', default: 30000, programs: ALL, description: 's3:// only: ms without progress before one HTTP request is abandoned and retried' },
   { name: 's3-max-attempts', type: 'number', default: 3, programs: ALL, description: 's3:// only: attempts per HTTP request for transient failures (5xx, throttling, resets, timeouts)' },
+  { name: 'compress', type: 'string', default: 'none', choices: SUPPORTED_CODECS, programs: ['archive'], description: 'compression of newly archived files: none, gzip (levels 1-9, default 6), lz4 (one level) or zstd (levels 1-19, default 3); restore reads every codec' },
+  { name: 'compress-level', type: 'number', programs: ['archive'], description: 'compression level within the codec\'s range (see --compress); default: the codec\'s own default' },
+  { name: 'encrypt-recipient', type: 'string', programs: ['archive'], description: 'encrypt archived files (age format) to this public key (age1...); repeatable; env/config may list several separated by commas or spaces' },
+  { name: 'encrypt-recipients-file', type: 'string', programs: ['archive'], description: 'file of age public keys (age1..., one per line, # comments), added to --encrypt-recipient' },
+  { name: 'decrypt-identity-file', type: 'string', programs: ALL, description: 'age identity file (AGE-SECRET-KEY-1..., from age-keygen) to read encrypted archived files; keep it only where restores run' },
   { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },
   { name: 'spool', type: 'string', programs: ['archive', 'restore'], description: 'folder for push-ahead markers and prefetched files; default: a "walvault" folder in pg_wal (on its filesystem, skipped by base backups)' },
   { name: 'push-ahead', type: 'number', default: 16, programs: ['archive'], description: 'archive: how many following .ready segments a background worker may store ahead of PostgreSQL\'s requests (0: one file per call, synchronous)' },

@@ -1,20 +1,34 @@
 // Turns parsed options into what the backends and codecs take, so entry points stay a few lines long.
 import type { BackendSettings } from '../backend/registry.js';
-import type { DecodeOptions, EncodeOptions } from '../codec/index.js';
+import { readIdentityFile, readRecipientsFile, resolveLevel, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import type { Logger } from '../core/log.js';
-import type { CommonOptions } from './options.js';
+import { numberOption, type CommonOptions } from './options.js';
 
 /** Backend settings from the common options; `log` receives backend warnings (e.g. S3 conditional-write fallback). */
 export function backendSettings(options: CommonOptions, log?: Logger): BackendSettings {
   return { fileMode: options.fileMode, dirMode: options.dirMode, nfsFsTypes: options.nfsFsTypes, extra: options.raw, ...(log === undefined ? {} : { s3: { logger: log } }) };
 }
 
-/** How archive encodes stored bytes. */
-export function encodeOptions(_options: CommonOptions): EncodeOptions {
-  return { compress: 'none' };
+/** Recipients given as flags (repeatable), or as one env/config value listing several (commas or spaces). */
+function recipientList(value: unknown): string[] {
+  if (value === undefined || value === null || value === '') return [];
+  const values = Array.isArray(value) ? value : [value];
+  return values.flatMap((entry) => String(entry).split(/[\s,]+/)).filter((entry) => entry !== '');
 }
 
-/** How restore and verify decode stored bytes. */
-export async function decodeOptions(_options: CommonOptions): Promise<DecodeOptions> {
-  return {};
+/** How archive encodes stored bytes: codec and level checked, recipients from flags and the recipients file. */
+export async function encodeOptions(options: CommonOptions): Promise<EncodeOptions> {
+  const compress = String(options.raw.compress ?? 'none');
+  const level = resolveLevel(compress, numberOption(options.raw, 'compress-level'));
+  const recipients = recipientList(options.raw['encrypt-recipient']);
+  const recipientsFile = options.raw['encrypt-recipients-file'];
+  if (typeof recipientsFile === 'string' && recipientsFile !== '') recipients.push(...(await readRecipientsFile(recipientsFile)));
+  return { compress, ...(level === undefined ? {} : { level }), recipients };
+}
+
+/** How restore and verify decode stored bytes: the identities of --decrypt-identity-file, if given. */
+export async function decodeOptions(options: CommonOptions): Promise<DecodeOptions> {
+  const identityFile = options.raw['decrypt-identity-file'];
+  if (typeof identityFile !== 'string' || identityFile === '') return {};
+  return { identities: await readIdentityFile(identityFile) };
 }

@@ -3,9 +3,10 @@
 import { openBackend } from '../backend/registry.js';
 import { Deadline } from '../core/deadline.js';
 import { createLogger } from '../core/log.js';
+import { guardCluster } from '../policy/cluster-guard.js';
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { backendSettings, encodeOptions } from './settings.js';
+import { backendSettings, decodeOptions, encodeOptions } from './settings.js';
 import { commonOptions, createParser } from './options.js';
 
 runCommand('walvault-archive', async (context) => {
@@ -24,9 +25,13 @@ runCommand('walvault-archive', async (context) => {
     backend,
     sourcePath: String(raw.path),
     fileName: String(raw.name),
-    encode: encodeOptions(options),
+    encode: await encodeOptions(options),
+    decode: await decodeOptions(options),
     deadline,
     log: context.log,
+    inspect: async (source) => {
+      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
+    },
   });
   deadline.dispose();
   return 0;

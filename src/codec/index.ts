@@ -1,6 +1,14 @@
 // The encode/decode pipelines between original WAL bytes and stored bytes (compression, then encryption).
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
+import { createAgeDecryptStream, createAgeEncryptStream, isAgeFile, validateIdentities, validateRecipients } from './age.js';
+import { gzipCodec } from './gzip.js';
+import { lz4Codec } from './lz4.js';
+import { Relay, withErrors } from './relay.js';
+import type { Codec, LevelRange } from './types.js';
+import { zstdCodec } from './zstd.js';
+
+export type { Codec, LevelRange } from './types.js';
 
 /** How to encode original bytes for storage. */
 export interface EncodeOptions {
@@ -18,31 +26,125 @@ export interface DecodeOptions {
   identities?: string[];
 }
 
+/** The compression codecs, by name. */
+const CODECS: ReadonlyMap<string, Codec> = new Map([gzipCodec, lz4Codec, zstdCodec].map((codec) => [codec.name, codec]));
+
 /** Codecs this build can write and read. */
-export const SUPPORTED_CODECS: readonly string[] = ['none'];
+export const SUPPORTED_CODECS: readonly string[] = ['none', ...CODECS.keys()];
+
+/**
+ * Codec name for stored objects whose compression is unknown (an encrypted object archived without
+ * metadata): the decoder recognises the codec from the decrypted bytes.
+ */
+export const AUTO_CODEC = 'auto';
+
+/** Accepted `--compress-level` range of a codec ('none' has none). */
+export function levelRange(codecName: string): LevelRange | undefined {
+  return CODECS.get(codecName)?.levels;
+}
+
+function unknownCodec(name: string): WalvaultError {
+  return new WalvaultError('usage', `unknown compression "${name}"`, { hint: `use one of: ${SUPPORTED_CODECS.join(', ')}` });
+}
+
+/** Checks a codec name and level; returns the level to use (the codec's default when none is given). */
+export function resolveLevel(codecName: string, level: number | undefined): number | undefined {
+  if (codecName === 'none') {
+    if (level !== undefined) {
+      throw new WalvaultError('usage', '--compress-level needs a compression codec', { hint: 'add --compress=gzip, lz4 or zstd, or drop --compress-level' });
+    }
+    return undefined;
+  }
+  const codec = CODECS.get(codecName);
+  if (codec === undefined) throw unknownCodec(codecName);
+  if (level === undefined) return codec.levels.default;
+  const { min, max } = codec.levels;
+  if (!Number.isInteger(level) || level < min || level > max) {
+    throw new WalvaultError('usage', `compression level ${level} is out of range for ${codec.name}`, {
+      hint: min === max ? `${codec.name} has a single level (${min}); drop --compress-level` : `use a whole number from ${min} to ${max} for ${codec.name}`,
+    });
+  }
+  return level;
+}
+
+/** Maps a decompressor's error: malformed compressed data means the stored object is damaged. */
+function decompressError(codecName: string): (error: unknown) => Error {
+  return (error) => {
+    if (error instanceof WalvaultError) return error;
+    return new WalvaultError('corrupt', `stored object is not valid ${codecName} data: ${(error as Error | undefined)?.message ?? String(error)}`, {
+      hint: 'the stored object is damaged; restore it from another copy of the archive',
+      cause: error,
+    });
+  };
+}
 
 /** Builds the transforms that turn original bytes into stored bytes, and names what they produce. */
 export async function createEncoder(options: EncodeOptions): Promise<{ transforms: Duplex[]; codec: string; encryption: string }> {
+  const level = resolveLevel(options.compress, options.level);
+  const transforms: Duplex[] = [];
   if (options.compress !== 'none') {
-    throw new WalvaultError('usage', `unknown compression "${options.compress}"`, { hint: `use one of: ${SUPPORTED_CODECS.join(', ')}` });
+    const codec = CODECS.get(options.compress);
+    if (codec === undefined || level === undefined) throw unknownCodec(options.compress);
+    transforms.push(await codec.compressor(level));
   }
-  if (options.recipients !== undefined && options.recipients.length > 0) {
-    throw new WalvaultError('usage', 'encryption is not supported by this build', { hint: 'remove --encrypt-recipient' });
+  const recipients = options.recipients ?? [];
+  if (recipients.length > 0) {
+    await validateRecipients(recipients);
+    transforms.push(await createAgeEncryptStream(recipients));
   }
-  return { transforms: [], codec: 'none', encryption: 'none' };
+  return { transforms, codec: options.compress, encryption: recipients.length > 0 ? 'age' : 'none' };
+}
+
+/** A decompressor that picks the codec from the first bytes it sees. */
+function sniffingDecompressor(): Duplex {
+  return new Relay({
+    sniffBytes: 4,
+    mapError: decompressError('compressed'),
+    open: async (head) => {
+      const codec = [...CODECS.values()].find((candidate) => candidate.matches(head));
+      if (codec === undefined) return new PassThrough();
+      return withErrors(await codec.decompressor(), decompressError(codec.name));
+    },
+  });
 }
 
 /** Builds the transforms that turn stored bytes back into the original, from the recorded metadata. */
-export async function createDecoder(meta: { codec: string; encryption: string }, _options: DecodeOptions): Promise<Duplex[]> {
-  if (meta.codec !== 'none' || meta.encryption !== 'none') {
-    throw new WalvaultError('corrupt', `stored object uses codec "${meta.codec}" and encryption "${meta.encryption}", which this build cannot read`, {
-      hint: 'upgrade walvault to a version that supports this format',
+export async function createDecoder(meta: { codec: string; encryption: string }, options: DecodeOptions): Promise<Duplex[]> {
+  const codec = CODECS.get(meta.codec);
+  if (meta.codec !== 'none' && meta.codec !== AUTO_CODEC && codec === undefined) {
+    throw new WalvaultError('corrupt', `stored object uses codec "${meta.codec}", which this build cannot read`, {
+      hint: `this build reads ${SUPPORTED_CODECS.join(', ')}; upgrade walvault to a version that supports it`,
     });
   }
-  return [];
+  if (meta.encryption !== 'none' && meta.encryption !== 'age') {
+    throw new WalvaultError('corrupt', `stored object uses encryption "${meta.encryption}", which this build cannot read`, {
+      hint: 'upgrade walvault to a version that supports it',
+    });
+  }
+  const transforms: Duplex[] = [];
+  if (meta.encryption === 'age') {
+    const identities = options.identities ?? [];
+    if (identities.length === 0) {
+      throw new WalvaultError('key', 'the stored object is encrypted (age) and no decryption identity was given', {
+        hint: 'pass --decrypt-identity-file FILE (or WALVAULT_DECRYPT_IDENTITY_FILE) with the age secret key for the archive',
+      });
+    }
+    await validateIdentities(identities);
+    transforms.push(await createAgeDecryptStream(identities));
+  }
+  if (codec !== undefined) transforms.push(withErrors(await codec.decompressor(), decompressError(codec.name)));
+  else if (meta.codec === AUTO_CODEC) transforms.push(sniffingDecompressor());
+  return transforms;
 }
 
-/** Recognises the stored format from its first bytes, for objects archived without metadata. */
-export function detectStoredFormat(_firstBytes: Buffer): { codec: string; encryption: string } {
-  return { codec: 'none', encryption: 'none' };
+/**
+ * Recognises the stored format from its first bytes, for objects archived without metadata. An age
+ * file hides its codec, so encrypted objects get codec 'auto' (recognised after decryption).
+ */
+export function detectStoredFormat(firstBytes: Buffer): { codec: string; encryption: string } {
+  if (isAgeFile(firstBytes)) return { codec: AUTO_CODEC, encryption: 'age' };
+  const codec = [...CODECS.values()].find((candidate) => candidate.matches(firstBytes));
+  return { codec: codec?.name ?? 'none', encryption: 'none' };
 }
+
+export { readIdentityFile, readRecipientsFile } from './keys.js';

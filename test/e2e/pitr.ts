@@ -4,10 +4,11 @@
 // When the repository can be damaged or cut off (corrupt / outages), it also proves that recovery
 // STOPS with our message instead of ending early and promoting with rows missing.
 
+import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { installedWalvault, type InstalledWalvault } from '../support/install.js';
-import { shQuote, usePg, type BaseBackup, type PgCluster, type PgHarness } from '../support/pg.js';
+import { chownToPostgres, shQuote, usePg, type BaseBackup, type PgCluster, type PgHarness } from '../support/pg.js';
 
 /** What a backend hands the scenario. */
 export interface PitrRepo {
@@ -93,7 +94,7 @@ export function runPitrScenario<R extends PitrRepo>(options: PitrScenarioOptions
 
     const countsOf = async (cluster: PgCluster): Promise<Counts> => ({ items: await cluster.count('items'), late: await cluster.count('late') });
 
-    /** Asserts the server stopped recovery with FATAL on `segment`, with walvault-restore's reason in its log, and did not promote. */
+    /** Asserts the server stopped recovery with FATAL (exit 128 from walvault-restore), with walvault-restore's reason in its log, and did not promote. */
     const expectStoppedRecovery = async (cluster: PgCluster, logSince: number, expected: { reason: RegExp }): Promise<string> => {
       await cluster.waitForStopped({ timeoutMs: 90_000 });
       expect(await cluster.isRunning()).toBe(false);
@@ -245,5 +246,43 @@ export function runPitrScenario<R extends PitrRepo>(options: PitrScenarioOptions
         await copy.stop();
       });
     }
+
+    // Last on purpose: the primary writes more WAL here (into its own table, so the counts above hold).
+    it.skipIf(firstOutage === undefined)(`a standby (standby.signal) survives "${firstOutage?.[0] ?? 'an outage'}": --on-error=auto reports "not available", the standby retries and catches up afterwards`, async () => {
+      const [, outage] = firstOutage!;
+      const standby = await recoveryCopy({ wal_retrieve_retry_interval: '200ms' });
+      await fs.rm(path.join(standby.dataDir, 'recovery.signal'));
+      await fs.writeFile(path.join(standby.dataDir, 'standby.signal'), '');
+      await chownToPostgres(path.join(standby.dataDir, 'standby.signal'));
+      await standby.start();
+      await waitFor('the standby to replay the whole archive', async () => (await standby.count('items')) === AT_END.items);
+      const logSize = (await standby.log()).length;
+      await outage.begin(repo);
+      try {
+        await waitFor('walvault-restore to report the outage', async () => /reporting "not available" to PostgreSQL \(--on-error=missing\)/.test((await standby.log()).slice(logSize)));
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        expect(await standby.isRunning()).toBe(true);
+        expect(await standby.scalar('select pg_is_in_recovery()')).toBe('t');
+        expect((await standby.log()).slice(logSize)).toMatch(outage.message);
+        expect((await standby.log()).slice(logSize)).not.toMatch(/FATAL|PANIC/);
+      } finally {
+        await outage.end(repo);
+      }
+      await primary.sql('create table standby_probe as select generate_series(1, 250) as id');
+      await primary.switchWalAndWaitArchived();
+      await waitFor('the standby to catch up after the outage', async () => (await standby.scalar("select count(*) from pg_class where relname = 'standby_probe'")) === '1');
+      expect(await standby.count('standby_probe')).toBe(250);
+      expect(await standby.scalar('select pg_is_in_recovery()')).toBe('t');
+      await standby.stop();
+    });
   });
+}
+
+/** Polls `condition` every 200 ms until it holds; fails after `timeoutMs` naming what it waited for. */
+async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }

@@ -145,6 +145,7 @@ describe('walvault-restore', () => {
     const result = await restore(SEGMENT, ['--timeout=1']);
     expect(result.code).toBe(128);
     expect(result.stderr).toContain(`restoring "${SEGMENT}" did not finish within 1 s; stopping recovery`);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(Date.now() - started).toBeLessThan(5000);
     expect(existsSync(target())).toBe(false);
   });

@@ -35,7 +35,7 @@ beforeEach(() => {
 async function archived(prefix: string, size = 300 * 1024): Promise<Buffer> {
   const file = await randomFile(work.dir, `src-${counter++}`, size);
   const result = await runCli('walvault-archive', [...s3Flags(server, prefix), file.path, SEGMENT]);
-  expect(result.code).toBe(0);
+  expect(result, result.stderr).toMatchObject({ code: 0 });
   server.resetRequests();
   return file.data;
 }
@@ -56,7 +56,7 @@ describe('restore from S3', () => {
     const data = await archived(prefix);
     await targetDir();
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), SEGMENT, 'pg_wal/RECOVERYXLOG'], { cwd: work.dir });
-    expect(result.code).toBe(0);
+    expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stderr).toContain(`restored "${SEGMENT}" from "s3://${server.bucket}/${segmentKey(prefix, SEGMENT)}" to "pg_wal/RECOVERYXLOG"`);
     expect(result.stderr).not.toContain('no recorded hash');
     expect((await fs.readFile(path.join(work.dir, 'pg_wal/RECOVERYXLOG'))).equals(data)).toBe(true);
@@ -68,7 +68,7 @@ describe('restore from S3', () => {
     const dir = await targetDir();
     const target = path.join(dir, 'RECOVERYXLOG');
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), '--on-error=abort', '000000010000000000000042', target]);
-    expect(result.code).toBe(1);
+    expect(result, result.stderr).toMatchObject({ code: 1 });
     expect(result.stderr.trim()).toBe(`walvault-restore: info: "000000010000000000000042" not found in "s3://${server.bucket}/${prefix}/wal/0000000100000000/000000010000000000000042"`);
     expect(server.requests.map((request) => `${request.method} ${request.key}${request.query}`)).toEqual([`GET ${prefix}/wal/0000000100000000/000000010000000000000042?x-id=GetObject`]);
     expect(await exists(target)).toBe(false);
@@ -84,7 +84,7 @@ describe('restore from S3', () => {
     const dir = await targetDir();
     const target = path.join(dir, 'RECOVERYXLOG');
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), '--on-error=abort', SEGMENT, target]);
-    expect(result.code).toBe(128);
+    expect(result, result.stderr).toMatchObject({ code: 128 });
     expect(result.stderr).toContain(`archived "${SEGMENT}" at "s3://${server.bucket}/${segmentKey(prefix, SEGMENT)}" is corrupt: content hash ${await hashBuffer(damaged)}`);
     expect(result.stderr).toContain(`does not match the recorded ${await hashBuffer(data)}`);
     expect(result.stderr).toContain('stopping recovery (--on-error=abort)');
@@ -114,7 +114,7 @@ describe('restore from S3', () => {
     const dir = await targetDir();
     const target = path.join(dir, 'RECOVERYXLOG');
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), SEGMENT, target]);
-    expect(result.code).toBe(0);
+    expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stderr).toContain('no recorded hash to verify');
     expect((await fs.readFile(target)).equals(data)).toBe(true);
   });
@@ -126,7 +126,7 @@ describe('restore from S3', () => {
     const dir = await targetDir();
     const target = path.join(dir, 'RECOVERYXLOG');
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), '--on-error=abort', SEGMENT, target]);
-    expect(result.code).toBe(0);
+    expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stderr).toContain('retrying in');
     expect((await fs.readFile(target)).equals(data)).toBe(true);
     expect(server.requests.filter((request) => request.method === 'GET').map((request) => request.outcome)).toEqual(['truncate', 'forwarded']);
@@ -140,7 +140,7 @@ describe('restore from S3', () => {
     const dir = await targetDir();
     const target = path.join(dir, 'RECOVERYXLOG');
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), SEGMENT, target]);
-    expect(result.code).toBe(0);
+    expect(result, result.stderr).toMatchObject({ code: 0 });
     expect((await fs.readFile(target)).equals(data)).toBe(true);
   });
 
@@ -151,7 +151,7 @@ describe('restore from S3', () => {
     const dir = await targetDir();
     const target = path.join(dir, 'RECOVERYXLOG');
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), '--on-error=abort', '--timeout=2', SEGMENT, target]);
-    expect(result.code).toBe(128);
+    expect(result, result.stderr).toMatchObject({ code: 128 });
     expect(result.stderr).toContain('stopping recovery (--on-error=abort)');
     expect(result.durationMs).toBeLessThan(8_000);
     expect(await fs.readdir(dir)).toEqual([]);
@@ -162,11 +162,11 @@ describe('restore from S3', () => {
     const target = path.join(dir, 'RECOVERYXLOG');
     const flags = ['--repo=s3://walvault-gone/x', `--s3-endpoint=${server.endpoint}`, '--s3-force-path-style'];
     const abort = await runCli('walvault-restore', [...flags, '--on-error=abort', SEGMENT, target]);
-    expect(abort.code).toBe(128);
+    expect(abort, abort.stderr).toMatchObject({ code: 128 });
     expect(abort.stderr).toContain('bucket "walvault-gone" does not exist');
     expect(server.requests.filter((request) => request.bucket === 'walvault-gone')).toHaveLength(1);
     const missing = await runCli('walvault-restore', [...flags, '--on-error=missing', SEGMENT, target]);
-    expect(missing.code).toBe(1);
+    expect(missing, missing.stderr).toMatchObject({ code: 1 });
     expect(missing.stderr).toContain('reporting "not available" to PostgreSQL (--on-error=missing)');
   });
 });

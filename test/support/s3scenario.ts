@@ -18,13 +18,14 @@ export interface CliResult {
   durationMs: number;
 }
 
-/** Runs a built walvault executable with the test server's credentials; WALVAULT_* variables are not inherited. */
+/** Runs a built walvault executable (its launcher) with the test server's credentials; WALVAULT_* variables are not inherited. */
 export function runCli(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(root, 'dist/cli', `${name}.js`), ...args], { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    // The sh launcher PostgreSQL runs: it maps the self-kill after a passed deadline back to the exit code.
+    const child = spawn(path.join(root, 'dist/cli', name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);

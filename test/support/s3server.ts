@@ -33,7 +33,9 @@ export type Fault =
   /** Hold the request without answering for `ms`, then destroy the connection. */
   | { type: 'stall'; ms: number }
   /** Forward, but cut the response body after `afterBytes` bytes by destroying the connection. */
-  | { type: 'truncate'; afterBytes: number };
+  | { type: 'truncate'; afterBytes: number }
+  /** Hold the request for `ms`, then handle it normally (to order concurrent requests). */
+  | { type: 'delay'; ms: number };
 
 /** Which requests a fault applies to; omitted fields match anything. */
 export interface FaultMatch {
@@ -77,6 +79,7 @@ export const faults = {
   drop: (): Fault => ({ type: 'drop' }),
   stall: (ms: number): Fault => ({ type: 'stall', ms }),
   truncate: (afterBytes: number): Fault => ({ type: 'truncate', afterBytes }),
+  delay: (ms: number): Fault => ({ type: 'delay', ms }),
 };
 
 /** A running s3rver + proxy; close() stops both and removes the storage directory. */
@@ -252,7 +255,11 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     state.requests.push(record);
     if (state.latencyMs > 0) await sleep(state.latencyMs);
 
-    const fault = takeFault(method, key, url.searchParams);
+    let fault = takeFault(method, key, url.searchParams);
+    if (fault?.type === 'delay') {
+      await sleep(fault.ms);
+      fault = undefined;
+    }
     if (fault !== undefined) {
       record.outcome = fault.type === 'status' ? String(fault.status) : fault.type;
       switch (fault.type) {
@@ -270,6 +277,8 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
         }
         case 'truncate':
           await forward(req, res, fault.afterBytes);
+          return;
+        default:
           return;
       }
     }

@@ -1,6 +1,9 @@
 // The `walvault <command>` subcommands; each lives in its own file and is listed here.
 import type { Argv } from 'yargs';
 import type { CommandContext } from '../main.js';
+import { checkCommand } from './check.js';
+import { cleanupCommand } from './cleanup.js';
+import { verifyCommand } from './verify.js';
 
 /** A subcommand of `walvault`: its own options and a run function returning the exit code. */
 export interface WalvaultCommand {
@@ -15,4 +18,4 @@ export interface WalvaultCommand {
 }
 
 /** Every subcommand, in the order --help lists them. */
-export const COMMANDS: WalvaultCommand[] = [];
+export const COMMANDS: WalvaultCommand[] = [verifyCommand, checkCommand, cleanupCommand];

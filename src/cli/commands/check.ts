@@ -1,0 +1,46 @@
+// `walvault check`: parse flags, run the live setup check (the pg client is loaded only here), print each step, exit 13 on failure.
+import type { Argv } from 'yargs';
+import { openBackend } from '../../backend/registry.js';
+import { Deadline } from '../../core/deadline.js';
+import { WalvaultError } from '../../core/errors.js';
+import { createLogger } from '../../core/log.js';
+import { checkSetup, formatCheckReport } from '../../policy/check.js';
+import { commonOptions, numberOption } from '../options.js';
+import { backendSettings, decodeOptions } from '../settings.js';
+import type { WalvaultCommand } from './index.js';
+
+/** The check subcommand. */
+export const checkCommand: WalvaultCommand = {
+  command: 'check',
+  describe: 'check a live server end to end: settings, a forced WAL switch archived into --repo, fetched back and compared; exit 13 on failure',
+  flags: ['db', 'wait', 'json'],
+  builder: (parser: Argv) =>
+    parser
+      .option('db', { type: 'string', describe: 'libpq connection string or postgresql:// URL (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD as for psql)' })
+      .option('wait', { type: 'number', default: 60, describe: 'seconds to wait for the switched segment to reach the repository' })
+      .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' }),
+  async run(raw, context) {
+    const options = commonOptions(raw, 'walvault check');
+    context.log = createLogger('walvault', options.verbosity);
+    const setup = new Deadline(options.timeoutMs, 'opening the repository');
+    const backend = await setup.race(openBackend(options.repo, backendSettings(options)));
+    setup.dispose();
+    const wait = numberOption(raw, 'wait') ?? 60;
+    if (wait <= 0) throw new WalvaultError('usage', `invalid --wait "${String(raw.wait)}": expected seconds > 0`, { hint: 'e.g. --wait=60' });
+    const report = await checkSetup({
+      repo: options.repo,
+      backend,
+      connection: typeof raw.db === 'string' ? raw.db : undefined,
+      waitMs: wait * 1000,
+      timeoutMs: options.timeoutMs,
+      decode: await decodeOptions(options),
+      log: context.log,
+    });
+    process.stdout.write(raw.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatCheckReport(report));
+    if (!report.ok) {
+      const failed = report.steps.filter((step) => step.status === 'fail').map((step) => step.name);
+      throw new WalvaultError('check-failed', `check failed at: ${failed.join(', ')}`, { hint: 'see the FAIL lines above and their HINTs' });
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,355 @@
+// LZ4 in the standard LZ4 frame format (readable by `lz4 -d`), blocks compressed by lz4_flex compiled to WASM (lz4-wasm-nodejs), decoded here.
+import { Transform, type TransformCallback } from 'node:stream';
+import xxhash from 'xxhash-wasm';
+import { WalvaultError } from '../core/errors.js';
+import type { Codec } from './types.js';
+
+type Lz4Module = typeof import('lz4-wasm-nodejs');
+type XxhashApi = Awaited<ReturnType<typeof xxhash>>;
+type Hasher32 = ReturnType<XxhashApi['create32']>;
+
+let lz4Loaded: Promise<Lz4Module> | undefined;
+let xxhashLoaded: Promise<XxhashApi> | undefined;
+
+/** Loads the WASM block compressor only when lz4 is used. */
+function loadLz4(): Promise<Lz4Module> {
+  lz4Loaded ??= import('lz4-wasm-nodejs');
+  return lz4Loaded;
+}
+
+/** xxh32 is the frame format's header and content checksum. */
+function loadXxhash(): Promise<XxhashApi> {
+  xxhashLoaded ??= xxhash();
+  return xxhashLoaded;
+}
+
+const FRAME_MAGIC = 0x184d2204;
+const SKIPPABLE_MASK = 0xfffffff0;
+const SKIPPABLE_MAGIC = 0x184d2a50;
+/** Block maximum size 4 MiB (BD code 7), the lz4 tool's default; bounds memory per stream. */
+const BLOCK_SIZE = 4 << 20;
+const BLOCK_SIZE_CODES: Readonly<Record<number, number>> = { 4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20 };
+const UNCOMPRESSED_FLAG = 0x80000000;
+/** LZ4 matches reach back at most 64 KiB: the dictionary kept for linked blocks. */
+const WINDOW = 64 << 10;
+
+function corrupt(detail: string): WalvaultError {
+  return new WalvaultError('corrupt', `stored object is not valid lz4 frame data: ${detail}`, {
+    hint: 'the stored object is damaged; restore it from another copy of the archive',
+  });
+}
+
+/** The 4-byte little-endian form of `value`. */
+function u32(value: number): Buffer {
+  const buffer = Buffer.alloc(4);
+  buffer.writeUInt32LE(value >>> 0);
+  return buffer;
+}
+
+/** Compresses into one LZ4 frame: independent 4 MiB blocks and a content checksum. */
+class Lz4FrameEncoder extends Transform {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private headerWritten = false;
+
+  constructor(private readonly lz4: Lz4Module, private readonly xxh: XxhashApi, private readonly content: Hasher32) {
+    super();
+  }
+
+  private writeHeader(): void {
+    if (this.headerWritten) return;
+    this.headerWritten = true;
+    // FLG: version 01, independent blocks, no block checksum, no content size, content checksum, no dict id.
+    const descriptor = Buffer.from([0x64, 0x70]);
+    const headerChecksum = (this.xxh.h32Raw(descriptor, 0) >>> 8) & 0xff;
+    this.push(Buffer.concat([u32(FRAME_MAGIC), descriptor, Buffer.from([headerChecksum])]));
+  }
+
+  private emitBlock(block: Buffer): void {
+    // lz4_flex prepends the uncompressed size (4 bytes) to the raw LZ4 block.
+    const compressed = this.lz4.compress(block).subarray(4);
+    if (compressed.length >= block.length) {
+      this.push(u32(block.length | UNCOMPRESSED_FLAG));
+      this.push(block);
+    } else {
+      this.push(u32(compressed.length));
+      this.push(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
+    }
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.writeHeader();
+      this.content.update(chunk);
+      let rest = chunk;
+      while (rest.length > 0) {
+        const take = Math.min(BLOCK_SIZE - this.pendingBytes, rest.length);
+        this.pending.push(rest.subarray(0, take));
+        this.pendingBytes += take;
+        rest = rest.subarray(take);
+        if (this.pendingBytes === BLOCK_SIZE) {
+          this.emitBlock(Buffer.concat(this.pending));
+          this.pending = [];
+          this.pendingBytes = 0;
+        }
+      }
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    try {
+      this.writeHeader();
+      if (this.pendingBytes > 0) this.emitBlock(Buffer.concat(this.pending));
+      this.pending = [];
+      this.push(Buffer.concat([u32(0), u32(this.content.digest())]));
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Decodes one raw LZ4 block whose matches may reach into `dictionary` (the previous 64 KiB of output
+ * for linked blocks, `lz4 -BD`). Plain TypeScript: the WASM decoder needs the exact decoded size, which
+ * the frame does not record, and cannot take a dictionary. Bounds-checked throughout.
+ */
+export function decodeBlock(source: Buffer, dictionary: Buffer, maxOutput: number): Buffer {
+  const out = Buffer.allocUnsafe(dictionary.length + maxOutput);
+  dictionary.copy(out, 0);
+  const inputEnd = source.length;
+  const outputEnd = out.length;
+  let op = dictionary.length;
+  let ip = 0;
+  while (ip < inputEnd) {
+    const token = source[ip++] as number;
+    let literals = token >>> 4;
+    if (literals === 15) {
+      let more = 255;
+      while (more === 255) {
+        if (ip >= inputEnd) throw corrupt('block ends inside a literal length');
+        more = source[ip++] as number;
+        literals += more;
+      }
+    }
+    if (ip + literals > inputEnd || op + literals > outputEnd) throw corrupt('literal run overflows the block');
+    if (literals < 32) {
+      for (let end = ip + literals; ip < end; ) out[op++] = source[ip++] as number;
+    } else {
+      source.copy(out, op, ip, ip + literals);
+      op += literals;
+      ip += literals;
+    }
+    if (ip === inputEnd) break;
+    if (ip + 2 > inputEnd) throw corrupt('block ends inside a match offset');
+    const offset = (source[ip] as number) | ((source[ip + 1] as number) << 8);
+    ip += 2;
+    if (offset === 0 || offset > op) throw corrupt('match offset points before the data');
+    let length = (token & 15) + 4;
+    if ((token & 15) === 15) {
+      let more = 255;
+      while (more === 255) {
+        if (ip >= inputEnd) throw corrupt('block ends inside a match length');
+        more = source[ip++] as number;
+        length += more;
+      }
+    }
+    if (op + length > outputEnd) throw corrupt('match overflows the block');
+    if (length < 32 || offset < length) {
+      // Byte by byte: an overlapping match (offset < length) repeats the bytes it is producing.
+      for (let from = op - offset, end = op + length; op < end; ) out[op++] = out[from++] as number;
+    } else {
+      out.copyWithin(op, op - offset, op - offset + length);
+      op += length;
+    }
+  }
+  return out.subarray(dictionary.length, op);
+}
+
+type DecodeState =
+  | { step: 'magic' }
+  | { step: 'descriptor'; flags: number; blockMax: number; length: number }
+  | { step: 'block-size' }
+  | { step: 'block'; size: number; raw: boolean }
+  | { step: 'content-checksum' }
+  | { step: 'skip'; remaining: number };
+
+/**
+ * Decodes LZ4 frames (concatenated frames and skippable frames too), independent or linked blocks,
+ * verifying the content checksum when the frame has one. Memory: one block plus a 64 KiB window.
+ */
+class Lz4FrameDecoder extends Transform {
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private state: DecodeState = { step: 'magic' };
+  private blockMax = BLOCK_SIZE;
+  private linked = false;
+  private blockChecksum = false;
+  private content: Hasher32 | undefined;
+  private window: Buffer = Buffer.alloc(0);
+  private sawFrame = false;
+
+  constructor(private readonly lz4: Lz4Module, private readonly xxh: XxhashApi) {
+    super();
+  }
+
+  /** Removes and returns exactly `n` queued bytes, or null when fewer are queued. */
+  private takeBytes(n: number): Buffer | null {
+    if (this.queued < n) return null;
+    const head = this.queue[0];
+    if (head !== undefined && head.length >= n) {
+      this.queue[0] = head.subarray(n);
+      if (this.queue[0].length === 0) this.queue.shift();
+      this.queued -= n;
+      return head.subarray(0, n);
+    }
+    const all = Buffer.concat(this.queue);
+    this.queue = all.length > n ? [all.subarray(n)] : [];
+    this.queued -= n;
+    return all.subarray(0, n);
+  }
+
+  private output(data: Buffer): void {
+    if (data.length === 0) return;
+    this.content?.update(data);
+    if (this.linked) {
+      this.window = data.length >= WINDOW ? Buffer.from(data.subarray(data.length - WINDOW)) : Buffer.concat([this.window, data]).subarray(-WINDOW);
+    }
+    this.push(data);
+  }
+
+  private step(): boolean {
+    const state = this.state;
+    switch (state.step) {
+      case 'magic': {
+        const bytes = this.takeBytes(4);
+        if (bytes === null) return false;
+        const magic = bytes.readUInt32LE(0);
+        if (magic === FRAME_MAGIC) {
+          this.state = { step: 'descriptor', flags: -1, blockMax: 0, length: 0 };
+        } else if (((magic & SKIPPABLE_MASK) >>> 0) === SKIPPABLE_MAGIC) {
+          const size = this.takeBytes(4);
+          if (size === null) {
+            this.queue.unshift(bytes);
+            this.queued += 4;
+            return false;
+          }
+          this.state = { step: 'skip', remaining: size.readUInt32LE(0) };
+        } else {
+          throw corrupt(`unknown magic number 0x${magic.toString(16)}`);
+        }
+        return true;
+      }
+      case 'descriptor': {
+        if (this.queued < 2) return false;
+        const peek = Buffer.concat(this.queue).subarray(0, 2);
+        const flags = peek[0] ?? 0;
+        const bd = peek[1] ?? 0;
+        if (flags >> 6 !== 1) throw corrupt(`unsupported frame version ${flags >> 6}`);
+        if ((flags & 0x01) !== 0) throw corrupt('frames with a dictionary id are not supported');
+        const length = 2 + ((flags & 0x08) !== 0 ? 8 : 0) + 1;
+        const descriptor = this.takeBytes(length);
+        if (descriptor === null) return false;
+        const expected = (this.xxh.h32Raw(descriptor.subarray(0, length - 1), 0) >>> 8) & 0xff;
+        if (descriptor[length - 1] !== expected) throw corrupt('frame header checksum mismatch');
+        const blockMax = BLOCK_SIZE_CODES[(bd >> 4) & 0x07];
+        if (blockMax === undefined) throw corrupt(`invalid block maximum size code ${(bd >> 4) & 0x07}`);
+        this.blockMax = blockMax;
+        this.linked = (flags & 0x20) === 0;
+        this.blockChecksum = (flags & 0x10) !== 0;
+        this.content = (flags & 0x04) !== 0 ? this.xxh.create32(0) : undefined;
+        this.window = Buffer.alloc(0);
+        this.sawFrame = true;
+        this.state = { step: 'block-size' };
+        return true;
+      }
+      case 'block-size': {
+        const bytes = this.takeBytes(4);
+        if (bytes === null) return false;
+        const word = bytes.readUInt32LE(0);
+        if (word === 0) {
+          this.state = this.content === undefined ? { step: 'magic' } : { step: 'content-checksum' };
+          return true;
+        }
+        const size = (word & ~UNCOMPRESSED_FLAG) >>> 0;
+        if (size > this.blockMax) throw corrupt(`block of ${size} bytes exceeds the frame's maximum of ${this.blockMax}`);
+        this.state = { step: 'block', size, raw: (word & UNCOMPRESSED_FLAG) !== 0 };
+        return true;
+      }
+      case 'block': {
+        const block = this.takeBytes(state.size + (this.blockChecksum ? 4 : 0));
+        if (block === null) return false;
+        const data = block.subarray(0, state.size);
+        if (this.blockChecksum && this.xxh.h32Raw(data, 0) !== block.readUInt32LE(state.size)) throw corrupt('block checksum mismatch');
+        if (state.raw) {
+          this.output(Buffer.from(data));
+        } else {
+          this.output(decodeBlock(data, this.linked ? this.window : EMPTY, this.blockMax));
+        }
+        this.state = { step: 'block-size' };
+        return true;
+      }
+      case 'content-checksum': {
+        const bytes = this.takeBytes(4);
+        if (bytes === null) return false;
+        if (this.content !== undefined && bytes.readUInt32LE(0) !== this.content.digest()) throw corrupt('content checksum mismatch');
+        this.content = undefined;
+        this.state = { step: 'magic' };
+        return true;
+      }
+      case 'skip': {
+        const n = Math.min(state.remaining, this.queued);
+        if (n > 0) this.takeBytes(n);
+        state.remaining -= n;
+        if (state.remaining > 0) return false;
+        this.state = { step: 'magic' };
+        return true;
+      }
+    }
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.queue.push(chunk);
+    this.queued += chunk.length;
+    try {
+      while (this.step());
+      callback();
+    } catch (error) {
+      callback(error as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.state.step !== 'magic' || this.queued > 0) {
+      callback(corrupt('the data ends in the middle of a frame (truncated)'));
+      return;
+    }
+    if (!this.sawFrame) {
+      callback(corrupt('no lz4 frame found'));
+      return;
+    }
+    callback();
+  }
+}
+
+/** lz4 codec: one level (lz4_flex implements the fast LZ4 compressor only); frames carry a content checksum. */
+export const lz4Codec: Codec = {
+  name: 'lz4',
+  levels: { min: 1, max: 1, default: 1 },
+  async compressor() {
+    const [lz4, xxh] = await Promise.all([loadLz4(), loadXxhash()]);
+    return new Lz4FrameEncoder(lz4, xxh, xxh.create32(0));
+  },
+  async decompressor() {
+    const [lz4, xxh] = await Promise.all([loadLz4(), loadXxhash()]);
+    return new Lz4FrameDecoder(lz4, xxh);
+  },
+  matches(firstBytes) {
+    return firstBytes.length >= 4 && firstBytes.readUInt32LE(0) === FRAME_MAGIC;
+  },
+};

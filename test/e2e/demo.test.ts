@@ -1,0 +1,31 @@
+// `npm run demo` is the README's first command: it must keep telling the whole story, succeed, and
+// leave nothing behind.
+
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_DIR } from '../../scripts/lib/install.mjs';
+import { run } from '../support/pg.js';
+
+describe('npm run demo (scripts/demo.mjs)', () => {
+  it('archives, takes a low-level base backup, recovers to the restore point with exactly the rows from before the accident, and cleans up', async () => {
+    const result = await run(process.execPath, [path.join(PROJECT_DIR, 'scripts', 'demo.mjs')], { cwd: PROJECT_DIR, allowFailure: true, timeoutMs: 170_000 });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const out = result.stdout;
+    expect(out).toMatch(/archive_command = '.*walvault-archive --repo=\S+ %p %f'/);
+    expect(out).toMatch(/^ +walvault-archive: info: archived "[0-9A-F]{24}" to /m);
+    expect(out).toMatch(/select pg_backup_start\('walvault-demo', fast => true\); +-- \d+\/[0-9A-F]+/);
+    expect(out).toMatch(/select \* from pg_backup_stop\(wait_for_archive => true\); +-- \d+\/[0-9A-F]+/);
+    expect(out).toMatch(/ START WAL LOCATION: .*\n.*CHECKPOINT LOCATION: /);
+    expect(out).toContain('pg_stat_archiver: archived_count = ');
+    expect(out).toContain('failed_count = 0');
+    expect(out).toMatch(/restore_command = '.*walvault-restore --repo=\S+ %f %p'/);
+    expect(out).toContain('LOG:  recovery stopping at restore point "before-the-accident"');
+    expect(out).toMatch(/orders: 1500 rows \(expected 1500\), total amount (\S+) \(expected \1\)/);
+    expect(out).toContain('OK: the recovered cluster has exactly the rows from before the accident.');
+    const tempDir = /^temp dir: (\S+)/m.exec(out)?.[1];
+    expect(tempDir).toBeDefined();
+    expect(existsSync(tempDir!)).toBe(false);
+  }, 180_000);
+});

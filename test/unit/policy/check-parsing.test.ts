@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { analyseCommand, connectionConfig, sameRepository, splitShellWords } from '../../../src/policy/check.js';
+
+describe('reading archive_command / restore_command', () => {
+  it('splits like /bin/sh: quotes, escapes, operators', () => {
+    expect(splitShellWords(`'/opt/wal vault/bin/walvault-archive' --repo="/srv/a b" %p %f && echo\\ done; true`)).toEqual([
+      '/opt/wal vault/bin/walvault-archive', '--repo=/srv/a b', '%p', '%f', '&', '&', 'echo done', ';', 'true',
+    ]);
+  });
+
+  it('finds the walvault call, its repository and positional arguments', () => {
+    expect(analyseCommand('/usr/local/bin/walvault-archive --repo=s3://bucket/wal --quiet %p %f', 'walvault-archive')).toEqual({ calls: true, repo: 's3://bucket/wal', positionals: ['%p', '%f'], config: null });
+    expect(analyseCommand('walvault-archive --timeout 30 --repo /srv/wal %p %f', 'walvault-archive')).toMatchObject({ repo: '/srv/wal', positionals: ['%p', '%f'] });
+    expect(analyseCommand('WALVAULT_REPO=/srv/wal walvault-restore %f %p', 'walvault-restore')).toMatchObject({ repo: '/srv/wal', positionals: ['%f', '%p'] });
+    expect(analyseCommand('walvault-archive --config=/etc/walvault.json %p %f', 'walvault-archive')).toMatchObject({ repo: null, config: '/etc/walvault.json' });
+    expect(analyseCommand('cp %p /mnt/archive/%f', 'walvault-archive').calls).toBe(false);
+    expect(analyseCommand('walvault-archive --repo=/srv/wal %f %p', 'walvault-archive').positionals).toEqual(['%f', '%p']);
+  });
+
+  it('compares repositories by what they name, not by spelling', () => {
+    expect(sameRepository('/srv/wal', 'file:///srv/wal')).toBe(true);
+    expect(sameRepository('/srv/wal/', '/srv/wal')).toBe(true);
+    expect(sameRepository('/srv/wal', 'nfs:///srv/wal')).toBe(false);
+    expect(sameRepository('s3://bucket/a', 's3://bucket/b')).toBe(false);
+  });
+
+  it('builds pg client settings from a libpq string, a URL or a database name', () => {
+    expect(connectionConfig("host=/tmp/s port=5433 user=postgres dbname='my db' connect_timeout=5", {})).toEqual({
+      host: '/tmp/s', port: '5433', user: 'postgres', database: 'my db', connectionTimeoutMillis: 5000, application_name: 'walvault check',
+    });
+    expect(connectionConfig('postgresql://u@h:5432/d', {})).toEqual({ connectionString: 'postgresql://u@h:5432/d' });
+    expect(connectionConfig('mydb', { PGHOST: 'h' })).toEqual({ database: 'mydb', application_name: 'walvault check' });
+  });
+});
