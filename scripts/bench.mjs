@@ -5,8 +5,8 @@
 // incompressible WAL with archiving paused (the files stay .ready), then for each tool: set
 // archive_command (or archive_library), reload, and time the server's own archiver until every backlog
 // file is .done; pause archiving, turn the backlog's .done back into .ready, next tool. Recovery: copy
-// the base backup, set restore_command, time `pg_ctl start -w` (replay of the whole archive, end of
-// recovery, promotion). Medians over --repeats; the first run of each tool is a warm-up that also
+// the base backup, set restore_command, time the server's start (replay of the whole archive, end of
+// recovery, promotion; timed until the server logs "ready to accept connections"). Medians over --repeats; the first run of each tool is a warm-up that also
 // measures peak memory (GNU time's max RSS of each archive command, plus /proc polling of helpers
 // that run in the background).
 //
@@ -678,7 +678,7 @@ function renderReport(results) {
   const cp = results.restore.find((r) => r.key === 'restore-cp')?.seconds;
   if (results.restore.length) {
     lines.push('');
-    lines.push('Recovery (pg_ctl start -w until the server accepts connections: replay of the whole archive, end of recovery):');
+    lines.push('Recovery (server start until it logs "ready to accept connections": replay of the whole archive, end of recovery):');
     lines.push('');
     lines.push('| tool | mode | seconds | segments/s | vs cp (time) |');
     lines.push('|---|---|---:|---:|---:|');

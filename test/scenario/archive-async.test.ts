@@ -73,6 +73,25 @@ describe('walvault-archive push-ahead', () => {
     expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
   });
 
+  it('answers from the spool when the repository comes from WALVAULT_REPO and the spool from --spool (launcher and Node agree on the owner line)', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    const custom = path.join(dataDir, 'pg_wal', 'custom-spool');
+    const run = (name: string) => runNoWait('walvault-archive', [`--spool=${custom}`, `pg_wal/${name}`, name], { cwd: dataDir, env: { WALVAULT_REPO: repo } });
+    expect((await run(names[0]!)).code).toBe(0);
+    await waitForWorkerExit(custom, 'archive');
+    await markDone(dataDir, names[0]!);
+    const second = await run(names[1]!);
+    expect(second.code).toBe(0);
+    expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "${custom}/archive")\n`);
+    // The same options with another repository in the environment: not answered from this spool.
+    const repo2 = path.join(temp.dir, 'repo2');
+    await mkdir(repo2);
+    const other = await runNoWait('walvault-archive', [`--spool=${custom}`, `pg_wal/${names[2]}`, names[2]!], { cwd: dataDir, env: { WALVAULT_REPO: repo2 } });
+    expect(other.code).toBe(0);
+    expect(other.stderr).toContain(`info: archived "${names[2]}" to "${stored(names[2]!, repo2)}"`);
+  });
+
   it('keeps at most --push-ahead files ahead of the acknowledged ones', async () => {
     const names = [1, 2, 3, 4, 5, 6, 7, 8].map((n) => seg(1, n));
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(64 * 1024, name));
