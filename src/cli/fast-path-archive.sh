@@ -38,7 +38,7 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         case $wv_p in */*) wv_spool=${wv_p%/*}/walvault ;; *) wv_spool=walvault ;; esac
       fi
       wv_id="$wv_id|${WALVAULT_REPO-}|${WALVAULT_CONFIG-}|${WALVAULT_SPOOL-}|${WALVAULT_PUSH_AHEAD-}"
-      if read -r wv_o < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
+      if read -r wv_o 2>/dev/null < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
         && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/archive.owner" ]; }; then
         # While the background pusher runs (its pid file names a live process), wait for it rather
         # than start Node: for a file it is pushing (a claim file names a live process) up to
@@ -50,8 +50,8 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
             exit 0
           fi
           wv_w=
-          if read -r wv_pid < "$wv_spool/archive.pid" 2>/dev/null && kill -0 "$wv_pid" 2>/dev/null; then
-            if read -r wv_c < "$wv_spool/archive.work/$wv_f" 2>/dev/null && kill -0 "$wv_c" 2>/dev/null; then
+          if read -r wv_pid 2>/dev/null < "$wv_spool/archive.pid" && kill -0 "$wv_pid" 2>/dev/null; then
+            if read -r wv_c 2>/dev/null < "$wv_spool/archive.work/$wv_f" && kill -0 "$wv_c" 2>/dev/null; then
               [ "$wv_i" -lt 6000 ] && wv_w=1
             elif [ "$wv_i" -lt 20 ] && [ ${#wv_f} -eq 24 ]; then
               wv_w=1

@@ -39,7 +39,7 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         case $wv_p in */*) wv_spool=${wv_p%/*}/walvault ;; *) wv_spool=walvault ;; esac
       fi
       wv_id="$wv_id|${WALVAULT_REPO-}|${WALVAULT_CONFIG-}|${WALVAULT_SPOOL-}|${WALVAULT_PREFETCH-}"
-      if [ ${#wv_f} -eq 24 ] && read -r wv_o < "$wv_spool/restore.owner" && [ "$wv_o" = "$wv_id" ] \
+      if [ ${#wv_f} -eq 24 ] && read -r wv_o 2>/dev/null < "$wv_spool/restore.owner" && [ "$wv_o" = "$wv_id" ] \
         && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/restore.owner" ]; }; then
         # While the prefetcher runs (its pid file names a live process), wait for it rather than start
         # Node: for a file it is downloading up to 60 s, for one it has not started yet about 0.2 s.
@@ -50,7 +50,7 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
             exit 0
           fi
           wv_w=
-          if read -r wv_pid < "$wv_spool/restore.pid" 2>/dev/null && kill -0 "$wv_pid" 2>/dev/null; then
+          if read -r wv_pid 2>/dev/null < "$wv_spool/restore.pid" && kill -0 "$wv_pid" 2>/dev/null; then
             for wv_t in "$wv_spool/restore.work/$wv_f".*; do
               [ -e "$wv_t" ] && [ "$wv_i" -lt 6000 ] && wv_w=1
             done
