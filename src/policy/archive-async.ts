@@ -87,40 +87,47 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   const paths = spoolPaths(options.spoolDir, 'archive');
   const walDir = path.dirname(request.sourcePath);
   const marker = path.join(paths.entries, fileName);
-  let spoolUsable = true;
-  try {
-    await openSpool(paths, options.identity);
-    // A server that archives no longer needs restore leftovers from its own recovery.
-    await clearDirectory(path.join(options.spoolDir, 'restore'));
-  } catch (error) {
-    spoolUsable = false;
-    request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); archiving without push-ahead; HINT: check --spool`);
-  }
-  if (!spoolUsable) return archiveFile(request);
+  // The spool is created only when a pusher is started: archiving one file at a time leaves no trace.
+  const owner = await nodeFs.readFile(paths.owner, 'utf8').catch(() => null);
+  let trusted = owner !== null && owner.replace(/\n$/, '') === options.identity;
 
   const answered = (how: string): ArchiveResult => {
     request.log.info(`"${fileName}" ${how}; it is durable in the repository (${Math.round(performance.now() - started)} ms)`);
     return { outcome: 'already-archived', key: '', location: options.spoolDir, bytes: 0, durationMs: performance.now() - started };
   };
-  if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead');
-
-  // A worker is pushing this very file: wait for its marker (or for it to give up) instead of racing it.
-  while ((await liveClaimer(paths, fileName)) !== null && request.deadline.remaining() > 1000) {
-    await sleep(5);
-    if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead (waited for the background push)');
+  if (trusted) {
+    if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead');
+    // A worker is pushing this very file: wait for its marker (or for it to give up) instead of racing it.
+    while ((await liveClaimer(paths, fileName)) !== null && request.deadline.remaining() > 1000) {
+      await sleep(5);
+      if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead (waited for the background push)');
+    }
   }
 
-  // Claim first, so a worker started now leaves this file to us.
-  await claim(paths, fileName).catch(() => undefined);
   const segment = classify(fileName) === 'segment';
+  let startWorker = false;
   if (segment && options.pushAhead > 0) {
     const waiting = (await readyFiles(walDir)).some((name) => name > fileName && classify(name) === 'segment');
-    if (waiting && !(await workerAlive(paths))) start();
+    startWorker = waiting && !(trusted && (await workerAlive(paths)));
   }
+  if (startWorker) {
+    try {
+      await openSpool(paths, options.identity);
+      // A server that archives no longer needs restore leftovers from its own recovery.
+      await clearDirectory(path.join(options.spoolDir, 'restore'));
+      trusted = true;
+    } catch (error) {
+      startWorker = false;
+      request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); archiving without push-ahead; HINT: check --spool`);
+    }
+  }
+  // Claim first, so a worker (started now or running) leaves this file to us.
+  if (trusted) await claim(paths, fileName).catch(() => undefined);
+  if (startWorker) start();
   try {
     return await archiveFile(request);
   } finally {
-    await unclaim(paths, fileName);
+    if (trusted) await unclaim(paths, fileName);
   }
 }
 

@@ -65,21 +65,15 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
   const fileName = validateFileName(request.fileName);
   const paths = spoolPaths(options.spoolDir, 'restore');
   const segment = classify(fileName) === 'segment';
-  let spoolUsable = segment;
-  if (segment) {
-    try {
-      await openSpool(paths, options.identity);
-      await discardStale(paths, fileName, request.log);
-    } catch (error) {
-      spoolUsable = false;
-      request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
-    }
-  }
-  if (spoolUsable) {
+  // The spool is only read here; it is created when a prefetcher is started, so a recovery that
+  // needs one file leaves nothing behind in pg_wal.
+  const owner = segment ? await nodeFs.readFile(paths.owner, 'utf8').catch(() => null) : null;
+  if (owner !== null && owner.replace(/\n$/, '') === options.identity) {
+    await discardStale(paths, fileName, request.log).catch(() => undefined);
     try {
       const info = await nodeFs.stat(path.join(paths.entries, fileName));
       await nodeFs.rename(path.join(paths.entries, fileName), request.targetPath);
-      await noteCursor(paths, fileName, info.size);
+      await noteCursor(paths, fileName, info.size).catch(() => undefined);
       if (!(await workerAlive(paths))) start();
       const durationMs = performance.now() - started;
       request.log.info(`restored "${fileName}" to "${request.targetPath}" (${info.size} bytes, prefetched and verified, ${Math.round(durationMs)} ms)`);
@@ -89,11 +83,29 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
     }
   }
   const result = await restoreFile(request);
-  if (spoolUsable && options.prefetch > 0 && isValidSegmentSize(result.bytes)) {
-    await noteCursor(paths, fileName, result.bytes);
-    if (!(await workerAlive(paths))) start();
+  if (!segment || options.prefetch === 0 || !isValidSegmentSize(result.bytes)) return result;
+  try {
+    if (owner !== null && (await workerAlive(paths))) {
+      await noteCursor(paths, fileName, result.bytes);
+    } else if (await nextIsArchived(request, fileName, result.bytes)) {
+      await openSpool(paths, options.identity);
+      await discardStale(paths, fileName, request.log);
+      await noteCursor(paths, fileName, result.bytes);
+      start();
+    }
+  } catch (error) {
+    request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
   }
   return result;
+}
+
+/** True when the segment after `fileName` is in the repository: only then is a prefetcher worth starting. */
+async function nextIsArchived(request: RestoreRequest, fileName: string, segmentSize: number): Promise<boolean> {
+  const id = parseSegmentName(fileName);
+  if (id === null) return false;
+  const next = segmentFileName(id.timeline, segmentNumber(id, segmentSize) + 1n, segmentSize);
+  const info = await request.backend.stat(objectKey(next), { signal: request.deadline.signal }).catch(() => null);
+  return info !== null && info.exists;
 }
 
 /** Records the segment PostgreSQL is at, for the worker. */
@@ -261,7 +273,12 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     await Promise.allSettled(inflight.values());
     for (const name of placed) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
     await clearDirectory(paths.work);
+    // Leave no trace in pg_wal once recovery stops asking: the spool is created again when needed.
+    await nodeFs.unlink(cursorFile(paths)).catch(() => undefined);
+    await nodeFs.rmdir(paths.work).catch(() => undefined);
+    if (await nodeFs.rmdir(paths.entries).then(() => true, () => false)) await nodeFs.unlink(paths.owner).catch(() => undefined);
     await release();
+    await nodeFs.rmdir(paths.root).catch(() => undefined);
   }
   return summary;
 }
