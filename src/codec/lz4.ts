@@ -1,26 +1,18 @@
 // LZ4 in the standard LZ4 frame format (readable by `lz4 -d`), blocks compressed by lz4_flex compiled to WASM (lz4-wasm-nodejs), decoded here.
 import { Transform, type TransformCallback } from 'node:stream';
-import xxhash from 'xxhash-wasm';
 import { WalvaultError } from '../core/errors.js';
+import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import type { Codec } from './types.js';
 
 type Lz4Module = typeof import('lz4-wasm-nodejs');
-type XxhashApi = Awaited<ReturnType<typeof xxhash>>;
 type Hasher32 = ReturnType<XxhashApi['create32']>;
 
 let lz4Loaded: Promise<Lz4Module> | undefined;
-let xxhashLoaded: Promise<XxhashApi> | undefined;
 
 /** Loads the WASM block compressor only when lz4 is used. */
 function loadLz4(): Promise<Lz4Module> {
   lz4Loaded ??= import('lz4-wasm-nodejs');
   return lz4Loaded;
-}
-
-/** xxh32 is the frame format's header and content checksum. */
-function loadXxhash(): Promise<XxhashApi> {
-  xxhashLoaded ??= xxhash();
-  return xxhashLoaded;
 }
 
 const FRAME_MAGIC = 0x184d2204;

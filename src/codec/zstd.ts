@@ -3,16 +3,14 @@
 // 4 MiB of input each: the standard format (RFC 8878 allows concatenated frames; `zstd -d` decodes them)
 // with bounded memory at any segment size.
 import { Transform, type TransformCallback } from 'node:stream';
-import xxhash from 'xxhash-wasm';
 import { WalvaultError } from '../core/errors.js';
+import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { ByteQueue } from './bytes.js';
 import type { Codec } from './types.js';
 
 type ZstdModule = typeof import('@bokuweb/zstd-wasm');
-type XxhashApi = Awaited<ReturnType<typeof xxhash>>;
 
 let loaded: Promise<ZstdModule> | undefined;
-let xxhashLoaded: Promise<XxhashApi> | undefined;
 
 /** Loads and instantiates the WASM module once per process, only when zstd is used. */
 function loadZstd(): Promise<ZstdModule> {
@@ -22,12 +20,6 @@ function loadZstd(): Promise<ZstdModule> {
     return zstd;
   })();
   return loaded;
-}
-
-/** XXH64 gives the frame's content checksum, which the package's one-shot compressor does not write. */
-function loadXxhash(): Promise<XxhashApi> {
-  xxhashLoaded ??= xxhash();
-  return xxhashLoaded;
 }
 
 const FRAME_MAGIC = 0xfd2fb528;

@@ -2,12 +2,14 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import xxhash from 'xxhash-wasm';
 
-type Hasher64 = ReturnType<Awaited<ReturnType<typeof xxhash>>['create64']>;
+/** The xxhash-wasm API (xxh32/xxh64), loaded once per process and shared by hashing and the codecs' frame checksums. */
+export type XxhashApi = Awaited<ReturnType<typeof xxhash>>;
+type Hasher64 = ReturnType<XxhashApi['create64']>;
 
-let api: Promise<Awaited<ReturnType<typeof xxhash>>> | undefined;
+let api: Promise<XxhashApi> | undefined;
 
 /** Loads the WASM hasher once per process. */
-function loadApi(): Promise<Awaited<ReturnType<typeof xxhash>>> {
+export function loadXxhash(): Promise<XxhashApi> {
   api ??= xxhash();
   return api;
 }
@@ -45,7 +47,7 @@ export class HashingStream extends Transform {
 
   /** Creates a hashing stream; `headLimit` bytes at the start are kept in `head`. */
   static async create(options: { headLimit?: number } = {}): Promise<HashingStream> {
-    const { create64 } = await loadApi();
+    const { create64 } = await loadXxhash();
     return new HashingStream(create64(), options.headLimit ?? 8192);
   }
 
@@ -68,7 +70,7 @@ export class HashingStream extends Transform {
 
 /** Hashes a buffer in one go (tests, small documents). */
 export async function hashBuffer(data: Uint8Array): Promise<string> {
-  const { create64 } = await loadApi();
+  const { create64 } = await loadXxhash();
   return formatHash(create64().update(data).digest());
 }
 

@@ -8,7 +8,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { installedWalvault, type InstalledWalvault } from '../support/install.js';
 import { chownToPostgres, shQuote, usePg, type PgHarness } from '../support/pg.js';
-import { runPitrScenario, type PitrRepo } from './pitr.js';
+import { corruptStoredFile, type LocalRepo } from './local-repo.js';
+import { runPitrScenario } from './pitr.js';
 
 /** Writes an age identity file readable only by postgres; returns it with its public key. */
 async function makeKey(pg: PgHarness, name: string): Promise<{ identityFile: string; recipient: string }> {
@@ -21,7 +22,7 @@ async function makeKey(pg: PgHarness, name: string): Promise<{ identityFile: str
   return { identityFile, recipient };
 }
 
-runPitrScenario<PitrRepo & { dir: string }>({
+runPitrScenario<LocalRepo>({
   name: 'a local repository with zstd compression and age encryption (settings from WALVAULT_* in the server environment)',
   makeRepo: async ({ pg }) => {
     const dir = await pg.makeDir('repo', 0o700);
@@ -32,6 +33,9 @@ runPitrScenario<PitrRepo & { dir: string }>({
       env: { WALVAULT_COMPRESS: 'zstd', WALVAULT_COMPRESS_LEVEL: '6', WALVAULT_ENCRYPT_RECIPIENT: recipient, WALVAULT_DECRYPT_IDENTITY_FILE: identityFile },
     };
   },
+  // Tampered ciphertext fails age's authentication before any byte reaches %p.
+  corrupt: corruptStoredFile,
+  corruptMessage: /^walvault-restore: error: the encrypted stored object fails authentication/m,
 });
 
 describe('a mixed-codec archive (none, gzip, lz4, zstd+age, lz4+age) restores in one recovery', () => {

@@ -3,19 +3,8 @@
 // recoveries that must stop (not promote) when the archive turns corrupt or unreachable partway.
 
 import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
-import { runPitrScenario, type PitrRepo } from './pitr.js';
-
-interface LocalRepo extends PitrRepo {
-  dir: string;
-}
-
-/** Where the local backend keeps a segment (wal/<timeline+log>/<name>) or a .history file (wal/<name>). */
-function storedPath(repo: LocalRepo, walFileName: string): string {
-  return walFileName.endsWith('.history')
-    ? path.join(repo.dir, 'wal', walFileName)
-    : path.join(repo.dir, 'wal', walFileName.slice(0, 16), walFileName);
-}
+import { corruptStoredFile, type LocalRepo } from './local-repo.js';
+import { runPitrScenario } from './pitr.js';
 
 runPitrScenario<LocalRepo>({
   name: 'a local directory repository',
@@ -23,28 +12,7 @@ runPitrScenario<LocalRepo>({
     const dir = await pg.makeDir('repo', 0o700);
     return { url: dir, dir };
   },
-  corrupt: async (repo, walFileName) => {
-    // Flip 16 bytes in the middle of the stored segment: same size, same owner, different content.
-    const file = storedPath(repo, walFileName);
-    const handle = await fs.open(file, 'r+');
-    try {
-      const { size } = await handle.stat();
-      const original = Buffer.alloc(16);
-      const offset = Math.floor(size / 2);
-      await handle.read(original, 0, 16, offset);
-      await handle.write(Buffer.from(original.map((byte) => byte ^ 0xff)), 0, 16, offset);
-      return async () => {
-        const again = await fs.open(file, 'r+');
-        try {
-          await again.write(original, 0, 16, offset);
-        } finally {
-          await again.close();
-        }
-      };
-    } finally {
-      await handle.close();
-    }
-  },
+  corrupt: corruptStoredFile,
   outages: {
     'repository directory moved away (a dropped mount)': {
       begin: (repo) => fs.rename(repo.dir, `${repo.dir}.away`),

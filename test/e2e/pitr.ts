@@ -38,6 +38,8 @@ export interface PitrScenarioOptions<R extends PitrRepo = PitrRepo> {
   makeRepo: (context: { pg: PgHarness }) => Promise<R>;
   /** Damages the stored copy of one archived WAL file (same size, other bytes) and returns the repair; enables the corruption scenario. */
   corrupt?: (repo: R, walFileName: string) => Promise<() => Promise<void>>;
+  /** The walvault-restore log line the corruption must produce (default: the content hash mismatch of an unencrypted object). */
+  corruptMessage?: RegExp;
   /** Ways to make the repository unreachable, by scenario name; each adds an outage scenario (the first also runs the --on-error=missing control). */
   outages?: Record<string, RepoOutage<R>>;
   /** initdb --wal-segsize in MiB (default 1: many segments from little data, so "partway" is real). */
@@ -180,7 +182,7 @@ export function runPitrScenario<R extends PitrRepo>(options: PitrScenarioOptions
       const copy = await recoveryCopy({});
       try {
         await copy.start({ allowFailure: true });
-        const log = await expectStoppedRecovery(copy, 0, { reason: /^walvault-restore: error: .*is corrupt: content hash [0-9a-f]{16} .* does not match the recorded [0-9a-f]{16}/m });
+        const log = await expectStoppedRecovery(copy, 0, { reason: options.corruptMessage ?? /^walvault-restore: error: .*is corrupt: content hash [0-9a-f]{16} .* does not match the recorded [0-9a-f]{16}/m });
         // It got partway: everything up to the restore point came back before the corrupt segment.
         expect(log).toContain(`restored log file "${restorePointSegment}" from archive`);
         expect(log).toContain(`could not restore file "${firstSegmentAfterRestorePoint}" from archive`);

@@ -14,12 +14,14 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  durationMs: number;
 }
 
 /** Runs a walvault executable and waits for it. Environment variables starting with WALVAULT_ are not inherited unless given. */
 export function run(name: 'walvault-archive' | 'walvault-restore' | 'walvault', args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
+  const started = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(bin(name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -27,6 +29,6 @@ export function run(name: 'walvault-archive' | 'walvault-restore' | 'walvault', 
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: performance.now() - started }));
   });
 }

@@ -1,37 +1,18 @@
 // Shared pieces of the S3 scenario tests: running the built executables against the test server, WAL-like files, raw SDK access.
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createS3Backend, type S3Backend, type S3BackendOptions } from '../../src/backend/s3.js';
 import type { Logger } from '../../src/core/log.js';
+import { run, type RunResult } from './cli.js';
 import type { S3TestServer } from './s3server.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Runs a built walvault executable (its sh launcher); WALVAULT_* variables are not inherited. */
+export const runCli = run;
 
 /** What a finished command returned. */
-export interface CliResult {
-  code: number | null;
-  stderr: string;
-  durationMs: number;
-}
-
-/** Runs a built walvault executable (its launcher) with the test server's credentials; WALVAULT_* variables are not inherited. */
-export function runCli(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    // The sh launcher PostgreSQL runs: it maps the self-kill after a passed deadline back to the exit code.
-    const child = spawn(path.join(root, 'dist/cli', name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stderr, durationMs: performance.now() - started }));
-  });
-}
+export type CliResult = RunResult;
 
 /** Command-line flags pointing walvault at the test server (through the proxy unless `bare`). */
 export function s3Flags(server: S3TestServer, prefix: string, options: { bare?: boolean } = {}): string[] {
