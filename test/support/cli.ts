@@ -18,7 +18,11 @@ export interface RunResult {
 }
 
 /** Runs a walvault executable and waits for it. Environment variables starting with WALVAULT_ are not inherited unless given. */
-export function run(name: 'walvault-archive' | 'walvault-restore' | 'walvault', args: string[], options: { cwd?: string; env?: Record<string, string> } = {}): Promise<RunResult> {
+export function run(
+  name: 'walvault-archive' | 'walvault-restore' | 'walvault',
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; /** 'exit': resolve when the process exits, even if a background worker it started keeps stderr open. */ waitFor?: 'close' | 'exit' } = {},
+): Promise<RunResult> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
   const started = performance.now();
@@ -29,6 +33,12 @@ export function run(name: 'walvault-archive' | 'walvault-restore' | 'walvault', 
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: performance.now() - started }));
+    const finish = (code: number | null, signal: NodeJS.Signals | null): void => resolve({ code, signal, stdout, stderr, durationMs: performance.now() - started });
+    if (options.waitFor === 'exit') {
+      // Give the pipes a moment to deliver what the process itself wrote (a worker keeps them open).
+      child.on('exit', (code, signal) => setTimeout(() => finish(code, signal), 30));
+    } else {
+      child.on('close', finish);
+    }
   });
 }

@@ -4,24 +4,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { bin, type RunResult } from './cli.js';
+import { run, type RunResult } from './cli.js';
 
 /** Runs an executable and resolves when IT exits (its background worker may keep stderr open longer). */
 export function runNoWait(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<RunResult> {
-  const env: Record<string, string> = {};
-  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
-  return new Promise((resolve, reject) => {
-    const child = spawn(bin(name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      // Give the pipes a moment to deliver what the process itself wrote (a worker keeps them open).
-      setTimeout(() => resolve({ code, signal, stdout, stderr }), 30);
-    });
-  });
+  return run(name, args, { ...options, waitFor: 'exit' });
 }
 
 /** Writes a WAL-named file into pg_wal and marks it .ready, as the server does when a segment is complete. */
