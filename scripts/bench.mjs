@@ -10,8 +10,14 @@
 // measures peak memory (GNU time's max RSS of each archive command, plus /proc polling of helpers
 // that run in the background).
 //
+// Codec rows (key `codecs`, or one row by its key `codec-...`): after the rows above, a second backlog of
+// compressible WAL (pgbench -i plus pgbench transactions, --codec-segments files) is drained by walvault
+// and pgBackRest async with each codec into a fresh local repo; segments/s and stored bytes per segment
+// (the archived files only: walvault's ~meta sidecars and walvault.json, pgBackRest's archive.info are
+// not counted). One run per row unless --codec-repeats.
+//
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
-//                      [--keep] [--json FILE] [--markdown FILE]
+//                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -28,6 +34,11 @@ const LATENCY_MS = Number(args.latency ?? 20);
 const only = args.only ? new Set(String(args.only).split(',')) : null;
 const skip = new Set(args.skip ? String(args.skip).split(',') : []);
 const wanted = (key) => (only === null || only.has(key)) && !skip.has(key);
+const CODEC_SEGMENTS = Number(args['codec-segments'] ?? 32);
+const CODEC_REPEATS = Number(args['codec-repeats'] ?? 1);
+const wantedCodec = (key) => (only === null || only.has('codecs') || only.has(key)) && !skip.has('codecs') && !skip.has(key);
+/** Whether any row outside the codec phase is selected (else the random backlog and process-cost runs are skipped). */
+const mainWanted = only === null || [...only].some((key) => key !== 'codecs' && !key.startsWith('codec-'));
 const isRoot = process.getuid?.() === 0;
 const log = (...parts) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${parts.join(' ')}\n`);
 
@@ -214,7 +225,7 @@ async function main() {
     process.exit(130);
   });
 
-  const results = { archive: [], restore: [], overhead: {}, machine: describeMachine(tmp), segments: 0, repeats: REPEATS };
+  const results = { archive: [], restore: [], overhead: {}, codecs: [], machine: describeMachine(tmp), segments: 0, repeats: REPEATS };
   try {
     // ---- cluster ------------------------------------------------------------------------------
     log(`initdb in "${tmp}" (port ${port})`);
@@ -284,20 +295,25 @@ async function main() {
     // ---- backlog of incompressible WAL ----------------------------------------------------------
     const statusDir = path.join(data, 'pg_wal', 'archive_status');
     const readyNames = () => fs.readdirSync(statusDir).filter((f) => f.endsWith('.ready')).map((f) => f.slice(0, -6));
-    sql('CREATE EXTENSION IF NOT EXISTS pgcrypto');
-    sql('CREATE TABLE blobs (id serial, payload bytea) WITH (autovacuum_enabled = off)');
-    sql('ALTER TABLE blobs ALTER COLUMN payload SET STORAGE EXTERNAL');
-    log(`generating ${SEGMENTS} segments of random WAL`);
-    while (readyNames().length < SEGMENTS - 1) {
-      sql(`INSERT INTO blobs (payload) SELECT (SELECT string_agg(gen_random_bytes(1024), ''::bytea) FROM generate_series(1, 1024) WHERE g > 0) FROM generate_series(1, 8) g`);
+    if (mainWanted) {
+      sql('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+      sql('CREATE TABLE blobs (id serial, payload bytea) WITH (autovacuum_enabled = off)');
+      sql('ALTER TABLE blobs ALTER COLUMN payload SET STORAGE EXTERNAL');
+      log(`generating ${SEGMENTS} segments of random WAL`);
+      while (readyNames().length < SEGMENTS - 1) {
+        sql(`INSERT INTO blobs (payload) SELECT (SELECT string_agg(gen_random_bytes(1024), ''::bytea) FROM generate_series(1, 1024) WHERE g > 0) FROM generate_series(1, 8) g`);
+      }
+      sql('SELECT pg_switch_wal()');
+      await sleep(200);
     }
-    sql('SELECT pg_switch_wal()');
-    await sleep(200);
-    const backlog = readyNames().sort();
-    const N = backlog.length;
+    // `let`: the codec phase swaps in its own backlog of compressible WAL.
+    let backlog = mainWanted ? readyNames().sort() : [];
+    let N = backlog.length;
     results.segments = N;
-    const segBytes = backlog.filter((n) => /^[0-9A-F]{24}$/.test(n)).map((n) => fs.statSync(path.join(data, 'pg_wal', n)).size);
-    log(`backlog: ${N} files (${backlog[0]} .. ${backlog[N - 1]}), segment size ${segBytes[0]} bytes`);
+    if (N > 0) {
+      const segBytes = backlog.filter((n) => /^[0-9A-F]{24}$/.test(n)).map((n) => fs.statSync(path.join(data, 'pg_wal', n)).size);
+      log(`backlog: ${N} files (${backlog[0]} .. ${backlog[N - 1]}), segment size ${segBytes[0]} bytes`);
+    }
     run('sync', []);
 
     const doneCount = () => {
@@ -352,14 +368,14 @@ fs.linkSync(tmpName, dst); fs.unlinkSync(tmpName);
 const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync(dfd);
 `,
     );
-    const pgbrConf = (name, repo, { async, pgPath = data, pgPort = port }) => {
+    const pgbrConf = (name, repo, { async, pgPath = data, pgPort = port, compress = 'none' }) => {
       const file = path.join(tmp, `${name}.conf`);
       fs.writeFileSync(
         file,
         [
           '[global]',
           `repo1-path=${repo}`,
-          'compress-type=none',
+          `compress-type=${compress}`,
           `log-path=${tmp}/pgbr-log`,
           `lock-path=${tmp}/pgbr-lock`,
           `spool-path=${tmp}/pgbr-spool`,
@@ -540,7 +556,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       const res = isRoot ? spawnSync('runuser', ['-u', 'postgres', '--', ...argv], { stdio: 'ignore', ...options }) : spawnSync(argv[0], argv.slice(1), { stdio: 'ignore', ...options });
       return { ms: performance.now() - t0, status: res.status };
     };
-    {
+    if (mainWanted) {
       const reps = 9;
       const sample = (fn) => median(Array.from({ length: reps }, fn));
       const seg = backlog.find((n) => /^[0-9A-F]{24}$/.test(n));
@@ -559,6 +575,93 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         fs.rmSync(path.join(data, 'pg_wal', 'walvault'), { recursive: true, force: true });
       }
       log(`overhead: ${JSON.stringify(results.overhead)}`);
+    }
+
+    // ---- codecs: a backlog of compressible WAL, each codec into a fresh local repo ----------------
+    let ageRecipient = null;
+    if (walvault && wantedCodec('codec-walvault-zstd-age') && have('age-keygen')) {
+      const identity = path.join(tmp, 'age-identity.txt');
+      run('age-keygen', ['-o', identity]);
+      ageRecipient = run('age-keygen', ['-y', identity]).stdout.trim();
+    }
+    const wvCodec = (key, mode, options) => walvault && { key, tool: 'walvault', mode, prepare: () => {
+      const d = freshDir(key);
+      repoOf[key] = d;
+      return { command: `${walvault.archive} --repo=${d} ${options} %p %f` };
+    } };
+    const pgbrCodec = (key, type) => hasPgbr && { key, tool: 'pgBackRest 2.45', mode: `archive-push, async, process-max=2, compress-type=${type}`, codec: type, prepare: () => {
+      const d = freshDir(key);
+      fs.rmSync(path.join(tmp, 'pgbr-spool'), { recursive: true, force: true });
+      const conf = pgbrConf(key, d, { async: true, compress: type });
+      asPg('pgbackrest', [`--config=${conf}`, '--stanza=bench', 'stanza-create']);
+      repoOf[key] = d;
+      return { command: `pgbackrest --config=${conf} --stanza=bench archive-push %p` };
+    } };
+    // Each walvault row names the pgBackRest row with the same codec (`peer`) for the ratio column.
+    const codecTools = [
+      { ...wvCodec('codec-walvault-none', 'local, defaults, --compress=none', '--compress=none'), peer: 'codec-pgbackrest-none' },
+      pgbrCodec('codec-pgbackrest-none', 'none'),
+      { ...wvCodec('codec-walvault-gzip', 'local, defaults, --compress=gzip (level 6)', '--compress=gzip'), peer: 'codec-pgbackrest-gz' },
+      pgbrCodec('codec-pgbackrest-gz', 'gz'),
+      { ...wvCodec('codec-walvault-lz4', 'local, defaults, --compress=lz4', '--compress=lz4'), peer: 'codec-pgbackrest-lz4' },
+      pgbrCodec('codec-pgbackrest-lz4', 'lz4'),
+      { ...wvCodec('codec-walvault-zstd', 'local, defaults, --compress=zstd (level 3)', '--compress=zstd'), peer: 'codec-pgbackrest-zst' },
+      pgbrCodec('codec-pgbackrest-zst', 'zst'),
+      ageRecipient && { ...wvCodec('codec-walvault-zstd-age', 'local, defaults, --compress=zstd + --encrypt-recipient (age)', `--compress=zstd --encrypt-recipient=${ageRecipient}`), peer: 'codec-pgbackrest-zst' },
+    ].filter((t) => t && t.key && wantedCodec(t.key));
+    // Bytes of the archived files in a repo: walvault's own files (names with '~', walvault.json) and
+    // pgBackRest's archive.info are left out.
+    const storedBytes = (dir) => {
+      let total = 0;
+      for (const entry of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+        if (!entry.isFile() || entry.name.includes('~') || entry.name === 'walvault.json' || entry.name.startsWith('archive.info')) continue;
+        total += fs.statSync(path.join(entry.parentPath ?? entry.path, entry.name)).size;
+      }
+      return total;
+    };
+    if (codecTools.length > 0) {
+      // The random backlog is finished with: marked archived, so the archiver sees only the new one.
+      for (const name of readyNames()) fs.renameSync(path.join(statusDir, `${name}.ready`), path.join(statusDir, `${name}.done`));
+      const pgbenchEnv = { ...process.env, PGOPTIONS: '-c synchronous_commit=off' };
+      const pgbench = (argv) => asPg(`${PGBIN}/pgbench`, ['-h', sock, '-p', String(port), ...argv, 'postgres'], { env: pgbenchEnv });
+      log(`generating ${CODEC_SEGMENTS} segments of compressible WAL (pgbench)`);
+      while (readyNames().length < CODEC_SEGMENTS - 1) {
+        pgbench(['-i', '-q', '-s', '4']);
+        pgbench(['-n', '-c', '2', '-j', '2', '-T', '3']);
+      }
+      sql('SELECT pg_switch_wal()');
+      await sleep(200);
+      backlog = readyNames().sort();
+      N = backlog.length;
+      results.codecSegments = N;
+      results.codecRepeats = CODEC_REPEATS;
+      const originalBytes = backlog.filter((n) => /^[0-9A-F]{24}$/.test(n)).reduce((sum, n) => sum + fs.statSync(path.join(data, 'pg_wal', n)).size, 0);
+      log(`codec backlog: ${N} files (${backlog[0]} .. ${backlog[N - 1]})`);
+      run('sync', []);
+      for (const tool of codecTools) {
+        log(`codecs: ${tool.key}`);
+        try {
+          const times = [];
+          let failed = 0;
+          let bytes = 0;
+          for (let r = 0; r < Math.max(1, CODEC_REPEATS); r++) {
+            const res = await archiveOnce(tool, { measureMemory: false });
+            times.push(res.seconds);
+            failed += res.failed;
+            bytes = storedBytes(repoOf[tool.key]);
+          }
+          const secs = median(times);
+          const row = { key: tool.key, peer: tool.peer, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, bytesPerSegment: bytes / N, ratio: originalBytes / bytes, failed };
+          results.codecs.push(row);
+          log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), ${Math.round(row.bytesPerSegment)} bytes/segment stored, failures ${failed}`);
+        } catch (error) {
+          log(`  ${tool.key} FAILED: ${error.message}`);
+          setArchiving({ library: currentLibrary });
+          reload();
+          await sleep(1000);
+          resetBacklog();
+        }
+      }
     }
 
     // ---- recovery -------------------------------------------------------------------------------
@@ -665,15 +768,29 @@ function renderReport(results) {
   const mib = (kib) => (kib ? `${(kib / 1024).toFixed(0)} MiB` : kib === null ? 'in server' : '–');
   const lines = [];
   lines.push(`Machine: ${results.machine}`);
-  lines.push(`Backlog: ${results.segments} WAL files of incompressible data; medians of ${results.repeats} runs after a warm-up run (slow tools: one run).`);
-  lines.push('');
-  lines.push('Archiving (PostgreSQL\'s archiver draining the backlog):');
-  lines.push('');
-  lines.push('| tool | mode | segments/s | vs pgBackRest async | vs basic_archive | vs S3 upload loop | peak memory | failures |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
-  for (const r of results.archive) {
-    const s3row = r.mode.startsWith('S3');
-    lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${ratio(r.segPerSec, pgbrAsync)} | ${ratio(r.segPerSec, basic)} | ${s3row ? ratio(r.segPerSec, loop) : '–'} | ${mib(r.rssKiB)} | ${r.failed} |`);
+  if (results.archive.length) {
+    lines.push(`Backlog: ${results.segments} WAL files of incompressible data; medians of ${results.repeats} runs after a warm-up run (slow tools: one run).`);
+    lines.push('');
+    lines.push('Archiving (PostgreSQL\'s archiver draining the backlog):');
+    lines.push('');
+    lines.push('| tool | mode | segments/s | vs pgBackRest async | vs basic_archive | vs S3 upload loop | peak memory | failures |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
+    for (const r of results.archive) {
+      const s3row = r.mode.startsWith('S3');
+      lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${ratio(r.segPerSec, pgbrAsync)} | ${ratio(r.segPerSec, basic)} | ${s3row ? ratio(r.segPerSec, loop) : '–'} | ${mib(r.rssKiB)} | ${r.failed} |`);
+    }
+  }
+  if (results.codecs.length) {
+    const codecBy = (key) => results.codecs.find((r) => r.key === key);
+    const runs = results.codecRepeats > 1 ? `medians of ${results.codecRepeats} runs` : 'one run per row, no warm-up';
+    lines.push('');
+    lines.push(`Compression (PostgreSQL's archiver draining a backlog of ${results.codecSegments} WAL files of compressible data: \`pgbench -i -s 4\` and 3 s of pgbench transactions, repeated; local repo; ${runs}; stored bytes = the archived files, without sidecars and repository documents):`);
+    lines.push('');
+    lines.push('| tool | mode | segments/s | vs pgBackRest, same codec | stored bytes/segment | original/stored | failures |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|');
+    for (const r of results.codecs) {
+      lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${r.peer ? ratio(r.segPerSec, codecBy(r.peer)?.segPerSec) : '–'} | ${Math.round(r.bytesPerSegment).toLocaleString('en-US')} | ${r.ratio.toFixed(2)}× | ${r.failed} |`);
+    }
   }
   const cp = results.restore.find((r) => r.key === 'restore-cp')?.seconds;
   if (results.restore.length) {
