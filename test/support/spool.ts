@@ -1,5 +1,4 @@
 // Helpers for the push-ahead / prefetch scenarios: a fake pg_wal with archive_status, runs that don't wait for background workers.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
