@@ -8,7 +8,15 @@ const template = readFileSync(new URL('../src/cli/launcher.sh', import.meta.url)
 const crashToInternal = 'if [ "$rc" -gt 125 ]; then echo "@ENTRY@: error: node exited with status $rc (crash); HINT: this is a bug or the machine ran out of memory" >&2; exit 70; fi';
 const entries = { 'walvault-archive': crashToInternal, walvault: crashToInternal, 'walvault-restore': '' };
 // The fast paths answer pushed-ahead / prefetched files without starting Node (src/cli/fast-path-*.sh).
-const fastPath = (entry) => (entry === 'walvault' ? '' : readFileSync(new URL(`../src/cli/fast-path-${entry.slice('walvault-'.length)}.sh`, import.meta.url), 'utf8').trimEnd());
+// Both share the option scan (src/cli/fast-path-options.sh); each names the flag that turns it off.
+const readSource = (name) => readFileSync(new URL(`../src/cli/${name}`, import.meta.url), 'utf8');
+const disableFlags = { archive: '--push-ahead=0', restore: '--prefetch=0' };
+const fastPath = (entry) => {
+  if (entry === 'walvault') return '';
+  const kind = entry.slice('walvault-'.length);
+  const options = readSource('fast-path-options.sh').replace(/^(# .*\n)+/, '').replace('@DISABLE_FLAG@', disableFlags[kind]).trimEnd();
+  return readSource(`fast-path-${kind}.sh`).replace('@FAST_PATH_OPTIONS@', () => options).trimEnd();
+};
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
   writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replaceAll('@ENTRY@', entry));

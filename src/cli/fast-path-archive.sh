@@ -4,31 +4,7 @@
 # the very file %p names (same device and inode, so a recycled or replaced file never matches) in
 # the spool, together with the exact options it was started with (the owner line). Those files are
 # answered with exit 0 here without starting Node; everything else goes on to the Node program.
-wv_n=0
-wv_id=v1
-wv_spool=${WALVAULT_SPOOL-}
-wv_cfg=${WALVAULT_CONFIG-}
-wv_fast=1
-wv_quiet=${WALVAULT_QUIET-}
-wv_next=
-for wv_a in "$@"; do
-  wv_n=$((wv_n + 1))
-  [ "$wv_n" -le $(($# - 2)) ] || break
-  wv_id="$wv_id $wv_a"
-  case $wv_next in
-    spool) wv_spool=$wv_a ;;
-    config) wv_cfg=$wv_a ;;
-  esac
-  wv_next=
-  case $wv_a in
-    --spool=*) wv_spool=${wv_a#--spool=} ;;
-    --spool) wv_next=spool ;;
-    --config=*) wv_cfg=${wv_a#--config=} ;;
-    --config) wv_next=config ;;
-    --push-ahead=0 | --internal-worker*) wv_fast= ;;
-    --quiet | --quiet=true) wv_quiet=true ;;
-  esac
-done
+@FAST_PATH_OPTIONS@
 if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
   eval "wv_p=\${$(($# - 1))} wv_f=\${$#}"
   case $wv_f in

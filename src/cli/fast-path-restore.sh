@@ -5,31 +5,7 @@
 # gives them their final name there. When %f is such a file and the spool was filled with the very
 # same options (the owner line), it is handed over here with a rename (mv within one filesystem)
 # without starting Node; everything else goes on to the Node program.
-wv_n=0
-wv_id=v1
-wv_spool=${WALVAULT_SPOOL-}
-wv_cfg=${WALVAULT_CONFIG-}
-wv_fast=1
-wv_quiet=${WALVAULT_QUIET-}
-wv_next=
-for wv_a in "$@"; do
-  wv_n=$((wv_n + 1))
-  [ "$wv_n" -le $(($# - 2)) ] || break
-  wv_id="$wv_id $wv_a"
-  case $wv_next in
-    spool) wv_spool=$wv_a ;;
-    config) wv_cfg=$wv_a ;;
-  esac
-  wv_next=
-  case $wv_a in
-    --spool=*) wv_spool=${wv_a#--spool=} ;;
-    --spool) wv_next=spool ;;
-    --config=*) wv_cfg=${wv_a#--config=} ;;
-    --config) wv_next=config ;;
-    --prefetch=0 | --internal-worker*) wv_fast= ;;
-    --quiet | --quiet=true) wv_quiet=true ;;
-  esac
-done
+@FAST_PATH_OPTIONS@
 if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
   eval "wv_f=\${$(($# - 1))} wv_p=\${$#}"
   case $wv_f in

@@ -1,0 +1,28 @@
+# Shared by the archive and restore fast paths (inserted by scripts/build-launchers.mjs): reads the
+# options before the last two arguments into the owner line (wv_id), the spool and config locations,
+# and whether the fast path is off (@DISABLE_FLAG@ or a background worker's own invocation).
+wv_n=0
+wv_id=v1
+wv_spool=${WALVAULT_SPOOL-}
+wv_cfg=${WALVAULT_CONFIG-}
+wv_fast=1
+wv_quiet=${WALVAULT_QUIET-}
+wv_next=
+for wv_a in "$@"; do
+  wv_n=$((wv_n + 1))
+  [ "$wv_n" -le $(($# - 2)) ] || break
+  wv_id="$wv_id $wv_a"
+  case $wv_next in
+    spool) wv_spool=$wv_a ;;
+    config) wv_cfg=$wv_a ;;
+  esac
+  wv_next=
+  case $wv_a in
+    --spool=*) wv_spool=${wv_a#--spool=} ;;
+    --spool) wv_next=spool ;;
+    --config=*) wv_cfg=${wv_a#--config=} ;;
+    --config) wv_next=config ;;
+    @DISABLE_FLAG@ | --internal-worker*) wv_fast= ;;
+    --quiet | --quiet=true) wv_quiet=true ;;
+  esac
+done
