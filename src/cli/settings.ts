@@ -1,8 +1,11 @@
 // Turns parsed options into what the backends and codecs take, so entry points stay a few lines long.
-import type { BackendSettings } from '../backend/registry.js';
+import { openBackend, type BackendSettings } from '../backend/registry.js';
+import type { Backend } from '../backend/types.js';
 import { readIdentityFile, readRecipientsFile, resolveLevel, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
-import type { Logger } from '../core/log.js';
-import { numberOption, type CommonOptions } from './options.js';
+import { Deadline } from '../core/deadline.js';
+import { createLogger, type Logger } from '../core/log.js';
+import type { CommandContext } from './main.js';
+import { commonOptions, numberOption, type CommonOptions } from './options.js';
 
 /** Backend settings from the common options; `log` receives backend warnings (e.g. S3 conditional-write fallback). */
 export function backendSettings(options: CommonOptions, log?: Logger): BackendSettings {
@@ -31,4 +34,24 @@ export async function decodeOptions(options: CommonOptions): Promise<DecodeOptio
   const identityFile = options.raw['decrypt-identity-file'];
   if (typeof identityFile !== 'string' || identityFile === '') return {};
   return { identities: await readIdentityFile(identityFile) };
+}
+
+/** What archive and restore start from: checked options, the deadline of the whole command, and the opened repository. */
+export interface OpenedRepository {
+  options: CommonOptions;
+  deadline: Deadline;
+  backend: Backend;
+}
+
+/**
+ * The common start of the archive and restore commands: checks the options, switches the command's
+ * logger to the asked verbosity, starts the deadline (`what` names the work in its message) and
+ * opens the repository under it.
+ */
+export async function openRepository(context: CommandContext, raw: Record<string, unknown>, program: string, what: string): Promise<OpenedRepository> {
+  const options = commonOptions(raw, program);
+  context.log = createLogger(program, options.verbosity);
+  const deadline = new Deadline(options.timeoutMs, what);
+  const backend = await deadline.race(openBackend(options.repo, backendSettings(options, context.log)));
+  return { options, deadline, backend };
 }

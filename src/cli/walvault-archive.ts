@@ -1,13 +1,10 @@
 #!/usr/bin/env node
 // archive_command entry point: walvault-archive [options] <path> <name>
-import { openBackend } from '../backend/registry.js';
-import { Deadline } from '../core/deadline.js';
-import { createLogger } from '../core/log.js';
 import { guardCluster } from '../policy/cluster-guard.js';
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { backendSettings, decodeOptions, encodeOptions } from './settings.js';
-import { commonOptions, createParser } from './options.js';
+import { createParser } from './options.js';
+import { decodeOptions, encodeOptions, openRepository } from './settings.js';
 
 runCommand('walvault-archive', async (context) => {
   const args = process.argv.slice(2);
@@ -17,10 +14,7 @@ runCommand('walvault-archive', async (context) => {
     );
   const raw = (await parser.parseAsync()) as Record<string, unknown>;
   if (raw.help === true) return 0;
-  const options = commonOptions(raw, 'walvault-archive');
-  context.log = createLogger('walvault-archive', options.verbosity);
-  const deadline = new Deadline(options.timeoutMs, `archiving "${String(raw.name)}"`);
-  const backend = await deadline.race(openBackend(options.repo, backendSettings(options, context.log)));
+  const { options, deadline, backend } = await openRepository(context, raw, 'walvault-archive', `archiving "${String(raw.name)}"`);
   await archiveCommand(args, options, {
     backend,
     sourcePath: String(raw.path),

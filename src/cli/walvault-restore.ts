@@ -1,14 +1,11 @@
 #!/usr/bin/env node
 // restore_command entry point: walvault-restore [options] <name> <path>
-import { openBackend } from '../backend/registry.js';
-import { Deadline } from '../core/deadline.js';
 import { EXIT_CODES } from '../core/errors.js';
-import { createLogger } from '../core/log.js';
 import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';
 import { restoreCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { backendSettings, decodeOptions } from './settings.js';
-import { commonOptions, createParser } from './options.js';
+import { createParser } from './options.js';
+import { decodeOptions, openRepository } from './settings.js';
 
 runCommand('walvault-restore', async (context) => {
   // Every failure, even a bad option, goes through --on-error: in archive recovery an ordinary nonzero
@@ -28,10 +25,7 @@ runCommand('walvault-restore', async (context) => {
     const raw = (await parser.parseAsync()) as Record<string, unknown>;
     if (raw.help === true) return 0;
     setPolicy(resolveOnError(String(raw['on-error']) as OnErrorMode, process.cwd()));
-    const options = commonOptions(raw, 'walvault-restore');
-    context.log = createLogger('walvault-restore', options.verbosity);
-    const deadline = new Deadline(options.timeoutMs, `restoring "${String(raw.name)}"`);
-    const backend = await deadline.race(openBackend(options.repo, backendSettings(options, context.log)));
+    const { options, deadline, backend } = await openRepository(context, raw, 'walvault-restore', `restoring "${String(raw.name)}"`);
     await restoreCommand(args, options, {
       backend,
       fileName: String(raw.name),
