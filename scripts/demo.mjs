@@ -143,7 +143,7 @@ async function main() {
   return ok;
 }
 
-/** The archived files (relative names and sizes), for the printout. */
+/** The archived files (relative names and sizes), for the printout; walvault's own `~meta` sidecars and repository documents are not archived files. */
 async function listRepository(/** @type {string} */ repo) {
   /** @type {string[]} */
   const found = [];
@@ -151,7 +151,7 @@ async function listRepository(/** @type {string} */ repo) {
     for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) await walk(full);
-      else found.push(`${path.relative(repo, full)} (${(await fs.stat(full)).size} bytes)`);
+      else if (!entry.name.includes('~') && dir !== repo) found.push(`${path.relative(repo, full)} (${(await fs.stat(full)).size} bytes)`);
     }
   };
   await walk(repo);
