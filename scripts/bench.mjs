@@ -327,6 +327,14 @@ async function main() {
         if (fs.existsSync(done)) fs.renameSync(done, path.join(statusDir, `${name}.ready`));
       }
     };
+    // After a row failed: log it, put archiving back as it was, and the backlog back to .ready for the next row.
+    const abandonRow = async (key, error) => {
+      log(`  ${key} FAILED: ${error.message}`);
+      setArchiving({ library: currentLibrary });
+      reload();
+      await sleep(1000);
+      resetBacklog();
+    };
     const archiverStats = () => {
       const [archived, failed] = sql('SELECT archived_count, failed_count FROM pg_stat_archiver').split('|').map(Number);
       return { archived, failed };
@@ -519,11 +527,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         results.archive.push(row);
         log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), peak ${row.rssKiB ?? '-'} KiB, failures ${failed}`);
       } catch (error) {
-        log(`  ${tool.key} FAILED: ${error.message}`);
-        setArchiving({ library: currentLibrary });
-        reload();
-        await sleep(1000);
-        resetBacklog();
+        await abandonRow(tool.key, error);
       }
     }
 
@@ -655,11 +659,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
           results.codecs.push(row);
           log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), ${Math.round(row.bytesPerSegment)} bytes/segment stored, failures ${failed}`);
         } catch (error) {
-          log(`  ${tool.key} FAILED: ${error.message}`);
-          setArchiving({ library: currentLibrary });
-          reload();
-          await sleep(1000);
-          resetBacklog();
+          await abandonRow(tool.key, error);
         }
       }
     }
