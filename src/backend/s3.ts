@@ -18,6 +18,7 @@ import {
   type PutObjectCommandInput,
   type StorageClass,
 } from '@aws-sdk/client-s3';
+import { raceAbort } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from './types.js';
 
@@ -525,22 +526,10 @@ export class S3Backend implements Backend {
 
   /** Next part of the body, or the deadline, whichever comes first; read errors are the source's, not the store's. */
   private nextPart(parts: AsyncIterator<Buffer>, key: string, ctx: OpContext): Promise<Buffer | undefined> {
-    const { signal } = ctx;
-    if (signal.aborted) return Promise.reject(mapS3Error(signal.reason, this.errorContext('upload', key, ctx)));
-    return new Promise((resolve, reject) => {
-      const onAbort = (): void => reject(mapS3Error(signal.reason, this.errorContext('upload', key, ctx)));
-      signal.addEventListener('abort', onAbort, { once: true });
-      parts.next().then(
-        (next) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(next.done === true ? undefined : next.value);
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      );
-    });
+    const mapAbort = (reason: unknown): unknown => mapS3Error(reason, this.errorContext('upload', key, ctx));
+    // Once the deadline has passed, no further part is read.
+    if (ctx.signal.aborted) return Promise.reject(mapAbort(ctx.signal.reason));
+    return raceAbort(parts.next(), ctx.signal, mapAbort).then((part) => (part.done === true ? undefined : part.value));
   }
 
   /** Whether the key exists, for the look-up-then-write fallback and for skipping large uploads. */

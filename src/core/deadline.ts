@@ -44,25 +44,39 @@ export class Deadline {
    * Races `work` against the deadline. Filesystem calls cannot always be cancelled (a hung NFS
    * server blocks a thread), so the command must not wait for them once the deadline has passed.
    */
-  async race<T>(work: Promise<T>): Promise<T> {
-    this.check();
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(this.timeoutError());
-      this.signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([work, aborted]);
-    } finally {
-      if (onAbort) this.signal.removeEventListener('abort', onAbort);
-      work.catch(() => undefined);
-    }
+  race<T>(work: Promise<T>): Promise<T> {
+    return raceAbort(work, this.signal);
   }
 
   /** Stops the timer (the command is done). */
   dispose(): void {
     clearTimeout(this.timer);
   }
+}
+
+/**
+ * Settles with `work`, or rejects with `mapReason(signal.reason)` as soon as `signal` aborts: a call
+ * that cannot be cancelled (a hung filesystem, a stalled socket) must not hold the command past its deadline.
+ */
+export function raceAbort<T>(work: Promise<T>, signal: AbortSignal, mapReason: (reason: unknown) => unknown = (reason) => reason): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(mapReason(signal.reason));
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(mapReason(signal.reason));
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** Options for retrying transient failures. */

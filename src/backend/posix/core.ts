@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { raceAbort } from '../../core/deadline.js';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
 import { STREAM_CHUNK } from '../../core/hash.js';
 import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from '../types.js';
@@ -59,25 +60,6 @@ const defaultOps: PosixOps = {
     }
   },
 };
-
-/** Races a promise against an abort signal: a hung filesystem call must not hang the command. */
-function raceSignal<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
-}
 
 const isCode = (error: unknown, ...codes: string[]): boolean => codes.includes((error as NodeJS.ErrnoException | undefined)?.code ?? '');
 
@@ -144,7 +126,7 @@ export class PosixBackend implements Backend {
   /** Checks once per process that the root exists, is a directory, and (NFS) sits on the expected filesystem. */
   private ensureReady(ctx: OpContext): Promise<void> {
     this.ready ??= this.checkRoot();
-    return raceSignal(this.ready, ctx.signal);
+    return raceAbort(this.ready, ctx.signal);
   }
 
   private async checkRoot(): Promise<void> {
@@ -208,19 +190,19 @@ export class PosixBackend implements Backend {
     await this.ensureReady(ctx);
     const finalPath = this.describe(key);
     const directory = path.dirname(finalPath);
-    await raceSignal(this.ensureDirectory(directory), ctx.signal);
+    await raceAbort(this.ensureDirectory(directory), ctx.signal);
     await this.removeStaleTemps(finalPath);
     const temp = this.tempPath(finalPath);
     try {
       const out = createWriteStream(temp, { flags: 'wx', mode: this.fileMode });
       await pipeline(body, out, { signal: ctx.signal });
       // PostgreSQL runs us with umask 0077 (or 0027): set the configured mode explicitly.
-      await raceSignal(nodeFs.chmod(temp, this.fileMode), ctx.signal);
-      await raceSignal(this.ops.fsyncPath(temp), ctx.signal);
-      const created = await raceSignal(this.linkExclusive(temp, finalPath), ctx.signal);
+      await raceAbort(nodeFs.chmod(temp, this.fileMode), ctx.signal);
+      await raceAbort(this.ops.fsyncPath(temp), ctx.signal);
+      const created = await raceAbort(this.linkExclusive(temp, finalPath), ctx.signal);
       if (created) {
-        await raceSignal(this.writeMeta(finalPath, meta), ctx.signal);
-        await raceSignal(this.ops.fsyncPath(directory), ctx.signal);
+        await raceAbort(this.writeMeta(finalPath, meta), ctx.signal);
+        await raceAbort(this.ops.fsyncPath(directory), ctx.signal);
       }
       return { created };
     } catch (error) {
@@ -294,8 +276,8 @@ export class PosixBackend implements Backend {
     await this.ensureReady(ctx);
     const finalPath = this.describe(key);
     try {
-      const info = await raceSignal(nodeFs.stat(finalPath), ctx.signal);
-      const meta = await raceSignal(this.readMeta(finalPath), ctx.signal);
+      const info = await raceAbort(nodeFs.stat(finalPath), ctx.signal);
+      const meta = await raceAbort(this.readMeta(finalPath), ctx.signal);
       return { exists: true, storedSize: info.size, meta, modified: info.mtime };
     } catch (error) {
       if (isCode(error, 'ENOENT', 'ENOTDIR')) return { exists: false };
@@ -327,9 +309,9 @@ export class PosixBackend implements Backend {
     await this.ensureReady(ctx);
     const finalPath = this.describe(key);
     try {
-      const handle = await raceSignal(nodeFs.open(finalPath, 'r'), ctx.signal);
+      const handle = await raceAbort(nodeFs.open(finalPath, 'r'), ctx.signal);
       try {
-        const [info, meta] = await raceSignal(Promise.all([handle.stat(), this.readMeta(finalPath)]), ctx.signal);
+        const [info, meta] = await raceAbort(Promise.all([handle.stat(), this.readMeta(finalPath)]), ctx.signal);
         const body = handle.createReadStream({ highWaterMark: STREAM_CHUNK, signal: ctx.signal });
         return { body, storedSize: info.size, meta };
       } catch (error) {
@@ -348,12 +330,12 @@ export class PosixBackend implements Backend {
     const finalPath = this.describe(key);
     const directory = path.dirname(finalPath);
     try {
-      await raceSignal(this.ops.fsyncPath(finalPath), ctx.signal);
-      if (meta !== null && (await raceSignal(this.readMeta(finalPath), ctx.signal)) === null) {
-        await raceSignal(this.writeMeta(finalPath, meta), ctx.signal);
+      await raceAbort(this.ops.fsyncPath(finalPath), ctx.signal);
+      if (meta !== null && (await raceAbort(this.readMeta(finalPath), ctx.signal)) === null) {
+        await raceAbort(this.writeMeta(finalPath, meta), ctx.signal);
       }
-      await raceSignal(this.ops.fsyncPath(directory), ctx.signal);
-      if (directory !== this.root) await raceSignal(this.ops.fsyncPath(path.dirname(directory)), ctx.signal);
+      await raceAbort(this.ops.fsyncPath(directory), ctx.signal);
+      if (directory !== this.root) await raceAbort(this.ops.fsyncPath(path.dirname(directory)), ctx.signal);
     } catch (error) {
       if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
       throw fromSystemError(error, 'sync', finalPath);
@@ -366,7 +348,7 @@ export class PosixBackend implements Backend {
     const walk = async function* (this: PosixBackend, directory: string): AsyncGenerator<ListEntry> {
       let entries;
       try {
-        entries = await raceSignal(nodeFs.readdir(directory, { withFileTypes: true }), ctx.signal);
+        entries = await raceAbort(nodeFs.readdir(directory, { withFileTypes: true }), ctx.signal);
       } catch (error) {
         if (isCode(error, 'ENOENT', 'ENOTDIR')) return;
         throw fromSystemError(error, 'list', directory);
@@ -391,18 +373,18 @@ export class PosixBackend implements Backend {
     await this.ensureReady(ctx);
     const finalPath = this.describe(key);
     for (const target of [finalPath, `${finalPath}${META_SUFFIX}`]) {
-      await raceSignal(this.ops.unlink(target), ctx.signal).catch((error: unknown) => {
+      await raceAbort(this.ops.unlink(target), ctx.signal).catch((error: unknown) => {
         if (!isCode(error, 'ENOENT')) throw fromSystemError(error, 'delete', target);
       });
     }
-    await raceSignal(this.ops.fsyncPath(path.dirname(finalPath)), ctx.signal).catch(() => undefined);
+    await raceAbort(this.ops.fsyncPath(path.dirname(finalPath)), ctx.signal).catch(() => undefined);
   }
 
   async readText(key: string, ctx: OpContext): Promise<string | null> {
     await this.ensureReady(ctx);
     const target = this.describe(key);
     try {
-      return await raceSignal(nodeFs.readFile(target, 'utf8'), ctx.signal);
+      return await raceAbort(nodeFs.readFile(target, 'utf8'), ctx.signal);
     } catch (error) {
       if (isCode(error, 'ENOENT')) return null;
       throw fromSystemError(error, 'read', target);
@@ -413,17 +395,17 @@ export class PosixBackend implements Backend {
     await this.ensureReady(ctx);
     const target = this.describe(key);
     const directory = path.dirname(target);
-    await raceSignal(this.ensureDirectory(directory), ctx.signal);
+    await raceAbort(this.ensureDirectory(directory), ctx.signal);
     const temp = this.tempPath(target);
     try {
-      await raceSignal(nodeFs.writeFile(temp, text, { flag: 'wx', mode: this.fileMode }), ctx.signal);
-      await raceSignal(this.ops.fsyncPath(temp), ctx.signal);
+      await raceAbort(nodeFs.writeFile(temp, text, { flag: 'wx', mode: this.fileMode }), ctx.signal);
+      await raceAbort(this.ops.fsyncPath(temp), ctx.signal);
       if (options.ifAbsent === true) {
-        if (!(await raceSignal(this.linkExclusive(temp, target), ctx.signal))) return false;
+        if (!(await raceAbort(this.linkExclusive(temp, target), ctx.signal))) return false;
       } else {
-        await raceSignal(this.ops.rename(temp, target), ctx.signal);
+        await raceAbort(this.ops.rename(temp, target), ctx.signal);
       }
-      await raceSignal(this.ops.fsyncPath(directory), ctx.signal);
+      await raceAbort(this.ops.fsyncPath(directory), ctx.signal);
       return true;
     } catch (error) {
       if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
