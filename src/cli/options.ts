@@ -1,7 +1,6 @@
-// The option table and its parser: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
-import { readFileSync } from 'node:fs';
-import yargs, { type Argv, type Options } from 'yargs';
-import { SUPPORTED_CODECS } from '../codec/index.js';
+// The option table: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
+// Parsed by src/cli/parse.ts for archive and restore (start-up matters there) and by yargs (yargs-options.ts) for `walvault` and --help.
+import { SUPPORTED_CODECS } from '../codec/catalog.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Verbosity } from '../core/log.js';
 
@@ -64,69 +63,6 @@ export interface CommonOptions {
   nfsFsTypes: string[];
   /** Raw parsed values, for options a feature reads itself. */
   raw: Record<string, unknown>;
-}
-
-/** The camelCase form yargs also produces for a kebab-case name. */
-const camel = (name: string): string => name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
-
-/** Reads and validates the JSON config file: unknown keys are a usage error, as a typo would otherwise be silently ignored. */
-function loadConfigFile(file: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new WalvaultError('usage', `cannot read config file "${file}": ${(error as Error).message}`, { hint: 'fix --config / WALVAULT_CONFIG or the file (JSON object of long option names)' });
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new WalvaultError('usage', `config file "${file}" is not a JSON object`, { hint: 'write {"repo": "/path/to/archive", ...}' });
-  }
-  const known = new Set(OPTION_TABLE.flatMap((spec) => [spec.name, camel(spec.name)]));
-  for (const key of Object.keys(parsed)) {
-    if (!known.has(key)) throw new WalvaultError('usage', `config file "${file}" has unknown option "${key}"`, { hint: `known options: ${OPTION_TABLE.map((spec) => spec.name).join(', ')}` });
-  }
-  return parsed as Record<string, unknown>;
-}
-
-/** Refuses command-line flags that are not options of this program (environment variables are not checked). */
-function checkFlags(args: readonly string[], program: Program, extraFlags: readonly string[]): void {
-  const known = new Set(['help', 'version', ...extraFlags.flatMap((name) => [name, `no-${name}`]), ...OPTION_TABLE.filter((spec) => spec.programs.includes(program)).flatMap((spec) => [spec.name, `no-${spec.name}`])]);
-  for (const arg of args) {
-    if (arg === '--') break;
-    if (!arg.startsWith('--')) continue;
-    const name = arg.slice(2).split('=')[0] ?? '';
-    if (!known.has(name)) throw new WalvaultError('usage', `unknown option "--${name}"`, { hint: 'see --help for the options' });
-  }
-}
-
-/** Adds the program's options to a yargs instance. */
-export function defineOptions(parser: Argv, program: Program): Argv {
-  for (const spec of OPTION_TABLE) {
-    const option: Options = { type: spec.type, describe: spec.description, hidden: !spec.programs.includes(program) };
-    if (spec.default !== undefined) option.default = spec.default;
-    if (spec.choices !== undefined) option.choices = spec.choices;
-    if (spec.name === 'config') continue;
-    parser.option(spec.name, option);
-  }
-  return parser.config('config', 'JSON file with option values (keys as the long option names)', loadConfigFile);
-}
-
-/** A yargs parser set up the walvault way: env prefix, no number parsing of file names, errors thrown. */
-export function createParser(args: readonly string[], program: Program, usage: string, extraFlags: readonly string[] = []): Argv {
-  checkFlags(args, program, extraFlags);
-  const parser = yargs([...args])
-    .scriptName(program === 'walvault' ? 'walvault' : `walvault-${program}`)
-    .usage(usage)
-    .env('WALVAULT')
-    .parserConfiguration({ 'parse-positional-numbers': false, 'parse-numbers': false })
-    .exitProcess(false)
-    .version(false)
-    .help(true)
-    .wrap(Math.min(110, process.stdout.columns ?? 110))
-    .fail((message, error) => {
-      if (error instanceof WalvaultError) throw error;
-      throw new WalvaultError('usage', (message ?? error?.message ?? 'invalid command line').replace(/\n/g, ' '), { hint: 'see --help for the usage' });
-    });
-  return defineOptions(parser, program);
 }
 
 /** Parses an octal mode such as "0600". */

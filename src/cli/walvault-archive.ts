@@ -1,19 +1,27 @@
 #!/usr/bin/env node
 // archive_command entry point: walvault-archive [options] <path> <name>
-import { guardCluster } from '../policy/cluster-guard.js';
+// PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { createParser } from './options.js';
+import { parseCommandLine } from './parse.js';
 import { decodeOptions, encodeOptions, openRepository } from './settings.js';
 
 runCommand('walvault-archive', async (context) => {
   const args = process.argv.slice(2);
-  const parser = createParser(args, 'archive', "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'", [WORKER_FLAG])
-    .command('$0 <path> <name>', 'archive the file at <path> (%p) under <name> (%f)', (command) =>
-      command.positional('path', { type: 'string', describe: 'file to archive (%p)' }).positional('name', { type: 'string', describe: 'WAL file name (%f)' }),
-    );
-  const raw = (await parser.parseAsync()) as Record<string, unknown>;
-  if (raw.help === true) return 0;
+  const { help, raw } = parseCommandLine(args, { program: 'archive', positionals: ['path', 'name'], extraFlags: [WORKER_FLAG] });
+  if (help) {
+    const { printHelp } = await import('./yargs-options.js');
+    await printHelp({
+      program: 'archive',
+      usage: "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'",
+      describe: 'archive the file at <path> (%p) under <name> (%f)',
+      positionals: [
+        { name: 'path', describe: 'file to archive (%p)' },
+        { name: 'name', describe: 'WAL file name (%f)' },
+      ],
+    });
+    return 0;
+  }
   const { options, deadline, backend } = await openRepository(context, raw, 'walvault-archive', `archiving "${String(raw.name)}"`);
   await archiveCommand(args, options, {
     backend,
@@ -24,6 +32,7 @@ runCommand('walvault-archive', async (context) => {
     deadline,
     log: context.log,
     inspect: async (source) => {
+      const { guardCluster } = await import('../policy/cluster-guard.js');
       await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
     },
   });

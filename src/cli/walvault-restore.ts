@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // restore_command entry point: walvault-restore [options] <name> <path>
+// PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
 import { EXIT_CODES } from '../core/errors.js';
 import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';
 import { restoreCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { createParser } from './options.js';
+import { parseCommandLine } from './parse.js';
 import { decodeOptions, openRepository } from './settings.js';
 
 runCommand('walvault-restore', async (context) => {
@@ -18,12 +19,20 @@ runCommand('walvault-restore', async (context) => {
   setPolicy(onError);
   try {
     const args = process.argv.slice(2);
-    const parser = createParser(args, 'restore', "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'", [WORKER_FLAG])
-      .command('$0 <name> <path>', 'restore the archived <name> (%f) to <path> (%p)', (command) =>
-        command.positional('name', { type: 'string', describe: 'WAL file name (%f)' }).positional('path', { type: 'string', describe: 'where to write it (%p)' }),
-      );
-    const raw = (await parser.parseAsync()) as Record<string, unknown>;
-    if (raw.help === true) return 0;
+    const { help, raw } = parseCommandLine(args, { program: 'restore', positionals: ['name', 'path'], extraFlags: [WORKER_FLAG] });
+    if (help) {
+      const { printHelp } = await import('./yargs-options.js');
+      await printHelp({
+        program: 'restore',
+        usage: "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'",
+        describe: 'restore the archived <name> (%f) to <path> (%p)',
+        positionals: [
+          { name: 'name', describe: 'WAL file name (%f)' },
+          { name: 'path', describe: 'where to write it (%p)' },
+        ],
+      });
+      return 0;
+    }
     setPolicy(resolveOnError(String(raw['on-error']) as OnErrorMode, process.cwd()));
     const { options, deadline, backend } = await openRepository(context, raw, 'walvault-restore', `restoring "${String(raw.name)}"`);
     await restoreCommand(args, options, {
