@@ -14,6 +14,8 @@ export interface OptionSpec {
   description: string;
   default?: unknown;
   choices?: readonly string[];
+  /** May be given several times on the command line (the values form a list). */
+  repeatable?: boolean;
   /** The executables that take it; every option is accepted from env/config by all (and ignored where unused). */
   programs: readonly Program[];
 }
@@ -42,7 +44,7 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 's3-max-attempts', type: 'number', default: 3, programs: ALL, description: 's3:// only: attempts per HTTP request for transient failures (5xx, throttling, resets, timeouts)' },
   { name: 'compress', type: 'string', default: 'none', choices: SUPPORTED_CODECS, programs: ['archive'], description: 'compression of newly archived files: none, gzip (levels 1-9, default 6), lz4 (one level) or zstd (levels 1-19, default 3); restore reads every codec' },
   { name: 'compress-level', type: 'number', programs: ['archive'], description: 'compression level within the codec\'s range (see --compress); default: the codec\'s own default' },
-  { name: 'encrypt-recipient', type: 'string', programs: ['archive'], description: 'encrypt archived files (age format) to this public key (age1...); repeatable; env/config may list several separated by commas or spaces' },
+  { name: 'encrypt-recipient', type: 'string', repeatable: true, programs: ['archive'], description: 'encrypt archived files (age format) to this public key (age1...); repeatable; env/config may list several separated by commas or spaces' },
   { name: 'encrypt-recipients-file', type: 'string', programs: ['archive'], description: 'file of age public keys (age1..., one per line, # comments), added to --encrypt-recipient' },
   { name: 'decrypt-identity-file', type: 'string', programs: ALL, description: 'age identity file (AGE-SECRET-KEY-1..., from age-keygen) to read encrypted archived files; keep it only where restores run' },
   { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },

@@ -147,7 +147,7 @@ export function parseCommandLine(args: readonly string[], spec: CommandLineSpec,
       value = next;
       index += 1;
     }
-    if (option.type === 'array') {
+    if (option.type === 'array' || option.repeatable === true) {
       const list = (flags.get(name) as unknown[] | undefined) ?? [];
       flags.set(name, [...list, value]);
       continue;
