@@ -1,41 +1,6 @@
 #!/usr/bin/env node
 // archive_command entry point: walvault-archive [options] <path> <name>
-// PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
-import { archiveCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { parseCommandLine } from './parse.js';
-import { decodeOptions, encodeOptions, openRepository } from './settings.js';
+import { archiveMain } from './run-archive.js';
 
-runCommand('walvault-archive', async (context) => {
-  const args = process.argv.slice(2);
-  const { help, raw } = parseCommandLine(args, { program: 'archive', positionals: ['path', 'name'], extraFlags: [WORKER_FLAG] });
-  if (help) {
-    const { printHelp } = await import('./yargs-options.js');
-    await printHelp({
-      program: 'archive',
-      usage: "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'",
-      describe: 'archive the file at <path> (%p) under <name> (%f)',
-      positionals: [
-        { name: 'path', describe: 'file to archive (%p)' },
-        { name: 'name', describe: 'WAL file name (%f)' },
-      ],
-    });
-    return 0;
-  }
-  const { options, deadline, backend } = await openRepository(context, raw, 'walvault-archive', `archiving "${String(raw.name)}"`);
-  await archiveCommand(args, options, {
-    backend,
-    sourcePath: String(raw.path),
-    fileName: String(raw.name),
-    encode: await encodeOptions(options),
-    decode: await decodeOptions(options),
-    deadline,
-    log: context.log,
-    inspect: async (source) => {
-      const { guardCluster } = await import('../policy/cluster-guard.js');
-      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
-    },
-  });
-  deadline.dispose();
-  return 0;
-});
+runCommand('walvault-archive', archiveMain);

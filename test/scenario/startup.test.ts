@@ -1,11 +1,14 @@
 // Start-up cost: PostgreSQL starts walvault-archive / walvault-restore once per WAL file, so the plain
 // local paths must not load what they do not use (yargs, the codecs, age, the S3 SDK, the other side's
-// background machinery). Checked through the real launcher with a module-resolution trace.
-import { mkdir, readFile, rm } from 'node:fs/promises';
+// background machinery). Checked through the real launcher with a module-resolution trace (which
+// needs NODE_OPTIONS, so these calls take the normal start, not the start-up snapshot). Then the
+// snapshot: used when it fits, and any snapshot that does not load falls back to the normal start.
+import { spawn } from 'node:child_process';
+import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { run, type RunResult } from '../support/cli.js';
+import { bin, run, type RunResult } from '../support/cli.js';
 import { killWorker } from '../support/spool.js';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
@@ -88,5 +91,70 @@ describe('what a plain local call loads', () => {
     expect(help.result.code).toBe(0);
     expect(help.result.stdout).toContain('archive_command');
     expect(help.modules.some((module) => module.startsWith('node_modules/yargs'))).toBe(true);
+  });
+});
+
+/** Runs a launcher with `sh -x`: its stderr then also shows the commands the launcher ran. */
+function runTraced(launcher: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+  const clean: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && key !== 'NODE_OPTIONS' && value !== undefined) clean[key] = value;
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-x', launcher, ...args], { cwd: dataDir, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: performance.now() - started }));
+  });
+}
+
+/** Node starts the launcher made (its `wv_run` calls, from the `sh -x` trace). */
+const nodeRuns = (stderr: string): string[] => stderr.split('\n').filter((line) => /^\+ wv_run /.test(line));
+
+describe('the start-up snapshot', () => {
+  const projectDist = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist');
+
+  it('archive and restore start from it when it fits this node, in one node run', async () => {
+    const name = '000000010000000000000006';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-6'));
+    const archived = await runTraced(bin('walvault-archive'), [`--repo=${repo}`, '--push-ahead=0', source, name]);
+    expect(archived.code, archived.stderr).toBe(0);
+    expect(nodeRuns(archived.stderr)).toHaveLength(1);
+    expect(nodeRuns(archived.stderr)[0]).toContain('--snapshot-blob');
+    expect(archived.stderr).toContain(`walvault-archive: info: archived "${name}"`);
+    const restored = await runTraced(bin('walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(nodeRuns(restored.stderr)).toHaveLength(1);
+    expect(nodeRuns(restored.stderr)[0]).toContain('--snapshot-blob');
+    expect((await readFile(path.join(dataDir, 'pg_wal/RECOVERYXLOG'))).equals(await readFile(path.join(dataDir, source)))).toBe(true);
+  });
+
+  it('a blob that does not load (damaged, other node, other flags) never turns into "not found" or a failed archive: the normal start runs', async () => {
+    // A private copy of dist with a damaged blob and a stamp that matches this node.
+    const copy = path.join(temp.dir, 'package');
+    await cp(projectDist, path.join(copy, 'dist'), { recursive: true });
+    await symlink(path.join(projectDist, '../node_modules'), path.join(copy, 'node_modules'));
+    const cli = path.join(copy, 'dist/cli');
+    await writeFile(path.join(cli, 'walvault.blob'), Buffer.alloc(200_000, 7));
+    const name = '000000010000000000000007';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-7'));
+    const archived = await runTraced(path.join(cli, 'walvault-archive'), [`--repo=${repo}`, '--push-ahead=0', source, name]);
+    expect(archived.code, archived.stderr).toBe(0);
+    expect(nodeRuns(archived.stderr).map((line) => line.includes('--snapshot-blob'))).toEqual([true, false]);
+    expect(archived.stderr).toContain(`walvault-archive: info: archived "${name}"`);
+    const restored = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(nodeRuns(restored.stderr)).toHaveLength(2);
+    const missing = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY']);
+    expect(missing.code, missing.stderr).toBe(1);
+    expect(missing.stderr).toContain('"00000009.history" not found');
+
+    // A stamp naming another node binary: the blob is not even tried.
+    await writeFile(path.join(cli, 'walvault.blob.stamp'), '1:2:3:4\n');
+    const other = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+    expect(other.code, other.stderr).toBe(0);
+    expect(nodeRuns(other.stderr).map((line) => line.includes('--snapshot-blob'))).toEqual([false]);
   });
 });
