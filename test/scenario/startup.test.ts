@@ -129,6 +129,11 @@ describe('the start-up snapshot', () => {
     expect(nodeRuns(restored.stderr)).toHaveLength(1);
     expect(nodeRuns(restored.stderr)[0]).toContain('--snapshot-blob');
     expect((await readFile(path.join(dataDir, 'pg_wal/RECOVERYXLOG'))).equals(await readFile(path.join(dataDir, source)))).toBe(true);
+    // Packages outside the snapshot (here yargs, for --help) load on first use.
+    const help = await runTraced(bin('walvault-restore'), ['--help']);
+    expect(help.code, help.stderr).toBe(0);
+    expect(nodeRuns(help.stderr)).toHaveLength(1);
+    expect(help.stdout).toContain("restore_command = 'walvault-restore --repo=URL %f %p'");
   });
 
   it('a blob that does not load (damaged, other node, other flags) never turns into "not found" or a failed archive: the normal start runs', async () => {
