@@ -4,7 +4,7 @@
 // records that binary's identity; the launcher uses the blob only when the stamp matches (see
 // src/cli/launcher.sh) and falls back to the normal start otherwise. Never fails an install.
 import { spawnSync } from 'node:child_process';
-import { existsSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, realpathSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,6 +34,11 @@ export function makeSnapshot(directory: string): { ok: true } | { ok: false; why
     rmSync(temporary, { force: true });
     return { ok: false, why: `node --build-snapshot exited with ${built.status ?? built.signal}: ${built.stderr.trim().split('\n').slice(0, 3).join(' | ')}` };
   }
+  // The launcher uses the blob only when it is newer than the compiled code ([ blob -nt main.js ]);
+  // some shells compare whole seconds, so make it at least a second newer.
+  const codeSeconds = Math.floor(statSync(path.join(directory, 'main.js')).mtimeMs / 1000);
+  const blobSeconds = Math.max(Math.floor(Date.now() / 1000), codeSeconds + 1);
+  utimesSync(temporary, blobSeconds, blobSeconds);
   renameSync(temporary, blob);
   writeFileSync(`${stamp}.tmp`, `${nodeIdentity(process.execPath)}\n`);
   renameSync(`${stamp}.tmp`, stamp);

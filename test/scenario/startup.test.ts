@@ -4,7 +4,7 @@
 // needs NODE_OPTIONS, so these calls take the normal start, not the start-up snapshot). Then the
 // snapshot: used when it fits, and any snapshot that does not load falls back to the normal start.
 import { spawn } from 'node:child_process';
-import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -155,6 +155,15 @@ describe('the start-up snapshot', () => {
     const missing = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY']);
     expect(missing.code, missing.stderr).toBe(1);
     expect(missing.stderr).toContain('"00000009.history" not found');
+
+    // Compiled code newer than the blob (tsc after the build): the blob would run stale code, so it is not tried.
+    const future = new Date(Date.now() + 60_000);
+    await utimes(path.join(cli, 'main.js'), future, future);
+    const stale = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+    expect(stale.code, stale.stderr).toBe(0);
+    expect(nodeRuns(stale.stderr).map((line) => line.includes('--snapshot-blob'))).toEqual([false]);
+    await utimes(path.join(cli, 'walvault.blob'), new Date(Date.now() + 120_000), new Date(Date.now() + 120_000));
+    expect(nodeRuns((await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'])).stderr)).toHaveLength(2);
 
     // A stamp naming another node binary: the blob is not even tried.
     await writeFile(path.join(cli, 'walvault.blob.stamp'), '1:2:3:4\n');
