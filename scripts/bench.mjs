@@ -571,6 +571,9 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         const wv = walvault.archive.split(' ');
         results.overhead.walvaultOneMs = sample(() => timeIt([...wv, `--repo=${freshDir('one')}`, '--push-ahead=0', `pg_wal/${seg}`, seg], { cwd: data }).ms);
         results.overhead.walvaultUsageMs = sample(() => timeIt([...wv, '--repo=/nonexistent', '--push-ahead=0', 'pg_wal/x', '../bad'], { cwd: data }).ms);
+        // A restore_command the sh fast path cannot answer: a history file not in the archive (Node starts).
+        const emptyRepo = freshDir('probe');
+        results.overhead.walvaultProbeMs = sample(() => timeIt([...walvault.restore.split(' '), `--repo=${emptyRepo}`, '--on-error=missing', '00000099.history', 'pg_wal/RECOVERYHISTORY'], { cwd: data }).ms);
         // An answer from the spool: a segment pushed ahead earlier (the launcher alone, no Node).
         const repo = freshDir('spool');
         timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[0]}`, backlog[0]], { cwd: data });
@@ -814,6 +817,7 @@ function renderReport(results) {
     row('minimal Node script, one 16 MiB segment (copy, fsync, link)', o.minimalMs);
     row('walvault-archive --push-ahead=0, one 16 MiB segment', o.walvaultOneMs);
     row('walvault-archive, bad name (start-up, parse, refuse)', o.walvaultUsageMs);
+    row('walvault-restore, history file not in the archive (exit 1)', o.walvaultProbeMs);
     row('walvault-archive, segment already pushed ahead (answered from the spool)', o.walvaultSpoolMs);
   }
   lines.push('');

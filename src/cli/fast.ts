@@ -1,11 +1,9 @@
 // Glue between the entry points and the fast paths: push-ahead for archive, prefetch for restore, and their background workers.
+// The push-ahead machinery loads only for archive and the prefetch machinery only for restore (start-up cost, see README).
 import { WalvaultError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { archiveFile, type ArchiveRequest } from '../policy/archive.js';
-import { archiveWithPushAhead, runPusher } from '../policy/archive-async.js';
-import { restoreWithPrefetch, runPrefetcher } from '../policy/restore-prefetch.js';
 import { restoreFile, type RestoreRequest } from '../policy/restore.js';
-import { defaultSpoolDir, spoolIdentity, startWorker } from '../policy/spool.js';
 import { numberOption, type CommonOptions } from './options.js';
 
 /** The hidden flag that turns a walvault-archive / walvault-restore process into a background worker. */
@@ -32,6 +30,11 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
   const raw = options.raw;
   const pushAhead = count(raw, 'push-ahead', 16);
   const parallel = count(raw, 'parallel', 2, 1);
+  if (pushAhead === 0 && raw[WORKER_FLAG] === undefined) {
+    await archiveFile(request);
+    return;
+  }
+  const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
   const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.sourcePath);
   const identity = spoolIdentity('archive', args);
   if (raw[WORKER_FLAG] === 'push') {
@@ -64,6 +67,11 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
   const prefetch = count(raw, 'prefetch', 8);
   const parallel = count(raw, 'parallel', 4, 1);
   const maxBytes = count(raw, 'prefetch-max-bytes', 256 << 20);
+  if (prefetch === 0 && raw[WORKER_FLAG] === undefined) {
+    await restoreFile(request);
+    return;
+  }
+  const [{ restoreWithPrefetch, runPrefetcher }, { defaultSpoolDir, spoolIdentity, startWorker }] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
   const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.targetPath);
   const identity = spoolIdentity('restore', args);
   if (raw[WORKER_FLAG] === 'prefetch') {

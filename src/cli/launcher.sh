@@ -8,7 +8,11 @@ self=$(readlink -f "$0" 2>/dev/null) || self=$0
 exec 4>&1 5>&2
 # The group's stderr goes to /dev/null only to silence the shell's own "Killed" notice (it would land
 # in PostgreSQL's log); node writes its one-line messages to the original stderr (fd 5).
-{ status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "${WALVAULT_NODE:-node}" --expose-gc "${self%/*}/@ENTRY@.js" "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
+wv_node=${WALVAULT_NODE:-node}
+wv_run() {
+  { status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "$wv_node" --expose-gc "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
+}
+@START@
 exec 4>&- 5>&-
 case $status in
   '' | *[!0-9]*) ;;

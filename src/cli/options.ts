@@ -1,7 +1,6 @@
-// The option table and its parser: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
-import { readFileSync } from 'node:fs';
-import yargs, { type Argv, type Options } from 'yargs';
-import { SUPPORTED_CODECS } from '../codec/index.js';
+// The option table: every option is a flag, a WALVAULT_* environment variable and a config-file key (flags > env > file).
+// Parsed by src/cli/parse.ts for archive and restore (start-up matters there) and by yargs (yargs-options.ts) for `walvault` and --help.
+import { SUPPORTED_CODECS } from '../codec/catalog.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Verbosity } from '../core/log.js';
 
@@ -15,6 +14,8 @@ export interface OptionSpec {
   description: string;
   default?: unknown;
   choices?: readonly string[];
+  /** May be given several times on the command line (the values form a list). */
+  repeatable?: boolean;
   /** The executables that take it; every option is accepted from env/config by all (and ignored where unused). */
   programs: readonly Program[];
 }
@@ -43,7 +44,7 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 's3-max-attempts', type: 'number', default: 3, programs: ALL, description: 's3:// only: attempts per HTTP request for transient failures (5xx, throttling, resets, timeouts)' },
   { name: 'compress', type: 'string', default: 'none', choices: SUPPORTED_CODECS, programs: ['archive'], description: 'compression of newly archived files: none, gzip (levels 1-9, default 6), lz4 (one level) or zstd (levels 1-19, default 3); restore reads every codec' },
   { name: 'compress-level', type: 'number', programs: ['archive'], description: 'compression level within the codec\'s range (see --compress); default: the codec\'s own default' },
-  { name: 'encrypt-recipient', type: 'string', programs: ['archive'], description: 'encrypt archived files (age format) to this public key (age1...); repeatable; env/config may list several separated by commas or spaces' },
+  { name: 'encrypt-recipient', type: 'string', repeatable: true, programs: ['archive'], description: 'encrypt archived files (age format) to this public key (age1...); repeatable; env/config may list several separated by commas or spaces' },
   { name: 'encrypt-recipients-file', type: 'string', programs: ['archive'], description: 'file of age public keys (age1..., one per line, # comments), added to --encrypt-recipient' },
   { name: 'decrypt-identity-file', type: 'string', programs: ALL, description: 'age identity file (AGE-SECRET-KEY-1..., from age-keygen) to read encrypted archived files; keep it only where restores run' },
   { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },
@@ -64,69 +65,6 @@ export interface CommonOptions {
   nfsFsTypes: string[];
   /** Raw parsed values, for options a feature reads itself. */
   raw: Record<string, unknown>;
-}
-
-/** The camelCase form yargs also produces for a kebab-case name. */
-const camel = (name: string): string => name.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
-
-/** Reads and validates the JSON config file: unknown keys are a usage error, as a typo would otherwise be silently ignored. */
-function loadConfigFile(file: string): Record<string, unknown> {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (error) {
-    throw new WalvaultError('usage', `cannot read config file "${file}": ${(error as Error).message}`, { hint: 'fix --config / WALVAULT_CONFIG or the file (JSON object of long option names)' });
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-    throw new WalvaultError('usage', `config file "${file}" is not a JSON object`, { hint: 'write {"repo": "/path/to/archive", ...}' });
-  }
-  const known = new Set(OPTION_TABLE.flatMap((spec) => [spec.name, camel(spec.name)]));
-  for (const key of Object.keys(parsed)) {
-    if (!known.has(key)) throw new WalvaultError('usage', `config file "${file}" has unknown option "${key}"`, { hint: `known options: ${OPTION_TABLE.map((spec) => spec.name).join(', ')}` });
-  }
-  return parsed as Record<string, unknown>;
-}
-
-/** Refuses command-line flags that are not options of this program (environment variables are not checked). */
-function checkFlags(args: readonly string[], program: Program, extraFlags: readonly string[]): void {
-  const known = new Set(['help', 'version', ...extraFlags.flatMap((name) => [name, `no-${name}`]), ...OPTION_TABLE.filter((spec) => spec.programs.includes(program)).flatMap((spec) => [spec.name, `no-${spec.name}`])]);
-  for (const arg of args) {
-    if (arg === '--') break;
-    if (!arg.startsWith('--')) continue;
-    const name = arg.slice(2).split('=')[0] ?? '';
-    if (!known.has(name)) throw new WalvaultError('usage', `unknown option "--${name}"`, { hint: 'see --help for the options' });
-  }
-}
-
-/** Adds the program's options to a yargs instance. */
-export function defineOptions(parser: Argv, program: Program): Argv {
-  for (const spec of OPTION_TABLE) {
-    const option: Options = { type: spec.type, describe: spec.description, hidden: !spec.programs.includes(program) };
-    if (spec.default !== undefined) option.default = spec.default;
-    if (spec.choices !== undefined) option.choices = spec.choices;
-    if (spec.name === 'config') continue;
-    parser.option(spec.name, option);
-  }
-  return parser.config('config', 'JSON file with option values (keys as the long option names)', loadConfigFile);
-}
-
-/** A yargs parser set up the walvault way: env prefix, no number parsing of file names, errors thrown. */
-export function createParser(args: readonly string[], program: Program, usage: string, extraFlags: readonly string[] = []): Argv {
-  checkFlags(args, program, extraFlags);
-  const parser = yargs([...args])
-    .scriptName(program === 'walvault' ? 'walvault' : `walvault-${program}`)
-    .usage(usage)
-    .env('WALVAULT')
-    .parserConfiguration({ 'parse-positional-numbers': false, 'parse-numbers': false })
-    .exitProcess(false)
-    .version(false)
-    .help(true)
-    .wrap(Math.min(110, process.stdout.columns ?? 110))
-    .fail((message, error) => {
-      if (error instanceof WalvaultError) throw error;
-      throw new WalvaultError('usage', (message ?? error?.message ?? 'invalid command line').replace(/\n/g, ' '), { hint: 'see --help for the usage' });
-    });
-  return defineOptions(parser, program);
 }
 
 /** Parses an octal mode such as "0600". */

@@ -1,43 +1,6 @@
 #!/usr/bin/env node
 // restore_command entry point: walvault-restore [options] <name> <path>
-import { EXIT_CODES } from '../core/errors.js';
-import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';
-import { restoreCommand, WORKER_FLAG } from './fast.js';
 import { runCommand } from './main.js';
-import { createParser } from './options.js';
-import { decodeOptions, openRepository } from './settings.js';
+import { restoreMain } from './run-restore.js';
 
-runCommand('walvault-restore', async (context) => {
-  // Every failure, even a bad option, goes through --on-error: in archive recovery an ordinary nonzero
-  // exit would END recovery early. Until options are parsed, assume the default (auto).
-  let onError = resolveOnError('auto', process.cwd());
-  const setPolicy = (mode: 'missing' | 'abort'): void => {
-    onError = mode;
-    context.crashExitCode = mode === 'abort' ? EXIT_CODES['abort-recovery'] : EXIT_CODES['not-found'];
-  };
-  setPolicy(onError);
-  try {
-    const args = process.argv.slice(2);
-    const parser = createParser(args, 'restore', "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'", [WORKER_FLAG])
-      .command('$0 <name> <path>', 'restore the archived <name> (%f) to <path> (%p)', (command) =>
-        command.positional('name', { type: 'string', describe: 'WAL file name (%f)' }).positional('path', { type: 'string', describe: 'where to write it (%p)' }),
-      );
-    const raw = (await parser.parseAsync()) as Record<string, unknown>;
-    if (raw.help === true) return 0;
-    setPolicy(resolveOnError(String(raw['on-error']) as OnErrorMode, process.cwd()));
-    const { options, deadline, backend } = await openRepository(context, raw, 'walvault-restore', `restoring "${String(raw.name)}"`);
-    await restoreCommand(args, options, {
-      backend,
-      fileName: String(raw.name),
-      targetPath: String(raw.path),
-      decode: await decodeOptions(options),
-      onError,
-      deadline,
-      log: context.log,
-    });
-    deadline.dispose();
-    return 0;
-  } catch (error) {
-    throw asRestoreFailure(error, onError);
-  }
-});
+runCommand('walvault-restore', restoreMain);

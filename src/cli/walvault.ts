@@ -3,7 +3,7 @@
 import { EXIT_CODE_MEANINGS, EXIT_CODES, WalvaultError, type ErrorKind } from '../core/errors.js';
 import { COMMANDS } from './commands/index.js';
 import { runCommand } from './main.js';
-import { createParser } from './options.js';
+import { createParser } from './yargs-options.js';
 
 runCommand('walvault', async (context) => {
   const args = process.argv.slice(2);

@@ -3,6 +3,9 @@ import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
 import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { ByteQueue } from './bytes.js';
+import { isAgeFile } from './catalog.js';
+
+export { AGE_MAGIC, isAgeFile } from './catalog.js';
 
 type AgeModule = typeof import('age-encryption');
 
@@ -12,15 +15,6 @@ let loaded: Promise<AgeModule> | undefined;
 function loadAge(): Promise<AgeModule> {
   loaded ??= import('age-encryption');
   return loaded;
-}
-
-/** First bytes of every binary (non-armored) age file. */
-export const AGE_MAGIC = Buffer.from('age-encryption.org/v1\n', 'ascii');
-
-/** True when `firstBytes` start an age v1 file. */
-export function isAgeFile(firstBytes: Buffer): boolean {
-  const n = Math.min(firstBytes.length, AGE_MAGIC.length);
-  return n >= 'age-encryption.org/'.length && firstBytes.subarray(0, n).equals(AGE_MAGIC.subarray(0, n));
 }
 
 /** Maps an error from decryption: a key that fits none of the recipients is 'key'; anything else is damage ('corrupt'). */

@@ -1,12 +1,10 @@
 // The encode/decode pipelines between original WAL bytes and stored bytes (compression, then encryption).
+// Only the catalog (names, levels, magic numbers) loads with this module: each codec, age and the
+// relay load when an object is actually encoded or decoded, so plain archive/restore starts faster.
 import { PassThrough, type Duplex } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
-import { createAgeDecryptStream, createAgeEncryptStream, isAgeFile, validateIdentities, validateRecipients } from './age.js';
-import { gzipCodec } from './gzip.js';
-import { lz4Codec } from './lz4.js';
-import { Relay, withErrors } from './relay.js';
+import { CODEC_INFO, hasMagic, isAgeFile, SUPPORTED_CODECS } from './catalog.js';
 import type { Codec, LevelRange } from './types.js';
-import { zstdCodec } from './zstd.js';
 
 export type { Codec, LevelRange } from './types.js';
 
@@ -26,11 +24,19 @@ export interface DecodeOptions {
   identities?: string[];
 }
 
-/** The compression codecs, by name. */
-const CODECS: ReadonlyMap<string, Codec> = new Map([gzipCodec, lz4Codec, zstdCodec].map((codec) => [codec.name, codec]));
+/** Loads a compression codec's module, by name. */
+const CODEC_LOADERS: ReadonlyMap<string, () => Promise<Codec>> = new Map([
+  ['gzip', async () => (await import('./gzip.js')).gzipCodec],
+  ['lz4', async () => (await import('./lz4.js')).lz4Codec],
+  ['zstd', async () => (await import('./zstd.js')).zstdCodec],
+]);
 
-/** Codecs this build can write and read. */
-export const SUPPORTED_CODECS: readonly string[] = ['none', ...CODECS.keys()];
+/** The codec named `name`, loaded; undefined when this build has no such codec. */
+async function loadCodec(name: string): Promise<Codec | undefined> {
+  return CODEC_LOADERS.get(name)?.();
+}
+
+export { SUPPORTED_CODECS } from './catalog.js';
 
 /**
  * Codec name for stored objects whose compression is unknown (an encrypted object archived without
@@ -40,7 +46,7 @@ export const AUTO_CODEC = 'auto';
 
 /** Accepted `--compress-level` range of a codec ('none' has none). */
 export function levelRange(codecName: string): LevelRange | undefined {
-  return CODECS.get(codecName)?.levels;
+  return CODEC_INFO.find((info) => info.name === codecName)?.levels;
 }
 
 function unknownCodec(name: string): WalvaultError {
@@ -55,7 +61,7 @@ export function resolveLevel(codecName: string, level: number | undefined): numb
     }
     return undefined;
   }
-  const codec = CODECS.get(codecName);
+  const codec = CODEC_INFO.find((info) => info.name === codecName);
   if (codec === undefined) throw unknownCodec(codecName);
   if (level === undefined) return codec.levels.default;
   const { min, max } = codec.levels;
@@ -83,12 +89,13 @@ export async function createEncoder(options: EncodeOptions): Promise<{ transform
   const level = resolveLevel(options.compress, options.level);
   const transforms: Duplex[] = [];
   if (options.compress !== 'none') {
-    const codec = CODECS.get(options.compress);
+    const codec = await loadCodec(options.compress);
     if (codec === undefined || level === undefined) throw unknownCodec(options.compress);
     transforms.push(await codec.compressor(level));
   }
   const recipients = options.recipients ?? [];
   if (recipients.length > 0) {
+    const { createAgeEncryptStream, validateRecipients } = await import('./age.js');
     await validateRecipients(recipients);
     transforms.push(await createAgeEncryptStream(recipients));
   }
@@ -96,12 +103,14 @@ export async function createEncoder(options: EncodeOptions): Promise<{ transform
 }
 
 /** A decompressor that picks the codec from the first bytes it sees. */
-function sniffingDecompressor(): Duplex {
+async function sniffingDecompressor(): Promise<Duplex> {
+  const { Relay, withErrors } = await import('./relay.js');
   return new Relay({
     sniffBytes: 4,
     mapError: decompressError('compressed'),
     open: async (head) => {
-      const codec = [...CODECS.values()].find((candidate) => candidate.matches(head));
+      const info = CODEC_INFO.find((candidate) => hasMagic(head, candidate.magic));
+      const codec = info === undefined ? undefined : await loadCodec(info.name);
       if (codec === undefined) return new PassThrough();
       return withErrors(await codec.decompressor(), decompressError(codec.name));
     },
@@ -110,7 +119,7 @@ function sniffingDecompressor(): Duplex {
 
 /** Builds the transforms that turn stored bytes back into the original, from the recorded metadata. */
 export async function createDecoder(meta: { codec: string; encryption: string }, options: DecodeOptions): Promise<Duplex[]> {
-  const codec = CODECS.get(meta.codec);
+  const codec = meta.codec === 'none' || meta.codec === AUTO_CODEC ? undefined : await loadCodec(meta.codec);
   if (meta.codec !== 'none' && meta.codec !== AUTO_CODEC && codec === undefined) {
     throw new WalvaultError('corrupt', `stored object uses codec "${meta.codec}", which this build cannot read`, {
       hint: `this build reads ${SUPPORTED_CODECS.join(', ')}; upgrade walvault to a version that supports it`,
@@ -129,11 +138,14 @@ export async function createDecoder(meta: { codec: string; encryption: string },
         hint: 'pass --decrypt-identity-file FILE (or WALVAULT_DECRYPT_IDENTITY_FILE) with the age secret key for the archive',
       });
     }
+    const { createAgeDecryptStream, validateIdentities } = await import('./age.js');
     await validateIdentities(identities);
     transforms.push(await createAgeDecryptStream(identities));
   }
-  if (codec !== undefined) transforms.push(withErrors(await codec.decompressor(), decompressError(codec.name)));
-  else if (meta.codec === AUTO_CODEC) transforms.push(sniffingDecompressor());
+  if (codec !== undefined) {
+    const { withErrors } = await import('./relay.js');
+    transforms.push(withErrors(await codec.decompressor(), decompressError(codec.name)));
+  } else if (meta.codec === AUTO_CODEC) transforms.push(await sniffingDecompressor());
   return transforms;
 }
 
@@ -143,7 +155,7 @@ export async function createDecoder(meta: { codec: string; encryption: string },
  */
 export function detectStoredFormat(firstBytes: Buffer): { codec: string; encryption: string } {
   if (isAgeFile(firstBytes)) return { codec: AUTO_CODEC, encryption: 'age' };
-  const codec = [...CODECS.values()].find((candidate) => candidate.matches(firstBytes));
+  const codec = CODEC_INFO.find((candidate) => hasMagic(firstBytes, candidate.magic));
   return { codec: codec?.name ?? 'none', encryption: 'none' };
 }
 

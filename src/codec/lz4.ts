@@ -2,6 +2,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
+import { hasMagic, LZ4_INFO } from './catalog.js';
 import type { Codec } from './types.js';
 
 type Lz4Module = typeof import('lz4-wasm-nodejs');
@@ -331,8 +332,8 @@ class Lz4FrameDecoder extends Transform {
 
 /** lz4 codec: one level (lz4_flex implements the fast LZ4 compressor only); frames carry a content checksum. */
 export const lz4Codec: Codec = {
-  name: 'lz4',
-  levels: { min: 1, max: 1, default: 1 },
+  name: LZ4_INFO.name,
+  levels: LZ4_INFO.levels,
   async compressor() {
     const [lz4, xxh] = await Promise.all([loadLz4(), loadXxhash()]);
     return new Lz4FrameEncoder(lz4, xxh, xxh.create32(0));
@@ -342,6 +343,6 @@ export const lz4Codec: Codec = {
     return new Lz4FrameDecoder(lz4, xxh);
   },
   matches(firstBytes) {
-    return firstBytes.length >= 4 && firstBytes.readUInt32LE(0) === FRAME_MAGIC;
+    return hasMagic(firstBytes, LZ4_INFO.magic);
   },
 };

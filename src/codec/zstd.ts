@@ -6,6 +6,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { ByteQueue } from './bytes.js';
+import { hasMagic, ZSTD_INFO } from './catalog.js';
 import type { Codec } from './types.js';
 
 type ZstdModule = typeof import('@bokuweb/zstd-wasm');
@@ -225,13 +226,10 @@ function tooLarge(): WalvaultError {
   });
 }
 
-/** Frame magic number 0xFD2FB528, little-endian. */
-const MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd]);
-
 /** zstd codec: levels 1 (fast) to 19 (smallest, slow), default 3 as in the zstd tool; frames carry a content checksum. */
 export const zstdCodec: Codec = {
-  name: 'zstd',
-  levels: { min: 1, max: 19, default: 3 },
+  name: ZSTD_INFO.name,
+  levels: ZSTD_INFO.levels,
   async compressor(level) {
     const [zstd, xxh] = await Promise.all([loadZstd(), loadXxhash()]);
     return new ZstdFramesEncoder(zstd, xxh, level);
@@ -240,6 +238,6 @@ export const zstdCodec: Codec = {
     return new ZstdFramesDecoder(await loadZstd());
   },
   matches(firstBytes) {
-    return firstBytes.length >= 4 && firstBytes.subarray(0, 4).equals(MAGIC);
+    return hasMagic(firstBytes, ZSTD_INFO.magic);
   },
 };
