@@ -23,7 +23,7 @@ import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { classify, validateFileName } from '../wal/names.js';
 import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
-import { clearDirectory, ensureDirectory, openSpool, processAlive, readPid, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+import { clearDirectory, ensureDirectory, openSpool, processAlive, readPid, reserveWorkerLock, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of the push-ahead machinery. */
 export interface PushAheadOptions {
@@ -81,7 +81,7 @@ async function readyFiles(walDir: string): Promise<string[]> {
  * a worker that is pushing it right now, else archives it here; starts the background worker when
  * more segments are waiting. Never answers success for a file that is not durable in the repository.
  */
-export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => void): Promise<ArchiveResult> {
+export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => number | undefined): Promise<ArchiveResult> {
   const started = performance.now();
   const fileName = validateFileName(request.fileName);
   const paths = spoolPaths(options.spoolDir, 'archive');
@@ -123,7 +123,11 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   }
   // Claim first, so a worker (started now or running) leaves this file to us.
   if (trusted) await claim(paths, fileName).catch(() => undefined);
-  if (startWorker) start();
+  if (startWorker) {
+    // The worker needs a few hundred ms to load: requests arriving meanwhile must see it as running.
+    const pid = start();
+    if (pid !== undefined) await reserveWorkerLock(paths, pid);
+  }
   try {
     return await archiveFile(request);
   } finally {
