@@ -1,12 +1,13 @@
 // The archive policy: store a WAL file durably, never overwrite, and say exactly why when refusing.
 import { createReadStream } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
-import { PassThrough, Readable, Transform, type Duplex, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Backend, ObjectMeta, PullBody } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
+import { COPY_CHUNK, returnWholeBuffer, takeWholeBuffer } from '../core/buffers.js';
 import { formatHash, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
 import { formatDuration, type Logger } from '../core/log.js';
 import { formatLsn, lsnAtOffset, objectKey, validateFileName } from '../wal/names.js';
@@ -155,29 +156,19 @@ class HashingSource implements PullBody {
   }
 }
 
-/** Reads a source of known size into one buffer, hashing it; fails if the source has more or fewer bytes. */
-async function readWhole(source: HashingSource, size: number): Promise<Buffer> {
-  const whole = Buffer.allocUnsafe(size);
+/** Reads a source of known size into `whole` (at least that big), hashing it; fails if the source has more or fewer bytes. */
+async function readWhole(source: HashingSource, size: number, whole: Buffer): Promise<Buffer> {
   let filled = 0;
   while (filled < size) {
-    const bytesRead = await source.pull(whole.subarray(filled));
+    // In COPY_CHUNK slices: the hasher copies each read into WASM memory, which grows to the largest one.
+    const bytesRead = await source.pull(whole.subarray(filled, Math.min(size, filled + COPY_CHUNK)));
     if (bytesRead === 0) break;
     filled += bytesRead;
   }
   // One more byte would mean the file grew: facts() then refuses.
   if (filled === size) await source.pull(Buffer.alloc(1));
   source.facts();
-  return whole;
-}
-
-/** A buffer as a stream of STREAM_CHUNK views (no copies), for the codecs' transforms. */
-function chunksOf(data: Buffer): Readable {
-  return Readable.from(
-    (function* () {
-      for (let offset = 0; offset < data.length; offset += STREAM_CHUNK) yield data.subarray(offset, offset + STREAM_CHUNK);
-    })(),
-    { objectMode: false },
-  );
+  return whole.subarray(0, size);
 }
 
 /** Wraps read errors of the source so they are reported as source problems, not storage problems. */
@@ -227,8 +218,10 @@ function encodeStream(input: Readable, transforms: Duplex[]): { body: Readable; 
  * Stores the source under its key if absent, reading it once where the backend allows:
  * - metadata after the body (POSIX): one pass, hashing while storing; the backend asks for the
  *   metadata only once the body has ended. No codec: the backend pulls the file through a reused buffer.
- * - metadata before the body (S3), file fits one request: read once into memory, hash, send.
- * - metadata before the body, larger file: a hash pass, then the store pass, which must see the same bytes.
+ * - metadata before the body (S3), no codec, file fits one request: read once into a reused buffer,
+ *   hash, send.
+ * - metadata before the body, a codec or a larger file: a hash pass, then the streamed store pass,
+ *   which must see the same bytes.
  */
 async function storeIfAbsent(request: ArchiveRequest, key: string, source: SourceHead): Promise<StoreOutcome> {
   const { backend, sourcePath } = request;
@@ -249,7 +242,9 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
     await feeding;
     return { created, facts: factsOf() };
   }
-  if (timing.when === 'before-body' && source.size > timing.singleRequestBytes) {
+  // Codecs on a before-body backend: two streamed passes (a whole source buffer on top of the
+  // compressed part would double the memory per push).
+  if (timing.when === 'before-body' && (!plain || source.size > timing.singleRequestBytes)) {
     const facts = await hashSource(sourcePath, request.deadline);
     const hasher = await HashingStream.create({ headLimit: 0 });
     const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, expectSameContent(sourcePath, facts, hasher), ...encoder.transforms]);
@@ -263,12 +258,12 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
       const { created } = await backend.putIfAbsent(key, reader, () => metaOf(reader.facts()), ctx);
       return { created, facts: reader.facts() };
     }
-    const whole = await request.deadline.race(readWhole(reader, source.size));
+    const buffer = takeWholeBuffer(timing.singleRequestBytes);
+    const whole = await request.deadline.race(readWhole(reader, source.size, buffer));
     const facts = reader.facts();
-    if (plain) return { created: (await backend.putIfAbsent(key, whole, metaOf(facts), ctx)).created, facts };
-    const { body, feeding } = encodeStream(chunksOf(whole), encoder.transforms);
-    const { created } = await backend.putIfAbsent(key, body, metaOf(facts), ctx);
-    await feeding;
+    const { created } = await backend.putIfAbsent(key, whole, metaOf(facts), ctx);
+    // Reused only after a put that completed: after a failure the upload may still hold it.
+    returnWholeBuffer(buffer);
     return { created, facts };
   } finally {
     await reader.close();
