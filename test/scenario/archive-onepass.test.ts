@@ -107,7 +107,7 @@ describe('archive, one pass over the source (local repository)', () => {
     expect(again.lines.join('')).toContain(`warning: "${SEGMENT}" was already archived at "${storedPath(SEGMENT)}" with identical content`);
 
     const changed = Buffer.from(content);
-    changed[MiB + 7] ^= 0xff;
+    changed.writeUInt8(changed.readUInt8(MiB + 7) ^ 0xff, MiB + 7);
     await writeWalFile(dataDir, SEGMENT, changed);
     await expect(archive(SEGMENT)).rejects.toMatchObject({ kind: 'mismatch', message: expect.stringContaining(`at byte offset ${MiB + 7}`) });
     expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
