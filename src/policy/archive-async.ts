@@ -35,6 +35,8 @@ export interface PushAheadOptions {
   parallel: number;
   /** The spool owner line (see spoolIdentity). */
   identity: string;
+  /** The config file the settings were read from, if any: a pusher stops once it changes. */
+  configFile?: string;
 }
 
 /** True when `marker` is a hard link to the file at `walPath` (same device and inode). */
@@ -170,7 +172,10 @@ const HELP_MAX_MS = 1500;
  */
 async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAheadOptions, walDir: string, workerPid: number): Promise<void> {
   const paths = spoolPaths(options.spoolDir, 'archive');
-  const until = performance.now() + Math.min(HELP_MAX_MS, request.deadline.remaining() / 2);
+  // Helping must never make this request late: its pushes get half of what is left of its deadline.
+  const budget = request.deadline.remaining();
+  if (budget < 4 * HELP_MAX_MS) return;
+  const until = performance.now() + HELP_MAX_MS;
   const starting = async (): Promise<boolean> => {
     const text = await nodeFs.readFile(paths.pidFile, 'utf8').catch(() => '');
     return text.trim() === `${workerPid} starting` && processAlive(workerPid);
@@ -183,7 +188,7 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
       walDir,
       after: request.fileName,
       request: (fileName, deadline) => ({ ...request, sourcePath: path.join(walDir, fileName), fileName, deadline }),
-      timeoutMs: Math.max(1000, request.deadline.remaining()),
+      timeoutMs: budget / 2,
       idleMs: 0,
       log: request.log,
     },
@@ -276,10 +281,22 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
     }
   };
 
+  // This process read its settings (codec, keys, repository) from the config file after it started:
+  // once the file is newer than that, pushing on would store files with the old settings.
+  const settingsChanged = async (): Promise<boolean> => {
+    if (options.configFile === undefined) return false;
+    const info = await nodeFs.stat(options.configFile).catch(() => null);
+    return info === null || info.mtimeMs >= performance.timeOrigin;
+  };
+
   try {
     let lastScan = '';
     for (;;) {
       if (stop !== undefined && (await stop())) break;
+      if (await settingsChanged()) {
+        options.log.info(`config file "${options.configFile}" changed; pushing stops, PostgreSQL's requests archive with the new settings`);
+        break;
+      }
       const ready = await readyFiles(options.walDir);
       // Rescan the spool only when the .ready set changed or a push finished: polling stays cheap.
       const scan = `${ready.join(',')}|${summary.pushed.length}|${summary.failed.length}`;
