@@ -1,7 +1,7 @@
 // The S3 backend: atomic create with If-None-Match on Amazon S3 and S3-compatible stores, loaded only for s3:// repositories.
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -20,7 +20,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { raceAbort } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from './types.js';
+import type { Backend, ListEntry, ObjectMeta, OpContext, PutBody, PutMeta, PutResult, StatResult, StoredObject } from './types.js';
 
 /** How the backend makes "create only if absent" atomic. */
 export type ConditionalWritesMode = 'auto' | 'on' | 'off';
@@ -291,6 +291,33 @@ function metaToHeaders(meta: ObjectMeta): Record<string, string> {
  * Cuts a stream into buffers of exactly `size` bytes (the last one shorter), holding at most one
  * part plus one chunk in memory.
  */
+/** Chunk size when a buffer or pulled body is turned into a stream. */
+const BODY_CHUNK = 256 * 1024;
+
+/** Any put body as a stream (a buffer as views of it, a pulled body through fresh chunks). */
+function bodyStream(body: PutBody): Readable {
+  if (body instanceof Readable) return body;
+  if (Buffer.isBuffer(body)) {
+    return Readable.from(
+      (function* () {
+        for (let offset = 0; offset < body.length; offset += BODY_CHUNK) yield body.subarray(offset, offset + BODY_CHUNK);
+      })(),
+      { objectMode: false },
+    );
+  }
+  return Readable.from(
+    (async function* () {
+      for (;;) {
+        const chunk = Buffer.allocUnsafe(BODY_CHUNK);
+        const filled = await body.pull(chunk);
+        if (filled === 0) return;
+        yield chunk.subarray(0, filled);
+      }
+    })(),
+    { objectMode: false },
+  );
+}
+
 async function* partsOf(body: Readable, size: number): AsyncGenerator<Buffer> {
   let pending: Buffer[] = [];
   let pendingBytes = 0;
@@ -371,6 +398,8 @@ export function s3OptionsFromSettings(target: string, extra: Record<string, unkn
 /** An object store speaking the S3 API; see S3BackendOptions. */
 export class S3Backend implements Backend {
   readonly kind = 's3';
+  /** Metadata goes in the request headers; a body of up to one part is sent in one request. */
+  readonly metaTiming: Backend['metaTiming'];
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;
@@ -387,6 +416,7 @@ export class S3Backend implements Backend {
     this.bucket = options.bucket;
     this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
     this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    this.metaTiming = { when: 'before-body', singleRequestBytes: this.partSize };
     // The SDK warns on stderr (PostgreSQL's log) about Node versions on every start; walvault documents its own support.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
@@ -507,19 +537,25 @@ export class S3Backend implements Backend {
     }
   }
 
-  async putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
-    const parts = partsOf(body, this.partSize)[Symbol.asyncIterator]();
+  async putIfAbsent(key: string, body: PutBody, meta: PutMeta, ctx: OpContext): Promise<PutResult> {
+    // Metadata travels in the request headers: it is needed before the body (see metaTiming).
+    const recorded = typeof meta === 'function' ? meta() : meta;
+    if (Buffer.isBuffer(body) && body.length <= this.partSize) {
+      return this.putSingle(key, body, recorded, await this.enforced(ctx), ctx);
+    }
+    const stream = bodyStream(body);
+    const parts = partsOf(stream, this.partSize)[Symbol.asyncIterator]();
     try {
       const enforced = await this.enforced(ctx);
       const first = await this.nextPart(parts, key, ctx);
       const second = first === undefined ? undefined : await this.nextPart(parts, key, ctx);
       if (second === undefined) {
-        return await this.putSingle(key, first ?? Buffer.alloc(0), meta, enforced, ctx);
+        return await this.putSingle(key, first ?? Buffer.alloc(0), recorded, enforced, ctx);
       }
-      return await this.putMultipart(key, first as Buffer, second, parts, meta, enforced, ctx);
+      return await this.putMultipart(key, first as Buffer, second, parts, recorded, enforced, ctx);
     } finally {
       // Destroy first: a part read still pending (deadline passed) must settle before the generator can return.
-      if (!body.destroyed && !body.readableEnded) body.destroy();
+      if (!stream.destroyed && !stream.readableEnded) stream.destroy();
       await parts.return?.(undefined).catch(() => undefined);
     }
   }

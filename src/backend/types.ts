@@ -34,6 +34,25 @@ export interface StoredObject {
   meta: ObjectMeta | null;
 }
 
+/**
+ * A body the backend pulls into a buffer of its own: resolves how many bytes were placed at the start
+ * of `into` (0 at the end). Lets a backend copy a file with one reused buffer instead of a chain of
+ * streams with a fresh chunk per read.
+ */
+export interface PullBody {
+  pull(into: Buffer): Promise<number>;
+}
+
+/** What putIfAbsent stores: a stream, a pulled body, or bytes already in memory. */
+export type PutBody = Readable | PullBody | Buffer;
+
+/**
+ * The metadata of a put: known up front, or a function the backend calls once the body has been
+ * consumed (the caller hashes while the body is stored; see Backend.metaTiming). The function may
+ * throw (e.g. the source changed size): the put then fails and stores nothing.
+ */
+export type PutMeta = ObjectMeta | (() => ObjectMeta);
+
 /** Outcome of an atomic create. */
 export interface PutResult {
   /** true: this call created the object and it is durable. false: the key already existed; nothing was changed. */
@@ -63,14 +82,23 @@ export interface OpContext {
 export interface Backend {
   /** Backend name as in the registry: 'local', 'nfs', 's3'. */
   readonly kind: string;
+  /**
+   * When the backend needs an object's metadata. 'after-body' (POSIX: the sidecar is written after the
+   * data is durable): a PutMeta function is called only after the body has ended, so the caller can
+   * hash while storing and read the source once. 'before-body' (S3: metadata travels in the request
+   * headers): a function is called before the body is read, so the caller must hash first, or pass the
+   * bytes as a Buffer of at most `singleRequestBytes` (one request; hashed in memory, read once).
+   */
+  readonly metaTiming: { when: 'after-body' } | { when: 'before-body'; singleRequestBytes: number };
   /** Where a key lives, for messages: a path or an s3:// URL. */
   describe(key: string): string;
   /**
    * Stores `body` under `key` only if `key` does not exist. Resolves `{created: true}` once the object
    * and its metadata are durable; `{created: false}` when the key already exists (content untouched).
-   * A failure or abort leaves no object under `key` (temporary data is removed).
+   * A failure or abort leaves no object under `key` (temporary data is removed). The body is consumed
+   * to its end before `{created: false}` is returned (the caller's hash of it is then complete).
    */
-  putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult>;
+  putIfAbsent(key: string, body: PutBody, meta: PutMeta, ctx: OpContext): Promise<PutResult>;
   /** Looks a key up; `{exists: false}` when missing. */
   stat(key: string, ctx: OpContext): Promise<StatResult>;
   /**

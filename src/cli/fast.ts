@@ -37,6 +37,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
   const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
   const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.sourcePath);
   const identity = spoolIdentity('archive', args);
+  const configFile = typeof raw.config === 'string' && raw.config !== '' ? raw.config : undefined;
   if (raw[WORKER_FLAG] === 'push') {
     request.deadline.dispose();
     const log = workerLogger('walvault-archive', options);
@@ -45,6 +46,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
       pushAhead,
       parallel,
       identity,
+      configFile,
       backend: request.backend,
       walDir: pathDir(request.sourcePath),
       after: request.fileName,
@@ -58,7 +60,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     await archiveFile(request);
     return;
   }
-  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity }, () => startWorker('push', args));
+  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity, configFile }, () => startWorker('push', args));
 }
 
 /** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */

@@ -23,7 +23,7 @@ import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { classify, validateFileName } from '../wal/names.js';
 import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
-import { clearDirectory, ensureDirectory, openSpool, processAlive, readPid, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+import { clearDirectory, ensureDirectory, openSpool, processAlive, readPid, reserveWorkerLock, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of the push-ahead machinery. */
 export interface PushAheadOptions {
@@ -35,6 +35,8 @@ export interface PushAheadOptions {
   parallel: number;
   /** The spool owner line (see spoolIdentity). */
   identity: string;
+  /** The config file the settings were read from, if any: a pusher stops once it changes. */
+  configFile?: string;
 }
 
 /** True when `marker` is a hard link to the file at `walPath` (same device and inode). */
@@ -59,6 +61,26 @@ async function claim(paths: SpoolPaths, fileName: string): Promise<void> {
   await nodeFs.writeFile(path.join(paths.work, fileName), `${process.pid}\n`);
 }
 
+/**
+ * Claims a file for a pusher only if no live process has claimed it (exclusive create): two pushers
+ * (the worker and the process that started it, see pushWhileWorkerStarts) never push one file twice.
+ */
+async function claimIfFree(paths: SpoolPaths, fileName: string): Promise<boolean> {
+  const file = path.join(paths.work, fileName);
+  for (let attempt = 0; attempt < 2; attempt += 1) {
+    try {
+      await nodeFs.writeFile(file, `${process.pid}\n`, { flag: 'wx' });
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((await liveClaimer(paths, fileName)) !== null) return false;
+      // A claim left by a dead process (kill -9): take it over.
+      await nodeFs.unlink(file).catch(() => undefined);
+    }
+  }
+  return false;
+}
+
 /** Removes our claim. */
 async function unclaim(paths: SpoolPaths, fileName: string): Promise<void> {
   await nodeFs.unlink(path.join(paths.work, fileName)).catch(() => undefined);
@@ -81,7 +103,7 @@ async function readyFiles(walDir: string): Promise<string[]> {
  * a worker that is pushing it right now, else archives it here; starts the background worker when
  * more segments are waiting. Never answers success for a file that is not durable in the repository.
  */
-export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => void): Promise<ArchiveResult> {
+export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => number | undefined): Promise<ArchiveResult> {
   const started = performance.now();
   const fileName = validateFileName(request.fileName);
   const paths = spoolPaths(options.spoolDir, 'archive');
@@ -123,12 +145,56 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   }
   // Claim first, so a worker (started now or running) leaves this file to us.
   if (trusted) await claim(paths, fileName).catch(() => undefined);
-  if (startWorker) start();
+  let workerPid: number | undefined;
+  if (startWorker) {
+    // The worker needs a few hundred ms to load: requests arriving meanwhile must see it as running.
+    workerPid = start();
+    if (workerPid !== undefined) await reserveWorkerLock(paths, workerPid);
+  }
+  let result: ArchiveResult;
   try {
-    return await archiveFile(request);
+    result = await archiveFile(request);
   } finally {
     if (trusted) await unclaim(paths, fileName);
   }
+  if (workerPid !== undefined) await pushWhileWorkerStarts(request, options, walDir, workerPid);
+  return result;
+}
+
+/** Longest time the process that started the worker keeps pushing while the worker loads. */
+const HELP_MAX_MS = 1500;
+
+/**
+ * The worker just started needs a few hundred ms to load; this process is loaded already. Once its
+ * own file is stored, it pushes the following segments itself (same claims, markers and limits as
+ * the worker) until the worker has taken its lock over, then finishes what it started and exits.
+ * PostgreSQL waits for this process meanwhile, but its next requests then find those files pushed.
+ */
+async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAheadOptions, walDir: string, workerPid: number): Promise<void> {
+  const paths = spoolPaths(options.spoolDir, 'archive');
+  // Helping must never make this request late: its pushes get half of what is left of its deadline.
+  const budget = request.deadline.remaining();
+  if (budget < 4 * HELP_MAX_MS) return;
+  const until = performance.now() + HELP_MAX_MS;
+  const starting = async (): Promise<boolean> => {
+    const text = await nodeFs.readFile(paths.pidFile, 'utf8').catch(() => '');
+    return text.trim() === `${workerPid} starting` && processAlive(workerPid);
+  };
+  await pushLoop(
+    paths,
+    {
+      ...options,
+      backend: request.backend,
+      walDir,
+      after: request.fileName,
+      request: (fileName, deadline) => ({ ...request, sourcePath: path.join(walDir, fileName), fileName, deadline }),
+      timeoutMs: budget / 2,
+      idleMs: 0,
+      log: request.log,
+    },
+    { pushed: [], failed: [], locked: false },
+    async () => performance.now() > until || !(await starting()),
+  );
 }
 
 /** What the background pusher needs. */
@@ -170,6 +236,19 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
     summary.locked = true;
     return summary;
   }
+  try {
+    await pushLoop(paths, options, summary);
+  } finally {
+    await release();
+  }
+  return summary;
+}
+
+/**
+ * Pushes .ready segments after `options.after` until idle, a failure, or `stop` says so; waits for
+ * the pushes it started. Run by the worker (holding the lock) and briefly by the process starting it.
+ */
+async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, stop?: () => Promise<boolean>): Promise<void> {
   const idleMs = options.idleMs ?? 1500;
   const pollMs = options.pollMs ?? 10;
   const inflight = new Map<string, Promise<void>>();
@@ -181,8 +260,10 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
   const pushOne = async (fileName: string): Promise<void> => {
     const walPath = path.join(options.walDir, fileName);
     const deadline = new Deadline(options.timeoutMs, `pushing "${fileName}" ahead`);
+    let claimed = false;
     try {
-      await claim(paths, fileName);
+      claimed = await claimIfFree(paths, fileName);
+      if (!claimed) return; // another pusher took it between our scan and now
       await archiveFile(options.request(fileName, deadline));
       await ensureDirectory(paths.entries);
       await placeMarker(walPath, path.join(paths.entries, fileName));
@@ -195,14 +276,27 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
       options.log.warn(`push-ahead of "${fileName}" failed, leaving it to PostgreSQL's own request: ${text}`);
     } finally {
       deadline.dispose();
-      await unclaim(paths, fileName);
+      if (claimed) await unclaim(paths, fileName);
       idleSince = performance.now();
     }
+  };
+
+  // This process read its settings (codec, keys, repository) from the config file after it started:
+  // once the file is newer than that, pushing on would store files with the old settings.
+  const settingsChanged = async (): Promise<boolean> => {
+    if (options.configFile === undefined) return false;
+    const info = await nodeFs.stat(options.configFile).catch(() => null);
+    return info === null || info.mtimeMs >= performance.timeOrigin;
   };
 
   try {
     let lastScan = '';
     for (;;) {
+      if (stop !== undefined && (await stop())) break;
+      if (await settingsChanged()) {
+        options.log.info(`config file "${options.configFile}" changed; pushing stops, PostgreSQL's requests archive with the new settings`);
+        break;
+      }
       const ready = await readyFiles(options.walDir);
       // Rescan the spool only when the .ready set changed or a push finished: polling stays cheap.
       const scan = `${ready.join(',')}|${summary.pushed.length}|${summary.failed.length}`;
@@ -225,6 +319,10 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
         else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
       }
       const markerSet = new Set(markers);
+      // Files another live pusher is storing count against the limit too (briefly two pushers run, see pushWhileWorkerStarts).
+      for (const name of await nodeFs.readdir(paths.work).catch(() => [] as string[])) {
+        if (readySet.has(name) && name > options.after && !markerSet.has(name) && !inflight.has(name) && (await liveClaimer(paths, name)) !== null) ahead += 1;
+      }
       let launched = 0;
       if (!failed && !ready.some((name) => classify(name) === 'history')) {
         for (const name of ready) {
@@ -244,7 +342,5 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
     }
   } finally {
     await Promise.allSettled(inflight.values());
-    await release();
   }
-  return summary;
 }

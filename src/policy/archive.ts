@@ -1,13 +1,14 @@
 // The archive policy: store a WAL file durably, never overwrite, and say exactly why when refusing.
 import { createReadStream } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
-import { PassThrough, Transform, type Readable, type TransformCallback } from 'node:stream';
+import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Backend, ObjectMeta } from '../backend/types.js';
+import type { Backend, ObjectMeta, PullBody } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import { HashingStream, STREAM_CHUNK } from '../core/hash.js';
+import { COPY_CHUNK, returnWholeBuffer, takeWholeBuffer } from '../core/buffers.js';
+import { formatHash, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
 import { formatDuration, type Logger } from '../core/log.js';
 import { formatLsn, lsnAtOffset, objectKey, validateFileName } from '../wal/names.js';
 import { firstDifference } from './compare.js';
@@ -42,23 +43,34 @@ export interface ArchiveResult {
   durationMs: number;
 }
 
-/** Facts about the source gathered by the first read. */
+/** Facts about the source: known after it has been read (in one pass, or in the hash pass before a large upload). */
 interface SourceFacts {
   size: number;
   hash: string;
+}
+
+/** What is known before anything is read beyond the head: enough for the `inspect` hook. */
+interface SourceHead {
+  size: number;
   head: Buffer;
 }
 
+/** Bytes of the source handed to the `inspect` hook (the WAL long page header and more). */
+const HEAD_BYTES = 8192;
+
 /** Opens the source, mapping "missing" and "unreadable" to the source error kind. */
-async function openSource(sourcePath: string): Promise<nodeFs.FileHandle> {
+async function openSource(sourcePath: string): Promise<{ handle: nodeFs.FileHandle; size: number }> {
   try {
     const handle = await nodeFs.open(sourcePath, 'r');
-    const info = await handle.stat();
+    const info = await handle.stat().catch(async (error: unknown) => {
+      await handle.close();
+      throw error;
+    });
     if (!info.isFile()) {
       await handle.close();
       throw new WalvaultError('source', `file to archive "${sourcePath}" is not a regular file`, { hint: 'archive_command must pass %p as the path' });
     }
-    return handle;
+    return { handle, size: info.size };
   } catch (error) {
     if (error instanceof WalvaultError) throw error;
     const code = (error as NodeJS.ErrnoException).code;
@@ -67,11 +79,96 @@ async function openSource(sourcePath: string): Promise<nodeFs.FileHandle> {
         hint: 'archive_command must pass %p (the path relative to the data directory) and %f; PostgreSQL retries',
       });
     }
-    throw new WalvaultError('source', `cannot read file to archive "${sourcePath}": ${(error as Error).message}`, {
-      hint: 'make the file readable for the user running walvault (the PostgreSQL server user)',
-      cause: error,
-    });
+    throw sourceReadError(sourcePath, error);
   }
+}
+
+/** A read error of the source is reported as a source problem, not a storage problem. */
+function sourceReadError(sourcePath: string, error: unknown): WalvaultError {
+  if (error instanceof WalvaultError) return error;
+  return new WalvaultError('source', `cannot read file to archive "${sourcePath}": ${(error as Error).message}`, {
+    hint: 'make the file readable for the user running walvault (the PostgreSQL server user); check the disk holding pg_wal',
+    cause: error,
+  });
+}
+
+/** The source changed size between the first look and the end of the read: nothing may be stored. */
+function changedError(sourcePath: string): WalvaultError {
+  return new WalvaultError('source', `file to archive "${sourcePath}" changed while it was being archived`, { hint: 'nothing was stored; PostgreSQL retries' });
+}
+
+/** Size and first bytes of the source, read before anything is stored (the inspect hook may refuse). */
+async function readHead(sourcePath: string): Promise<SourceHead> {
+  const { handle, size } = await openSource(sourcePath);
+  try {
+    const head = Buffer.alloc(Math.min(HEAD_BYTES, size));
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    return { size, head: head.subarray(0, bytesRead) };
+  } catch (error) {
+    throw sourceReadError(sourcePath, error);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Reads the source once from the start, hashing every byte on its way to the store: the hash recorded
+ * is the hash of exactly the bytes stored. A backend pulls it into its own (reused) buffer.
+ */
+class HashingSource implements PullBody {
+  bytes = 0;
+
+  private constructor(
+    private readonly sourcePath: string,
+    private readonly handle: nodeFs.FileHandle,
+    private readonly expectedSize: number,
+    private readonly hasher: ReturnType<XxhashApi['create64']>,
+  ) {}
+
+  static async open(sourcePath: string, expectedSize: number): Promise<HashingSource> {
+    const { create64 } = await loadXxhash();
+    const { handle } = await openSource(sourcePath);
+    return new HashingSource(sourcePath, handle, expectedSize, create64());
+  }
+
+  async pull(into: Buffer): Promise<number> {
+    let bytesRead: number;
+    try {
+      ({ bytesRead } = await this.handle.read(into, 0, into.length, this.bytes));
+    } catch (error) {
+      throw sourceReadError(this.sourcePath, error);
+    }
+    if (bytesRead > 0) {
+      this.hasher.update(into.subarray(0, bytesRead));
+      this.bytes += bytesRead;
+    }
+    return bytesRead;
+  }
+
+  /** Size and hash of everything read; fails when that is not the size the source had at the start. */
+  facts(): SourceFacts {
+    if (this.bytes !== this.expectedSize) throw changedError(this.sourcePath);
+    return { size: this.bytes, hash: formatHash(this.hasher.digest()) };
+  }
+
+  close(): Promise<void> {
+    return this.handle.close().catch(() => undefined);
+  }
+}
+
+/** Reads a source of known size into `whole` (at least that big), hashing it; fails if the source has more or fewer bytes. */
+async function readWhole(source: HashingSource, size: number, whole: Buffer): Promise<Buffer> {
+  let filled = 0;
+  while (filled < size) {
+    // In COPY_CHUNK slices: the hasher copies each read into WASM memory, which grows to the largest one.
+    const bytesRead = await source.pull(whole.subarray(filled, Math.min(size, filled + COPY_CHUNK)));
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  // One more byte would mean the file grew: facts() then refuses.
+  if (filled === size) await source.pull(Buffer.alloc(1));
+  source.facts();
+  return whole.subarray(0, size);
 }
 
 /** Wraps read errors of the source so they are reported as source problems, not storage problems. */
@@ -84,39 +181,93 @@ function readSource(sourcePath: string): Readable {
   return stream.pipe(out);
 }
 
-/** First pass: size, content hash and head of the source. */
-async function inspectSource(sourcePath: string, deadline: Deadline): Promise<SourceFacts> {
-  const handle = await openSource(sourcePath);
-  await handle.close();
-  const hasher = await HashingStream.create();
+/** Hash pass (only before a multi-request upload to a backend that needs the hash first). */
+async function hashSource(sourcePath: string, deadline: Deadline): Promise<SourceFacts> {
+  const hasher = await HashingStream.create({ headLimit: 0 });
   const sink = new Transform({ transform: (_chunk, _encoding, done: TransformCallback) => done() });
   await deadline.race(pipeline(readSource(sourcePath), hasher, sink));
-  return { size: hasher.bytes, hash: hasher.digest(), head: hasher.head };
+  return { size: hasher.bytes, hash: hasher.digest() };
 }
 
-/** Passes bytes through and fails the stream, before its end, if they no longer match the first read. */
+/** Passes bytes through and fails the stream, before its end, if they no longer match the hash pass. */
 function expectSameContent(sourcePath: string, facts: SourceFacts, hasher: HashingStream): Transform {
   return new Transform({
     transform: (chunk, _encoding, done: TransformCallback) => done(null, chunk),
     flush: (done: TransformCallback) => {
-      if (hasher.bytes !== facts.size || hasher.digest() !== facts.hash) {
-        done(new WalvaultError('source', `file to archive "${sourcePath}" changed while it was being archived`, { hint: 'nothing was stored; PostgreSQL retries' }));
-      } else done();
+      if (hasher.bytes !== facts.size || hasher.digest() !== facts.hash) done(changedError(sourcePath));
+      else done();
     },
   });
 }
 
-/** Stores the source under its key if absent; returns whether this call created it. */
-async function storeIfAbsent(request: ArchiveRequest, key: string, facts: SourceFacts): Promise<boolean> {
-  const encoder = await createEncoder(request.encode);
-  const meta: ObjectMeta = { contentHash: facts.hash, contentSize: facts.size, codec: encoder.codec, encryption: encoder.encryption };
-  const hasher = await HashingStream.create({ headLimit: 0 });
+/** Outcome of one store attempt: whether it created the object, and the source's facts read on the way. */
+interface StoreOutcome {
+  created: boolean;
+  facts: SourceFacts;
+}
+
+/** Feeds `input` through the encoder into a stream the backend consumes; `feeding` settles when the chain has. */
+function encodeStream(input: Readable, transforms: Duplex[]): { body: Readable; feeding: Promise<void> } {
   const body = new PassThrough({ highWaterMark: STREAM_CHUNK });
-  const feeding = pipeline([readSource(request.sourcePath), hasher, expectSameContent(request.sourcePath, facts, hasher), ...encoder.transforms, body]);
+  const feeding = pipeline([input, ...transforms, body]);
   feeding.catch(() => undefined);
-  const { created } = await request.backend.putIfAbsent(key, body, meta, { signal: request.deadline.signal });
-  await feeding;
-  return created;
+  return { body, feeding };
+}
+
+/**
+ * Stores the source under its key if absent, reading it once where the backend allows:
+ * - metadata after the body (POSIX): one pass, hashing while storing; the backend asks for the
+ *   metadata only once the body has ended. No codec: the backend pulls the file through a reused buffer.
+ * - metadata before the body (S3), no codec, file fits one request: read once into a reused buffer,
+ *   hash, send.
+ * - metadata before the body, a codec or a larger file: a hash pass, then the streamed store pass,
+ *   which must see the same bytes.
+ */
+async function storeIfAbsent(request: ArchiveRequest, key: string, source: SourceHead): Promise<StoreOutcome> {
+  const { backend, sourcePath } = request;
+  const encoder = await createEncoder(request.encode);
+  const plain = encoder.transforms.length === 0;
+  const metaOf = (facts: SourceFacts): ObjectMeta => ({ contentHash: facts.hash, contentSize: facts.size, codec: encoder.codec, encryption: encoder.encryption });
+  const ctx = { signal: request.deadline.signal };
+  const timing = backend.metaTiming;
+
+  if (timing.when === 'after-body' && !plain) {
+    const hasher = await HashingStream.create({ headLimit: 0 });
+    const factsOf = (): SourceFacts => {
+      if (hasher.bytes !== source.size) throw changedError(sourcePath);
+      return { size: hasher.bytes, hash: hasher.digest() };
+    };
+    const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, ...encoder.transforms]);
+    const { created } = await backend.putIfAbsent(key, body, () => metaOf(factsOf()), ctx);
+    await feeding;
+    return { created, facts: factsOf() };
+  }
+  // Codecs on a before-body backend: two streamed passes (a whole source buffer on top of the
+  // compressed part would double the memory per push).
+  if (timing.when === 'before-body' && (!plain || source.size > timing.singleRequestBytes)) {
+    const facts = await hashSource(sourcePath, request.deadline);
+    const hasher = await HashingStream.create({ headLimit: 0 });
+    const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, expectSameContent(sourcePath, facts, hasher), ...encoder.transforms]);
+    const { created } = await backend.putIfAbsent(key, body, metaOf(facts), ctx);
+    await feeding;
+    return { created, facts };
+  }
+  const reader = await HashingSource.open(sourcePath, source.size);
+  try {
+    if (timing.when === 'after-body') {
+      const { created } = await backend.putIfAbsent(key, reader, () => metaOf(reader.facts()), ctx);
+      return { created, facts: reader.facts() };
+    }
+    const buffer = takeWholeBuffer(timing.singleRequestBytes);
+    const whole = await request.deadline.race(readWhole(reader, source.size, buffer));
+    const facts = reader.facts();
+    const { created } = await backend.putIfAbsent(key, whole, metaOf(facts), ctx);
+    // Reused only after a put that completed: after a failure the upload may still hold it.
+    returnWholeBuffer(buffer);
+    return { created, facts };
+  } finally {
+    await reader.close();
+  }
 }
 
 /** How the stored copy relates to the source. */
@@ -158,12 +309,12 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
   const key = objectKey(fileName);
   const { backend, deadline, log } = request;
   const location = backend.describe(key);
-  const facts = await inspectSource(request.sourcePath, deadline);
-  await request.inspect?.({ fileName, head: facts.head, size: facts.size });
+  const source = await readHead(request.sourcePath);
+  await request.inspect?.({ fileName, head: source.head, size: source.size });
   const retry = { deadline, onRetry: (error: WalvaultError, attempt: number, delay: number) => log.warn(`${error.oneLine()} (attempt ${attempt}, retrying in ${delay} ms)`) };
 
   for (let round = 0; round < 3; round += 1) {
-    const created = await withRetries(() => storeIfAbsent(request, key, facts), retry);
+    const { created, facts } = await withRetries(() => storeIfAbsent(request, key, source), retry);
     const durationMs = performance.now() - started;
     if (created) {
       log.info(`archived "${fileName}" to "${location}" (${facts.size} bytes, ${formatDuration(durationMs)})`);

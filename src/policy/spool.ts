@@ -122,6 +122,15 @@ export async function takeWorkerLock(paths: SpoolPaths): Promise<(() => Promise<
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const holder = await readPid(paths.pidFile);
+      // Reserved for us by the process that started us (see reserveWorkerLock): now running.
+      if (holder === process.pid) {
+        const temp = `${paths.pidFile}.${process.pid}`;
+        await nodeFs.writeFile(temp, `${process.pid}\n`, { mode: 0o600 });
+        await nodeFs.rename(temp, paths.pidFile);
+        return async () => {
+          if ((await readPid(paths.pidFile)) === process.pid) await nodeFs.unlink(paths.pidFile).catch(() => undefined);
+        };
+      }
       if (holder !== null && processAlive(holder)) return null;
       await nodeFs.unlink(paths.pidFile).catch(() => undefined);
     }
@@ -130,12 +139,22 @@ export async function takeWorkerLock(paths: SpoolPaths): Promise<(() => Promise<
 }
 
 /**
+ * Writes a just-started worker's pid into the lock file (if no one holds it) as "PID starting", so
+ * that requests arriving while it loads see a live worker instead of starting a second one (and the
+ * sh launcher waits a little longer for it); the worker finds the lock reserved for itself and
+ * rewrites it as "PID". A worker that dies before taking over leaves a dead pid: taken over.
+ */
+export async function reserveWorkerLock(paths: SpoolPaths, pid: number): Promise<void> {
+  await nodeFs.writeFile(paths.pidFile, `${pid} starting\n`, { flag: 'wx', mode: 0o600 }).catch(() => undefined);
+}
+
+/**
  * Starts this program again, detached, as a background worker with the same options. Its log lines
  * go to the same stderr (PostgreSQL's log); it outlives this process, which PostgreSQL waits for.
  */
-export function startWorker(kind: 'push' | 'prefetch', args: readonly string[]): void {
+export function startWorker(kind: 'push' | 'prefetch', args: readonly string[]): number | undefined {
   const script = process.argv[1];
-  if (script === undefined) return;
+  if (script === undefined) return undefined;
   // fd 3 is the launcher's status pipe: the worker must not hold it open (the launcher reads it to EOF).
   const env = { ...process.env };
   delete env.WALVAULT_LAUNCHER_STATUS_FD;
@@ -147,4 +166,5 @@ export function startWorker(kind: 'push' | 'prefetch', args: readonly string[]):
   });
   child.on('error', () => undefined);
   child.unref();
+  return child.pid;
 }

@@ -161,6 +161,53 @@ export function runBackendContract(label: string, factory: () => Promise<Backend
       expect((await readAll(backend, key))?.equals(whole)).toBe(true);
     });
 
+    it('stores a pulled body with metadata computed once the body has ended (or before, for before-body backends)', async () => {
+      const key = freshKey();
+      const data = Buffer.concat([Buffer.alloc(3 << 20, 0x11), Buffer.from('tail')]);
+      let offset = 0;
+      let pulledAll = false;
+      const body = {
+        pull: async (into: Buffer): Promise<number> => {
+          const count = data.copy(into, 0, offset, Math.min(data.length, offset + into.length));
+          offset += count;
+          if (count === 0) pulledAll = true;
+          return count;
+        },
+      };
+      const meta = await metaFor(data);
+      let calledAfterBody: boolean | undefined;
+      const lateMeta = (): ObjectMeta => {
+        calledAfterBody = pulledAll;
+        return meta;
+      };
+      expect(await backend.putIfAbsent(key, body, lateMeta, ctx())).toEqual({ created: true });
+      expect(calledAfterBody).toBe(backend.metaTiming.when === 'after-body');
+      const info = await backend.stat(key, ctx());
+      expect(info.exists && info.meta).toEqual(meta);
+      expect((await readAll(backend, key))?.equals(data)).toBe(true);
+      // The same key again: refused, and the body was still consumed to its end.
+      offset = 0;
+      pulledAll = false;
+      expect(await backend.putIfAbsent(key, body, lateMeta, ctx())).toEqual({ created: false });
+      expect(offset).toBe(data.length);
+    });
+
+    it('stores a buffer body, and stores nothing when the metadata function throws', async () => {
+      const key = freshKey();
+      const data = Buffer.from('buffered segment '.repeat(5000));
+      const meta = await metaFor(data);
+      expect(await backend.putIfAbsent(key, data, meta, ctx())).toEqual({ created: true });
+      expect(await backend.stat(key, ctx())).toMatchObject({ exists: true, storedSize: data.length, meta });
+      expect((await readAll(backend, key))?.equals(data)).toBe(true);
+      const other = freshKey();
+      const refuse = (): ObjectMeta => {
+        throw new Error('source changed while it was read');
+      };
+      await expect(backend.putIfAbsent(other, data, refuse, ctx())).rejects.toThrow('source changed while it was read');
+      expect(await backend.stat(other, ctx())).toEqual({ exists: false });
+      expect((await listKeys(backend, other.slice(0, other.lastIndexOf('/') + 1))).filter((entry) => entry.key.startsWith(other))).toEqual([]);
+    });
+
     it('lists stored objects with their sizes and hides its own metadata', async () => {
       const key = freshKey();
       const data = Buffer.from('listed');

@@ -4,12 +4,13 @@ import { constants as fsConstants, createWriteStream } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { raceAbort } from '../../core/deadline.js';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
+import { returnCopyBuffer, takeCopyBuffer } from '../../core/buffers.js';
 import { STREAM_CHUNK } from '../../core/hash.js';
-import type { Backend, ListEntry, ObjectMeta, OpContext, PutResult, StatResult, StoredObject } from '../types.js';
+import type { Backend, ListEntry, ObjectMeta, OpContext, PullBody, PutBody, PutMeta, PutResult, StatResult, StoredObject } from '../types.js';
 
 /** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
 export interface PosixOps {
@@ -98,9 +99,46 @@ export async function filesystemTypeOf(target: string): Promise<{ type: string; 
   return best;
 }
 
+/** Writes `length` bytes of `data` at the file's current end (a write may take fewer bytes than asked). */
+async function writeAll(handle: nodeFs.FileHandle, data: Buffer, length: number): Promise<void> {
+  let offset = 0;
+  while (offset < length) {
+    const { bytesWritten } = await handle.write(data, offset, length - offset);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * Copies a pulled body into a file through two reused buffers: while one chunk is written, the next
+ * is pulled (read and hashed by the caller). No per-chunk allocation, so no garbage to collect.
+ */
+async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, signal: AbortSignal): Promise<void> {
+  let current = takeCopyBuffer();
+  let next = takeCopyBuffer();
+  let clean = false;
+  try {
+    let filled = await body.pull(current);
+    while (filled > 0) {
+      if (signal.aborted) throw signal.reason;
+      const [, pulled] = await Promise.all([writeAll(handle, current, filled), body.pull(next)]);
+      [current, next] = [next, current];
+      filled = pulled;
+    }
+    clean = true;
+  } finally {
+    // After a failure a read or write may still be using a buffer: leave those to the collector.
+    if (clean) {
+      returnCopyBuffer(current);
+      returnCopyBuffer(next);
+    }
+  }
+}
+
 /** A Backend over a POSIX directory tree; see PosixSettings for what differs between local and NFS. */
 export class PosixBackend implements Backend {
   readonly kind: string;
+  /** The sidecar is written after the data: callers hash while storing (one read of the source). */
+  readonly metaTiming = { when: 'after-body' } as const;
   readonly root: string;
   private readonly fileMode: number;
   private readonly dirMode: number;
@@ -186,22 +224,30 @@ export class PosixBackend implements Backend {
     return `${finalPath}${TEMP_MARK}${this.host}~${process.pid}~${randomBytes(4).toString('hex')}`;
   }
 
-  async putIfAbsent(key: string, body: Readable, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
+  async putIfAbsent(key: string, body: PutBody, meta: PutMeta, ctx: OpContext): Promise<PutResult> {
     await this.ensureReady(ctx);
     const finalPath = this.describe(key);
     const directory = path.dirname(finalPath);
+    const metaPath = `${finalPath}${META_SUFFIX}`;
     await raceAbort(this.ensureDirectory(directory), ctx.signal);
     await this.removeStaleTemps(finalPath);
     const temp = this.tempPath(finalPath);
+    let metaTemp: string | undefined;
     try {
-      const out = createWriteStream(temp, { flags: 'wx', mode: this.fileMode });
-      await pipeline(body, out, { signal: ctx.signal });
-      // PostgreSQL runs us with umask 0077 (or 0027): set the configured mode explicitly.
-      await raceAbort(nodeFs.chmod(temp, this.fileMode), ctx.signal);
-      await raceAbort(this.ops.fsyncPath(temp), ctx.signal);
+      await raceAbort(this.writeBody(temp, body, ctx), ctx.signal);
+      // The body has ended: the caller's hash of it is complete (or the source changed and this throws).
+      const recorded = typeof meta === 'function' ? meta() : meta;
+      metaTemp = this.tempPath(metaPath);
+      // The data and the sidecar are flushed at the same time (two fsyncs in flight, not one after the
+      // other). Durability is unchanged: the data is durable before link(2) gives it its name, the
+      // sidecar before rename(2) gives it its name, and one fsync of the directory (which holds both
+      // names) follows both, before success is reported. A crash between link and rename leaves the
+      // data without sidecar, as before (stat reports meta null; a re-archive compares contents).
+      await raceAbort(Promise.all([this.ops.fsyncPath(temp), this.writeMetaTemp(metaTemp, metaPath, recorded)]), ctx.signal);
       const created = await raceAbort(this.linkExclusive(temp, finalPath), ctx.signal);
       if (created) {
-        await raceAbort(this.writeMeta(finalPath, meta), ctx.signal);
+        await raceAbort(this.renameMeta(metaTemp, metaPath), ctx.signal);
+        metaTemp = undefined;
         await raceAbort(this.ops.fsyncPath(directory), ctx.signal);
       }
       return { created };
@@ -210,6 +256,29 @@ export class PosixBackend implements Backend {
       throw fromSystemError(error, 'write', temp);
     } finally {
       await this.ops.unlink(temp).catch(() => undefined);
+      if (metaTemp !== undefined) await this.ops.unlink(metaTemp).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Writes a body to a new temp file with the configured mode (PostgreSQL runs us with umask 0077 or
+   * 0027, so the mode is set explicitly). A pulled body is copied through two reused buffers, reading
+   * the next chunk while the previous one is written.
+   */
+  private async writeBody(temp: string, body: PutBody, ctx: OpContext): Promise<void> {
+    if (body instanceof Readable) {
+      const out = createWriteStream(temp, { flags: 'wx', mode: this.fileMode });
+      await pipeline(body, out, { signal: ctx.signal });
+      await nodeFs.chmod(temp, this.fileMode);
+      return;
+    }
+    const handle = await nodeFs.open(temp, 'wx', this.fileMode);
+    try {
+      await handle.chmod(this.fileMode);
+      if (Buffer.isBuffer(body)) await writeAll(handle, body, body.length);
+      else await copyPulled(handle, body, ctx.signal);
+    } finally {
+      await handle.close();
     }
   }
 
@@ -234,11 +303,29 @@ export class PosixBackend implements Backend {
     const metaPath = `${finalPath}${META_SUFFIX}`;
     const temp = this.tempPath(metaPath);
     try {
-      await nodeFs.writeFile(temp, `${JSON.stringify({ version: 1, ...meta })}\n`, { flag: 'wx', mode: this.fileMode });
-      await this.ops.fsyncPath(temp);
-      await this.ops.rename(temp, metaPath);
+      await this.writeMetaTemp(temp, metaPath, meta);
+      await this.renameMeta(temp, metaPath);
     } catch (error) {
       await this.ops.unlink(temp).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Writes the sidecar's content to its temp file and makes it durable (not yet under its name). */
+  private async writeMetaTemp(temp: string, metaPath: string, meta: ObjectMeta): Promise<void> {
+    try {
+      await nodeFs.writeFile(temp, `${JSON.stringify({ version: 1, ...meta })}\n`, { flag: 'wx', mode: this.fileMode });
+      await this.ops.fsyncPath(temp);
+    } catch (error) {
+      throw fromSystemError(error, 'write metadata', metaPath);
+    }
+  }
+
+  /** Gives a durable sidecar temp file its name (the caller fsyncs the directory). */
+  private async renameMeta(temp: string, metaPath: string): Promise<void> {
+    try {
+      await this.ops.rename(temp, metaPath);
+    } catch (error) {
       throw fromSystemError(error, 'write metadata', metaPath);
     }
   }
@@ -249,7 +336,7 @@ export class PosixBackend implements Backend {
    */
   private async removeStaleTemps(finalPath: string): Promise<void> {
     const directory = path.dirname(finalPath);
-    const prefix = `${path.basename(finalPath)}${TEMP_MARK}`;
+    const prefixes = [`${path.basename(finalPath)}${TEMP_MARK}`, `${path.basename(finalPath)}${META_SUFFIX}${TEMP_MARK}`];
     let entries: string[];
     try {
       entries = await nodeFs.readdir(directory);
@@ -257,7 +344,8 @@ export class PosixBackend implements Backend {
       return;
     }
     for (const entry of entries) {
-      if (!entry.startsWith(prefix)) continue;
+      const prefix = prefixes.find((candidate) => entry.startsWith(candidate));
+      if (prefix === undefined) continue;
       const [host, pidText] = entry.slice(prefix.length).split('~');
       const pid = Number(pidText);
       const full = path.join(directory, entry);

@@ -1,0 +1,172 @@
+// The one-pass store: the source is read once, hashed on its way to the repository, and the recorded hash is that of the stored bytes.
+import { appendFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createLocalBackend } from '../../src/backend/local.js';
+import type { Backend } from '../../src/backend/types.js';
+import { Deadline } from '../../src/core/deadline.js';
+import { WalvaultError } from '../../src/core/errors.js';
+import { hashBuffer } from '../../src/core/hash.js';
+import { createLogger } from '../../src/core/log.js';
+import { archiveFile, type ArchiveRequest } from '../../src/policy/archive.js';
+import { getRaw, memoryLogger, s3Backend, segmentKey } from '../support/s3scenario.js';
+import { startS3Server, type S3TestServer } from '../support/s3server.js';
+import { makeTempDir } from '../support/tmp.js';
+import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
+
+const SEGMENT = '00000001000000000000000A';
+const MiB = 1 << 20;
+let temp: { dir: string; remove(): Promise<void> };
+let repo: string;
+let dataDir: string;
+
+beforeEach(async () => {
+  temp = await makeTempDir();
+  repo = path.join(temp.dir, 'repo');
+  dataDir = path.join(temp.dir, 'data');
+  await mkdir(repo);
+  await mkdir(dataDir);
+});
+afterEach(async () => {
+  await temp.remove();
+});
+
+/** Every file under a directory, relative to it. */
+async function filesUnder(root: string): Promise<string[]> {
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  return entries.filter((entry) => entry.isFile()).map((entry) => path.relative(root, path.join(entry.parentPath, entry.name))).sort();
+}
+
+const storedPath = (name: string): string => path.join(repo, 'wal', name.slice(0, 16), name);
+
+/** Archives `name` from pg_wal with a local backend (or the one given). */
+async function archive(name: string, options: Partial<ArchiveRequest> = {}) {
+  const lines: string[] = [];
+  const deadline = new Deadline(20_000, `archiving "${name}"`);
+  try {
+    const result = await archiveFile({
+      backend: createLocalBackend({ root: repo }),
+      sourcePath: path.join(dataDir, 'pg_wal', name),
+      fileName: name,
+      encode: { compress: 'none' },
+      deadline,
+      log: createLogger('walvault-archive', 'normal', (line) => lines.push(line)),
+      ...options,
+    });
+    return { result, lines };
+  } finally {
+    deadline.dispose();
+  }
+}
+
+describe('archive, one pass over the source (local repository)', () => {
+  it('records the hash of exactly the stored bytes (a size that is not a multiple of the copy buffer)', async () => {
+    const content = pseudoRandomBytes(3 * MiB + 12345, 'one pass');
+    await writeWalFile(dataDir, SEGMENT, content);
+    const { result } = await archive(SEGMENT);
+    expect(result.outcome).toBe('archived');
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+    const meta = JSON.parse(await readFile(`${storedPath(SEGMENT)}~meta`, 'utf8'));
+    expect(meta).toEqual({ version: 1, contentHash: await hashBuffer(content), contentSize: content.length, codec: 'none', encryption: 'none' });
+    expect((await filesUnder(repo)).filter((name) => name.includes('~tmp~'))).toEqual([]);
+  });
+
+  it('hashes while compressing too: the sidecar holds the hash of the original bytes', async () => {
+    const content = Buffer.concat([pseudoRandomBytes(MiB, 'compressible'), Buffer.alloc(2 * MiB)]);
+    await writeWalFile(dataDir, SEGMENT, content);
+    await archive(SEGMENT, { encode: { compress: 'zstd' } });
+    const meta = JSON.parse(await readFile(`${storedPath(SEGMENT)}~meta`, 'utf8'));
+    expect(meta).toMatchObject({ contentHash: await hashBuffer(content), contentSize: content.length, codec: 'zstd' });
+    expect((await readFile(storedPath(SEGMENT))).length).toBeLessThan(content.length);
+  });
+
+  it('lets the inspect hook (the cluster guard) refuse before anything is written, with the head and size of the file', async () => {
+    const content = pseudoRandomBytes(2 * MiB, 'refused');
+    await writeWalFile(dataDir, SEGMENT, content);
+    let seen: { head: Buffer; size: number } | undefined;
+    const refusal = new WalvaultError('cluster-mismatch', 'refusing to archive: another cluster');
+    await expect(
+      archive(SEGMENT, {
+        inspect: async (source) => {
+          seen = { head: source.head, size: source.size };
+          throw refusal;
+        },
+      }),
+    ).rejects.toBe(refusal);
+    expect(seen?.size).toBe(content.length);
+    expect(seen?.head.equals(content.subarray(0, 8192))).toBe(true);
+    expect(await filesUnder(repo)).toEqual([]);
+  });
+
+  it('compares after the one pass: identical content succeeds with a warning, different content is refused at its offset', async () => {
+    const content = pseudoRandomBytes(2 * MiB, 'first');
+    await writeWalFile(dataDir, SEGMENT, content);
+    await archive(SEGMENT);
+    const again = await archive(SEGMENT);
+    expect(again.result.outcome).toBe('already-archived');
+    expect(again.lines.join('')).toContain(`warning: "${SEGMENT}" was already archived at "${storedPath(SEGMENT)}" with identical content`);
+
+    const changed = Buffer.from(content);
+    changed.writeUInt8(changed.readUInt8(MiB + 7) ^ 0xff, MiB + 7);
+    await writeWalFile(dataDir, SEGMENT, changed);
+    await expect(archive(SEGMENT)).rejects.toMatchObject({ kind: 'mismatch', message: expect.stringContaining(`at byte offset ${MiB + 7}`) });
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+    expect((await filesUnder(repo)).filter((name) => name.includes('~tmp~'))).toEqual([]);
+  });
+
+  it('stores nothing when the file grows while it is read (the hash would not be that of the size first seen)', async () => {
+    const content = pseudoRandomBytes(MiB, 'growing');
+    const source = path.join(dataDir, await writeWalFile(dataDir, SEGMENT, content));
+    const local = createLocalBackend({ root: repo });
+    // Grows the file after the head was read, before the backend pulls the body.
+    const growing: Backend = Object.assign(Object.create(local) as Backend, {
+      putIfAbsent: async (...args: Parameters<Backend['putIfAbsent']>) => {
+        await appendFile(source, Buffer.alloc(4096, 1));
+        return local.putIfAbsent(...args);
+      },
+    });
+    await expect(archive(SEGMENT, { backend: growing })).rejects.toMatchObject({ kind: 'source', message: `file to archive "${source}" changed while it was being archived` });
+    expect((await filesUnder(repo)).filter((name) => !name.startsWith('walvault'))).toEqual([]);
+  });
+
+  it('removes a sidecar temp file left by a killed archiver when that name is archived again', async () => {
+    const content = pseudoRandomBytes(64 * 1024, 'leftover');
+    await writeWalFile(dataDir, SEGMENT, content);
+    const directory = path.dirname(storedPath(SEGMENT));
+    await mkdir(directory, { recursive: true });
+    const host = (await import('node:os')).hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+    const leftover = `${SEGMENT}~meta~tmp~${host}~2147483646~deadbeef`;
+    await writeFile(path.join(directory, leftover), '{}');
+    await archive(SEGMENT);
+    expect(await readdir(directory)).toEqual([SEGMENT, `${SEGMENT}~meta`]);
+  });
+});
+
+describe('archive, one read into a reused buffer (S3 repository)', () => {
+  let server: S3TestServer;
+  beforeAll(async () => {
+    server = await startS3Server();
+    Object.assign(process.env, server.env);
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it('stores consecutive files of different sizes intact through the reused buffer, each with its own hash', async () => {
+    const prefix = 'onepass';
+    const backend = s3Backend(server, prefix, { logger: memoryLogger() });
+    const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
+    const contents = [pseudoRandomBytes(3 * MiB, 'a'), pseudoRandomBytes(MiB + 17, 'b'), pseudoRandomBytes(2 * MiB, 'c')];
+    for (const [index, name] of names.entries()) await writeWalFile(dataDir, name, contents[index]!);
+    server.resetRequests();
+    await Promise.all(names.slice(0, 2).map((name) => archive(name, { backend })));
+    await archive(names[2]!, { backend });
+    for (const [index, name] of names.entries()) {
+      const object = await getRaw(server, segmentKey(prefix, name));
+      expect(object?.body.equals(contents[index]!), name).toBe(true);
+      expect(object?.metadata['walvault-content-hash']).toBe(await hashBuffer(contents[index]!));
+    }
+    // One request per file: no multipart upload for a file that fits one part.
+    expect(server.requests.filter((request) => request.method === 'PUT' && request.key.includes('/wal/')).length).toBe(3);
+  });
+});
