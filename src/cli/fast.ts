@@ -5,7 +5,7 @@ import { archiveFile, type ArchiveRequest } from '../policy/archive.js';
 import { archiveWithPushAhead, runPusher } from '../policy/archive-async.js';
 import { restoreWithPrefetch, runPrefetcher } from '../policy/restore-prefetch.js';
 import { restoreFile, type RestoreRequest } from '../policy/restore.js';
-import { defaultSpoolDir, spoolIdentity, startWorker } from '../policy/spool.js';
+import { defaultSpoolDir, spoolIdentity, spoolPaths, startWorker } from '../policy/spool.js';
 import { numberOption, type CommonOptions } from './options.js';
 
 /** The hidden flag that turns a walvault-archive / walvault-restore process into a background worker. */
@@ -85,7 +85,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
     await restoreFile(request);
     return;
   }
-  await restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, identity }, () => startWorker('prefetch', args));
+  await restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, identity }, () => startWorker('prefetch', args, { pidFile: spoolPaths(spoolDir, 'restore').pidFile }));
 }
 
 /** Directory part of a path as PostgreSQL passes it (pg_wal/NAME → pg_wal; NAME → .). */
