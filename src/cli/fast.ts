@@ -68,6 +68,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
   const identity = spoolIdentity('restore', args);
   if (raw[WORKER_FLAG] === 'prefetch') {
     request.deadline.dispose();
+    const log = workerLogger('walvault-restore', options);
     await runPrefetcher({
       spoolDir,
       prefetch,
@@ -77,7 +78,8 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
       backend: request.backend,
       decode: request.decode,
       timeoutMs: options.timeoutMs,
-      log: workerLogger('walvault-restore', options),
+      log,
+      reopen: async () => (await import('../backend/registry.js')).openBackend(options.repo, (await import('./settings.js')).backendSettings(options, log)),
     });
     return;
   }

@@ -162,6 +162,12 @@ export interface PrefetcherOptions extends PrefetchOptions {
   backend: Backend;
   decode: DecodeOptions;
   timeoutMs: number;
+  /**
+   * Opens the repository afresh, as a new walvault-restore process would (a POSIX backend checks its
+   * root once per instance: a dropped mount or a moved directory then reads as "missing"). A request
+   * is answered "missing" only when this fresh instance says so too; without it, never.
+   */
+  reopen?: () => Promise<Backend>;
   /** Exit after PostgreSQL has asked for nothing new for this long. */
   idleMs?: number;
   pollMs?: number;
@@ -298,6 +304,23 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
 
   const inSpool = (name: string): Promise<boolean> => nodeFs.stat(path.join(paths.entries, name)).then(() => true, () => false);
 
+  /** True when a freshly opened repository says `name` is not archived (see PrefetcherOptions.reopen); any failure is false. */
+  const confirmMissing = async (name: string): Promise<boolean> => {
+    if (options.reopen === undefined) return false;
+    const deadline = new Deadline(options.timeoutMs, `looking up "${name}" for PostgreSQL's request`);
+    try {
+      const fresh = await deadline.race(options.reopen());
+      const info = await fresh.stat(objectKey(name), { signal: deadline.signal });
+      return !info.exists;
+    } catch (error) {
+      const text = error instanceof WalvaultError ? error.oneLine() : (error as Error).message;
+      options.log.warn(`looking up "${name}" for PostgreSQL's request failed, leaving it to walvault-restore: ${text}`);
+      return false;
+    } finally {
+      deadline.dispose();
+    }
+  };
+
   /** Serves one request: the file in the spool, or an answer; every outcome is decided by a lookup started after the request was seen. */
   const serve = async (ask: Ask): Promise<void> => {
     try {
@@ -321,9 +344,12 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           const size = (await nodeFs.stat(path.join(paths.entries, ask.name))).size;
           if (isValidSegmentSize(size)) position = { name: position.name, segmentSize: size };
         }
-      } else if (outcome === 'missing') {
+      } else if (outcome === 'missing' && (await confirmMissing(ask.name))) {
         summary.missing.push(ask.name);
         await answer(ask, `missing "${ask.name}" not found in "${options.backend.describe(objectKey(ask.name))}"`);
+      } else if (outcome === 'missing') {
+        // Archived meanwhile, or the fresh look failed: walvault-restore decides.
+        await answer(ask, 'error');
       } else {
         summary.corrupt.push(ask.name);
         await answer(ask, 'error');
