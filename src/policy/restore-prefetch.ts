@@ -182,10 +182,13 @@ export interface PrefetcherSummary {
   locked: boolean;
 }
 
-/** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. Returns false when not archived. */
-async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<'fetched' | 'missing' | 'corrupt'> {
+/** Outcome of one download into the spool. */
+type SpoolFetch = { outcome: 'fetched'; bytes: number } | { outcome: 'missing' | 'corrupt' };
+
+/** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. */
+async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<SpoolFetch> {
   const object = await options.backend.read(objectKey(fileName), { signal: deadline.signal });
-  if (object === null) return 'missing';
+  if (object === null) return { outcome: 'missing' };
   const decoded = await decodeStored(object, options.decode);
   const hasher = await HashingStream.create({ headLimit: 0 });
   const temp = path.join(paths.work, `${fileName}.${process.pid}`);
@@ -196,7 +199,7 @@ async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fil
     if (meta !== null && (meta.contentHash !== hasher.digest() || meta.contentSize !== hasher.bytes)) {
       options.log.warn(`prefetched "${fileName}" does not match its recorded hash ${meta.contentHash} (got ${hasher.digest()}); discarded, the request will report it`);
       await nodeFs.unlink(temp).catch(() => undefined);
-      return 'corrupt';
+      return { outcome: 'corrupt' };
     }
     const handle = await nodeFs.open(temp, 'r');
     try {
@@ -205,7 +208,7 @@ async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fil
       await handle.close();
     }
     await nodeFs.rename(temp, path.join(paths.entries, fileName));
-    return 'fetched';
+    return { outcome: 'fetched', bytes: hasher.bytes };
   } catch (error) {
     await nodeFs.unlink(temp).catch(() => undefined);
     throw error;
@@ -264,7 +267,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const fetchOne = async (fileName: string): Promise<void> => {
     const deadline = new Deadline(options.timeoutMs, `prefetching "${fileName}"`);
     try {
-      const outcome = await fetchIntoSpool(options, paths, fileName, deadline);
+      const { outcome } = await fetchIntoSpool(options, paths, fileName, deadline);
       if (outcome === 'fetched') {
         placed.add(fileName);
         summary.fetched.push(fileName);
@@ -321,6 +324,18 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     }
   };
 
+  /**
+   * PostgreSQL asking for segment X (and X being archived) means it is at X: the window follows, also
+   * onto another timeline. A missing X moves nothing (the end of the archive: nothing to fetch past it).
+   */
+  const follow = (name: string, bytes: number): void => {
+    if (classify(name) !== 'segment') return;
+    if (position !== null && name.slice(0, 8) === position.name.slice(0, 8) && name <= position.name) return;
+    const segmentSize = isValidSegmentSize(bytes) ? bytes : (position?.segmentSize ?? 0);
+    position = { name, segmentSize };
+    lastProgress = performance.now();
+  };
+
   /** Serves one request: the file in the spool, or an answer; every outcome is decided by a lookup started after the request was seen. */
   const serve = async (ask: Ask): Promise<void> => {
     try {
@@ -328,22 +343,23 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       const running = inflight.get(ask.name);
       if (running !== undefined) await running;
       // Fetched by the window (before or after the request): that copy was verified like any other.
+      // Fetched for an earlier request of the same name and not taken (PostgreSQL asked again): still verified.
+      if (pinned.has(ask.name) && (await inSpool(ask.name))) return;
       if (placed.has(ask.name) && (await inSpool(ask.name))) {
         placed.delete(ask.name);
         pinned.add(ask.name);
+        follow(ask.name, position?.segmentSize ?? 0);
         return;
       }
       const deadline = new Deadline(options.timeoutMs, `fetching "${ask.name}" for PostgreSQL's request`);
       const work = fetchIntoSpool(options, paths, ask.name, deadline).finally(() => deadline.dispose());
       track(ask.name, work.then(() => undefined, () => undefined));
-      const outcome = await work;
-      if (outcome === 'fetched') {
+      const fetched = await work;
+      const outcome = fetched.outcome;
+      if (fetched.outcome === 'fetched') {
         pinned.add(ask.name);
         summary.fetched.push(ask.name);
-        if (position !== null && position.segmentSize === 0 && classify(ask.name) === 'segment') {
-          const size = (await nodeFs.stat(path.join(paths.entries, ask.name))).size;
-          if (isValidSegmentSize(size)) position = { name: position.name, segmentSize: size };
-        }
+        follow(ask.name, fetched.bytes);
       } else if (outcome === 'missing' && (await confirmMissing(ask.name))) {
         summary.missing.push(ask.name);
         await answer(ask, `missing "${ask.name}" not found in "${options.backend.describe(objectKey(ask.name))}"`);
@@ -390,10 +406,6 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       if (!valid) {
         await answer(ask, 'error').catch(() => undefined);
         continue;
-      }
-      // PostgreSQL asking for segment X means it is at X: the window follows.
-      if (classify(ask.name) === 'segment' && (position === null || ask.name.slice(0, 8) !== position.name.slice(0, 8) || ask.name > position.name)) {
-        position = { name: ask.name, segmentSize: position?.segmentSize ?? 0 };
       }
       void serve(ask);
     }
