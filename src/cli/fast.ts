@@ -79,7 +79,8 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
       decode: request.decode,
       timeoutMs: options.timeoutMs,
       log,
-      reopen: async () => (await import('../backend/registry.js')).openBackend(options.repo, (await import('./settings.js')).backendSettings(options, log)),
+      // S3 answers every GET afresh; a POSIX backend checked its root once, when this worker started.
+      freshLookup: request.backend.kind === 's3' ? 'stateless' : async () => (await import('../backend/registry.js')).openBackend(options.repo, (await import('./settings.js')).backendSettings(options, log)),
     });
     return;
   }

@@ -163,11 +163,13 @@ export interface PrefetcherOptions extends PrefetchOptions {
   decode: DecodeOptions;
   timeoutMs: number;
   /**
-   * Opens the repository afresh, as a new walvault-restore process would (a POSIX backend checks its
-   * root once per instance: a dropped mount or a moved directory then reads as "missing"). A request
-   * is answered "missing" only when this fresh instance says so too; without it, never.
+   * How a request is answered "missing": only when a freshly opened repository says so too (a function
+   * opening it as a new walvault-restore process would: a POSIX backend checks its root once per
+   * instance, so in a long-running worker a dropped mount or a moved directory reads as "missing");
+   * or 'stateless' for a backend whose every lookup is a new request to the store (S3: a 404 is the
+   * store's answer now). Without it, never: such requests go to walvault-restore.
    */
-  reopen?: () => Promise<Backend>;
+  freshLookup?: (() => Promise<Backend>) | 'stateless';
   /** Exit after PostgreSQL has asked for nothing new for this long. */
   idleMs?: number;
   pollMs?: number;
@@ -307,12 +309,14 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
 
   const inSpool = (name: string): Promise<boolean> => nodeFs.stat(path.join(paths.entries, name)).then(() => true, () => false);
 
-  /** True when a freshly opened repository says `name` is not archived (see PrefetcherOptions.reopen); any failure is false. */
+  /** True when `name`, just found missing, may be answered so (see PrefetcherOptions.freshLookup); any failure is false. */
   const confirmMissing = async (name: string): Promise<boolean> => {
-    if (options.reopen === undefined) return false;
+    const freshLookup = options.freshLookup;
+    if (freshLookup === 'stateless') return true;
+    if (freshLookup === undefined) return false;
     const deadline = new Deadline(options.timeoutMs, `looking up "${name}" for PostgreSQL's request`);
     try {
-      const fresh = await deadline.race(options.reopen());
+      const fresh = await deadline.race(freshLookup());
       const info = await fresh.stat(objectKey(name), { signal: deadline.signal });
       return !info.exists;
     } catch (error) {
