@@ -73,11 +73,12 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
     await restoreFile(request);
     return;
   }
-  const [{ restoreWithPrefetch, runPrefetcher }, { defaultSpoolDir, spoolIdentity, startWorker }] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
+  const [{ restoreWithPrefetch, runPrefetcher }, { defaultSpoolDir, spoolIdentity, spoolPaths, startWorker }] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
   const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.targetPath);
   const identity = spoolIdentity('restore', args);
   if (raw[WORKER_FLAG] === 'prefetch') {
     request.deadline.dispose();
+    const log = workerLogger('walvault-restore', options);
     await runPrefetcher({
       spoolDir,
       prefetch,
@@ -87,7 +88,9 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
       backend: request.backend,
       decode: request.decode,
       timeoutMs: options.timeoutMs,
-      log: workerLogger('walvault-restore', options),
+      log,
+      // S3 answers every GET afresh; a POSIX backend checked its root once, when this worker started.
+      freshLookup: request.backend.kind === 's3' ? 'stateless' : async () => (await import('../backend/registry.js')).openBackend(options.repo, (await import('./settings.js')).backendSettings(options, log)),
     });
     return;
   }
@@ -95,7 +98,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
     await restoreFile(request);
     return;
   }
-  await restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, identity }, () => startWorker('prefetch', args));
+  await restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, identity }, () => startWorker('prefetch', args, { pidFile: spoolPaths(spoolDir, 'restore').pidFile }));
 }
 
 /** Directory part of a path as PostgreSQL passes it (pg_wal/NAME → pg_wal; NAME → .). */

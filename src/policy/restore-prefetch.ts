@@ -7,7 +7,12 @@
 // - A request on another timeline discards what was fetched for the old one; the spool is bounded
 //   by bytes (in-flight downloads included); the worker stops at the end of the archive and when
 //   PostgreSQL stops asking, removing what it fetched and nobody took.
-import { createWriteStream } from 'node:fs';
+// - While the worker runs, the launcher does not start Node for a file that is not in the spool: it
+//   posts a request (restore.ask/NAME.PID, created by the launcher, PID = the launcher's shell) and the
+//   worker answers it with a lookup in the repository started after it saw the request: the file,
+//   verified, in the spool; or "missing" (only when the repository says so, never from an earlier
+//   look); or "error" (the launcher then starts Node, which reports it under --on-error).
+import { createWriteStream, existsSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -21,7 +26,7 @@ import type { Logger } from '../core/log.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
-import { clearDirectory, openSpool, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+import { clearDirectory, ensureDirectory, openSpool, processAlive, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of restore prefetch. */
 export interface PrefetchOptions {
@@ -37,6 +42,11 @@ export interface PrefetchOptions {
   identity: string;
 }
 
+/** Folder of the launcher's requests to a running worker (see the file comment). */
+export function askDirectory(paths: SpoolPaths): string {
+  return path.join(paths.root, 'restore.ask');
+}
+
 /** The cursor file: the last segment PostgreSQL asked for and the segment size. */
 function cursorFile(paths: SpoolPaths): string {
   return path.join(paths.root, 'restore.cursor');
@@ -48,7 +58,8 @@ async function discardStale(paths: SpoolPaths, current: string, log: Logger): Pr
   const names = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
   let dropped = 0;
   for (const name of names) {
-    if (name.slice(0, 8) !== timeline || name < current) {
+    // Only the prefetch window (segments); a file fetched for a request is the worker's to clean up.
+    if (classify(name) === 'segment' && (name.slice(0, 8) !== timeline || name < current)) {
       await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
       dropped += 1;
     }
@@ -82,8 +93,12 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
       // not prefetched (or taken meanwhile): restore it here
     }
   }
+  if (!segment) {
+    await startForRecovery(request, options, paths, start);
+    return restoreFile(request);
+  }
   const result = await restoreFile(request);
-  if (!segment || options.prefetch === 0 || !isValidSegmentSize(result.bytes)) return result;
+  if (options.prefetch === 0 || !isValidSegmentSize(result.bytes)) return result;
   try {
     if (owner !== null && (await workerAlive(paths))) {
       await noteCursor(paths, fileName, result.bytes);
@@ -97,6 +112,24 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
     request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
   }
   return result;
+}
+
+/**
+ * PostgreSQL's first request of a recovery is a timeline history file (RECOVERYHISTORY, with
+ * recovery.signal or standby.signal in the data directory), and the first segment follows at once:
+ * the worker is started here, so its own start overlaps this request and it serves the next ones.
+ * Without a segment request it stops after a third of its idle time, removing the spool.
+ */
+async function startForRecovery(request: RestoreRequest, options: PrefetchOptions, paths: SpoolPaths, start: () => void): Promise<void> {
+  if (options.prefetch === 0 || path.basename(request.targetPath) !== 'RECOVERYHISTORY') return;
+  if (!existsSync('recovery.signal') && !existsSync('standby.signal')) return;
+  try {
+    if (await workerAlive(paths)) return;
+    await openSpool(paths, options.identity);
+    start();
+  } catch (error) {
+    request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
+  }
 }
 
 /** True when the segment after `fileName` is in the repository: only then is a prefetcher worth starting. */
@@ -129,6 +162,14 @@ export interface PrefetcherOptions extends PrefetchOptions {
   backend: Backend;
   decode: DecodeOptions;
   timeoutMs: number;
+  /**
+   * How a request is answered "missing": only when a freshly opened repository says so too (a function
+   * opening it as a new walvault-restore process would: a POSIX backend checks its root once per
+   * instance, so in a long-running worker a dropped mount or a moved directory reads as "missing");
+   * or 'stateless' for a backend whose every lookup is a new request to the store (S3: a 404 is the
+   * store's answer now). Without it, never: such requests go to walvault-restore.
+   */
+  freshLookup?: (() => Promise<Backend>) | 'stateless';
   /** Exit after PostgreSQL has asked for nothing new for this long. */
   idleMs?: number;
   pollMs?: number;
@@ -143,10 +184,13 @@ export interface PrefetcherSummary {
   locked: boolean;
 }
 
-/** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. Returns false when not archived. */
-async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<'fetched' | 'missing' | 'corrupt'> {
+/** Outcome of one download into the spool. */
+type SpoolFetch = { outcome: 'fetched'; bytes: number } | { outcome: 'missing' | 'corrupt' };
+
+/** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. */
+async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<SpoolFetch> {
   const object = await options.backend.read(objectKey(fileName), { signal: deadline.signal });
-  if (object === null) return 'missing';
+  if (object === null) return { outcome: 'missing' };
   const decoded = await decodeStored(object, options.decode);
   const hasher = await HashingStream.create({ headLimit: 0 });
   const temp = path.join(paths.work, `${fileName}.${process.pid}`);
@@ -157,7 +201,7 @@ async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fil
     if (meta !== null && (meta.contentHash !== hasher.digest() || meta.contentSize !== hasher.bytes)) {
       options.log.warn(`prefetched "${fileName}" does not match its recorded hash ${meta.contentHash} (got ${hasher.digest()}); discarded, the request will report it`);
       await nodeFs.unlink(temp).catch(() => undefined);
-      return 'corrupt';
+      return { outcome: 'corrupt' };
     }
     const handle = await nodeFs.open(temp, 'r');
     try {
@@ -166,21 +210,42 @@ async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fil
       await handle.close();
     }
     await nodeFs.rename(temp, path.join(paths.entries, fileName));
-    return 'fetched';
+    return { outcome: 'fetched', bytes: hasher.bytes };
   } catch (error) {
     await nodeFs.unlink(temp).catch(() => undefined);
     throw error;
   }
 }
 
+/** A request the launcher posted (restore.ask/NAME.PID). */
+interface Ask {
+  /** File name in the ask folder. */
+  file: string;
+  /** Wanted WAL file name. */
+  name: string;
+  /** The launcher's shell; the request is void once it is gone. */
+  pid: number;
+  /** Being served or served: never answered twice. */
+  taken: boolean;
+}
+
+/** Parses an ask file name (NAME.PID); null for anything else (temp files start with a dot). */
+function parseAsk(file: string): Ask | null {
+  const match = /^([0-9A-Za-z.]+)\.(\d+)$/.exec(file);
+  if (match === null || match[1] === undefined || file.startsWith('.')) return null;
+  return { file, name: match[1], pid: Number(match[2]), taken: false };
+}
+
 /**
  * The background worker: keeps the `prefetch` segments after PostgreSQL's position in the spool,
- * `parallel` downloads at a time, within `maxBytes`. Follows the position through the cursor file and
- * through files disappearing from the spool (taken by the launcher); stops at the end of the archive
- * once PostgreSQL stops asking, on a failure, or after `idleMs` without progress.
+ * `parallel` downloads at a time, within `maxBytes`, and answers the launcher's requests for anything
+ * else (see the file comment). Follows the position through the cursor file, the requests, and files
+ * disappearing from the spool (taken by the launcher); stops on a failure, or after `idleMs` without
+ * progress or requests (a third of that when it never learnt a position).
  */
 export async function runPrefetcher(options: PrefetcherOptions): Promise<PrefetcherSummary> {
   const paths = spoolPaths(options.spoolDir, 'restore');
+  const asksDir = askDirectory(paths);
   const summary: PrefetcherSummary = { fetched: [], missing: [], corrupt: [], locked: false };
   await openSpool(paths, options.identity);
   const release = await takeWorkerLock(paths);
@@ -193,14 +258,18 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const placed = new Set<string>();
   const inflight = new Map<string, Promise<void>>();
   const missingAt = new Map<string, number>();
+  const asks = new Map<string, Ask>();
+  /** Files fetched for a request: kept until the request is gone, whatever the window does. */
+  const pinned = new Set<string>();
   let failed = false;
   let position = await readCursor(paths);
+  let lastNoted = position === null ? '' : `${position.name} ${position.segmentSize}`;
   let lastProgress = performance.now();
 
   const fetchOne = async (fileName: string): Promise<void> => {
     const deadline = new Deadline(options.timeoutMs, `prefetching "${fileName}"`);
     try {
-      const outcome = await fetchIntoSpool(options, paths, fileName, deadline);
+      const { outcome } = await fetchIntoSpool(options, paths, fileName, deadline);
       if (outcome === 'fetched') {
         placed.add(fileName);
         summary.fetched.push(fileName);
@@ -221,58 +290,199 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     }
   };
 
+  /** Registers a download under its name until it settles (a later download of the same name keeps its own entry). */
+  const track = (name: string, work: Promise<void>): void => {
+    const entry: Promise<void> = work.finally(() => {
+      if (inflight.get(name) === entry) inflight.delete(name);
+    });
+    inflight.set(name, entry);
+  };
+  /** True while a launcher waits for that name: the window must not discard it. */
+  const asked = (name: string): boolean => pinned.has(name) || [...asks.values()].some((ask) => ask.name === name);
+
+  /** Replaces the ask file's content with the answer (temp file + rename: the launcher never reads half a line). */
+  const answer = async (ask: Ask, text: string): Promise<void> => {
+    const temp = path.join(asksDir, `.${ask.file}.${process.pid}`);
+    await nodeFs.writeFile(temp, `${text}\n`);
+    await nodeFs.rename(temp, path.join(asksDir, ask.file));
+  };
+
+  const inSpool = (name: string): Promise<boolean> => nodeFs.stat(path.join(paths.entries, name)).then(() => true, () => false);
+
+  /** True when `name`, just found missing, may be answered so (see PrefetcherOptions.freshLookup); any failure is false. */
+  const confirmMissing = async (name: string): Promise<boolean> => {
+    const freshLookup = options.freshLookup;
+    if (freshLookup === 'stateless') return true;
+    if (freshLookup === undefined) return false;
+    const deadline = new Deadline(options.timeoutMs, `looking up "${name}" for PostgreSQL's request`);
+    try {
+      const fresh = await deadline.race(freshLookup());
+      const info = await fresh.stat(objectKey(name), { signal: deadline.signal });
+      return !info.exists;
+    } catch (error) {
+      const text = error instanceof WalvaultError ? error.oneLine() : (error as Error).message;
+      options.log.warn(`looking up "${name}" for PostgreSQL's request failed, leaving it to walvault-restore: ${text}`);
+      return false;
+    } finally {
+      deadline.dispose();
+    }
+  };
+
+  /**
+   * PostgreSQL asking for segment X (and X being archived) means it is at X: the window follows, also
+   * onto another timeline. A missing X moves nothing (the end of the archive: nothing to fetch past it).
+   */
+  const follow = (name: string, bytes: number): void => {
+    if (classify(name) !== 'segment') return;
+    if (position !== null && name.slice(0, 8) === position.name.slice(0, 8) && name <= position.name) return;
+    const segmentSize = isValidSegmentSize(bytes) ? bytes : (position?.segmentSize ?? 0);
+    position = { name, segmentSize };
+    lastProgress = performance.now();
+  };
+
+  /** Serves one request: the file in the spool, or an answer; every outcome is decided by a lookup started after the request was seen. */
+  const serve = async (ask: Ask): Promise<void> => {
+    try {
+      await answer(ask, 'fetching');
+      const running = inflight.get(ask.name);
+      if (running !== undefined) await running;
+      // Fetched by the window (before or after the request): that copy was verified like any other.
+      // Fetched for an earlier request of the same name and not taken (PostgreSQL asked again): still verified.
+      if (pinned.has(ask.name) && (await inSpool(ask.name))) return;
+      if (placed.has(ask.name) && (await inSpool(ask.name))) {
+        placed.delete(ask.name);
+        pinned.add(ask.name);
+        follow(ask.name, position?.segmentSize ?? 0);
+        return;
+      }
+      const deadline = new Deadline(options.timeoutMs, `fetching "${ask.name}" for PostgreSQL's request`);
+      const work = fetchIntoSpool(options, paths, ask.name, deadline).finally(() => deadline.dispose());
+      track(ask.name, work.then(() => undefined, () => undefined));
+      const fetched = await work;
+      const outcome = fetched.outcome;
+      if (fetched.outcome === 'fetched') {
+        pinned.add(ask.name);
+        summary.fetched.push(ask.name);
+        follow(ask.name, fetched.bytes);
+      } else if (outcome === 'missing' && (await confirmMissing(ask.name))) {
+        summary.missing.push(ask.name);
+        await answer(ask, `missing "${ask.name}" not found in "${options.backend.describe(objectKey(ask.name))}"`);
+      } else if (outcome === 'missing') {
+        // Archived meanwhile, or the fresh look failed: walvault-restore decides.
+        await answer(ask, 'error');
+      } else {
+        summary.corrupt.push(ask.name);
+        await answer(ask, 'error');
+      }
+    } catch (error) {
+      // The launcher starts Node for it, which retries and reports under --on-error.
+      const text = error instanceof WalvaultError ? error.oneLine() : (error as Error).message;
+      options.log.warn(`fetching "${ask.name}" for PostgreSQL's request failed, leaving it to walvault-restore: ${text}`);
+      await answer(ask, 'error').catch(() => undefined);
+    }
+  };
+
+  /** Reads new requests, drops those whose launcher is gone (and what was fetched only for them). */
+  const readAsks = async (): Promise<void> => {
+    const files = await nodeFs.readdir(asksDir).catch(() => [] as string[]);
+    const present = new Set(files);
+    for (const [file, ask] of asks) {
+      if (!present.has(file)) asks.delete(file);
+    }
+    for (const file of files) {
+      const ask = asks.get(file) ?? parseAsk(file);
+      if (ask === null) continue;
+      if (!processAlive(ask.pid)) {
+        await nodeFs.unlink(path.join(asksDir, file)).catch(() => undefined);
+        asks.delete(file);
+        continue;
+      }
+      if (ask.taken) continue;
+      asks.set(file, ask);
+      ask.taken = true;
+      lastProgress = performance.now();
+      let valid = true;
+      try {
+        validateFileName(ask.name);
+      } catch {
+        valid = false;
+      }
+      if (!valid) {
+        await answer(ask, 'error').catch(() => undefined);
+        continue;
+      }
+      void serve(ask);
+    }
+    for (const name of [...pinned]) {
+      if ([...asks.values()].some((ask) => ask.name === name)) continue;
+      pinned.delete(name);
+      if (!placed.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+    }
+  };
+
   try {
-    while (position !== null) {
+    await ensureDirectory(asksDir);
+    for (;;) {
+      // The cursor (written by walvault-restore in the foreground) counts when it changed: requests move the position too.
       const noted = await readCursor(paths);
-      if (noted !== null && (noted.name > position.name || noted.name.slice(0, 8) !== position.name.slice(0, 8))) {
+      const notedText = noted === null ? '' : `${noted.name} ${noted.segmentSize}`;
+      if (noted !== null && notedText !== lastNoted && (position === null || noted.name > position.name || noted.name.slice(0, 8) !== position.name.slice(0, 8))) {
         position = noted;
         lastProgress = performance.now();
       }
+      lastNoted = notedText;
+      if (noted !== null && position !== null && position.segmentSize === 0) position = { name: position.name, segmentSize: noted.segmentSize };
+      await readAsks();
       // Files taken by the launcher (renamed to %p) move the position too.
       for (const name of [...placed]) {
-        if (inflight.has(name)) continue;
-        const present = await nodeFs.stat(path.join(paths.entries, name)).then(() => true, () => false);
-        if (!present) {
+        if (inflight.has(name) || asked(name)) continue;
+        if (!(await inSpool(name))) {
           placed.delete(name);
-          if (name.slice(0, 8) === position.name.slice(0, 8) && name > position.name) {
+          if (position !== null && name.slice(0, 8) === position.name.slice(0, 8) && name > position.name) {
             position = { name, segmentSize: position.segmentSize };
             lastProgress = performance.now();
           }
         }
       }
       if (failed && inflight.size === 0) break;
-      const id = parseSegmentName(position.name);
-      if (id === null) break;
-      const timeline = position.name.slice(0, 8);
-      for (const name of [...placed]) {
-        if (name.slice(0, 8) !== timeline || name <= position.name) {
-          await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
-          placed.delete(name);
-        }
-      }
-      const base = segmentNumber(id, position.segmentSize);
-      const budget = Math.floor(options.maxBytes / position.segmentSize);
-      if (!failed) {
-        for (let step = 1; step <= options.prefetch; step += 1) {
-          if (inflight.size >= options.parallel || placed.size + inflight.size >= budget) break;
-          const name = segmentFileName(id.timeline, base + BigInt(step), position.segmentSize);
-          const missingSince = missingAt.get(name);
-          if (missingSince !== undefined) {
-            if (performance.now() - missingSince < 1000) break; // the end of the archive (for now)
-            missingAt.delete(name);
+      const id = position === null ? null : parseSegmentName(position.name);
+      if (position !== null && id !== null && position.segmentSize > 0) {
+        const timeline = position.name.slice(0, 8);
+        for (const name of [...placed]) {
+          if (asked(name)) continue;
+          if (name.slice(0, 8) !== timeline || name <= position.name) {
+            await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+            placed.delete(name);
           }
-          if (placed.has(name) || inflight.has(name)) continue;
-          inflight.set(name, fetchOne(name).finally(() => inflight.delete(name)));
+        }
+        const base = segmentNumber(id, position.segmentSize);
+        const budget = Math.floor(options.maxBytes / position.segmentSize);
+        if (!failed) {
+          for (let step = 1; step <= options.prefetch; step += 1) {
+            if (inflight.size >= options.parallel || placed.size + inflight.size >= budget) break;
+            const name = segmentFileName(id.timeline, base + BigInt(step), position.segmentSize);
+            const missingSince = missingAt.get(name);
+            if (missingSince !== undefined) {
+              if (performance.now() - missingSince < 1000) break; // the end of the archive (for now)
+              missingAt.delete(name);
+            }
+            if (placed.has(name) || inflight.has(name)) continue;
+            track(name, fetchOne(name));
+          }
         }
       }
-      if (inflight.size === 0 && performance.now() - lastProgress > idleMs) break;
-      if (inflight.size >= options.parallel) await Promise.race(inflight.values());
-      else await sleep(pollMs);
+      const limit = position === null ? idleMs / 3 : idleMs;
+      if (inflight.size === 0 && asks.size === 0 && performance.now() - lastProgress > limit) break;
+      // Wake up for the next request at once rather than after a download: requests come every few ms.
+      await sleep(pollMs);
     }
   } finally {
     await Promise.allSettled(inflight.values());
-    for (const name of placed) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+    for (const name of new Set([...placed, ...pinned])) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
     await clearDirectory(paths.work);
+    // Requests still open get no answer: their launchers see the worker gone and start Node.
+    await clearDirectory(asksDir);
+    await nodeFs.rmdir(asksDir).catch(() => undefined);
     // Leave no trace in pg_wal once recovery stops asking: the spool is created again when needed.
     await nodeFs.unlink(cursorFile(paths)).catch(() => undefined);
     await nodeFs.rmdir(paths.work).catch(() => undefined);

@@ -1,12 +1,12 @@
 // Scenarios for restore prefetch: verified files handed over by rename, timeline changes, corruption, the byte bound, kill -9.
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../support/cli.js';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
-import { killWorker, runNoWait, waitForWorkerStart } from '../support/spool.js';
+import { exists, killWorker, runNoWait, waitForWorkerStart, workerPid } from '../support/spool.js';
 
 const MiB = 1 << 20;
 const seg = (timeline: number, n: number): string => `${timeline.toString(16).toUpperCase().padStart(8, '0')}00000000${n.toString(16).toUpperCase().padStart(8, '0')}`;
@@ -144,5 +144,93 @@ describe('walvault-restore prefetch', () => {
       expect(result.code).toBe(0);
       expect((await recovered()).equals(contents.get(name)!)).toBe(true);
     }
+  });
+});
+
+// While the prefetcher runs, the launcher asks it for files that are not in the spool instead of starting
+// Node. WALVAULT_NODE pointing at a script that exits 99 proves which path answered: Node would exit 99.
+describe('walvault-restore requests to the running prefetcher', () => {
+  let noNode: Record<string, string>;
+  beforeEach(async () => {
+    const script = path.join(temp.dir, 'no-node');
+    await writeFile(script, '#!/bin/sh\nexit 99\n');
+    await chmod(script, 0o755);
+    noNode = { WALVAULT_NODE: script };
+  });
+  const ask = (name: string, target = 'pg_wal/RECOVERYXLOG') => runNoWait('walvault-restore', [`--repo=${repo}`, '--prefetch=3', name, target], { cwd: dataDir, env: noNode });
+
+  it('answers "not found" at the end of the archive from a lookup made after the request, never from an earlier one', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
+    await waitForSpool(names.slice(1));
+    const end = await ask(seg(1, 4));
+    expect(end.code).toBe(1);
+    expect(end.stderr).toBe(`walvault-restore: info: "${seg(1, 4)}" not found in "${path.join(repo, 'wal', seg(1, 4).slice(0, 16), seg(1, 4))}"\n`);
+    // The prefetcher has seen it missing; once archived, the next request gets it all the same.
+    await archiveIntoRepo([seg(1, 4)]);
+    const later = await ask(seg(1, 4));
+    expect(later.code).toBe(0);
+    expect((await recovered()).equals(contents.get(seg(1, 4))!)).toBe(true);
+    expect(await workerPid(spool, 'restore')).not.toBeNull();
+  });
+
+  it('serves timeline history files and a segment handed over before (the re-read at the end of recovery), verified', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    const history = Buffer.from('1\t0/3000000\tno recovery target specified\n');
+    await writeFile(path.join(temp.dir, 'primary', '00000002.history'), history);
+    expect((await run('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', '00000002.history', '00000002.history'], { cwd: path.join(temp.dir, 'primary') })).code).toBe(0);
+    expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
+    await waitForSpool(names.slice(1));
+    expect((await ask(names[1]!)).code).toBe(0);
+    const again = await ask(names[1]!);
+    expect(again.code).toBe(0);
+    expect((await recovered()).equals(contents.get(names[1]!)!)).toBe(true);
+    const found = await ask('00000002.history', 'pg_wal/RECOVERYHISTORY');
+    expect(found.code).toBe(0);
+    expect(found.stderr).toBe('walvault-restore: info: restored "00000002.history" to "pg_wal/RECOVERYHISTORY" (prefetched and verified in "pg_wal/walvault/restore")\n');
+    expect((await readFile(path.join(dataDir, 'pg_wal', 'RECOVERYHISTORY'))).equals(history)).toBe(true);
+    const missing = await ask('00000003.history', 'pg_wal/RECOVERYHISTORY');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`walvault-restore: info: "00000003.history" not found in "${path.join(repo, 'wal', '00000003.history')}"\n`);
+  });
+
+  it('leaves a failure to walvault-restore: a moved repository is never answered "not found" (exit 128 in archive recovery)', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
+    await waitForSpool(names.slice(1));
+    await rename(repo, `${repo}-away`);
+    try {
+      // With Node unavailable, the launcher's fallback shows: the worker did not answer it.
+      expect((await ask(seg(1, 4))).code).toBe(99);
+      const real = await restore(seg(1, 4), ['--prefetch=3']);
+      expect(real.code).toBe(128);
+      expect(real.stderr).toContain(`repository directory "${repo}" does not exist; stopping recovery`);
+    } finally {
+      await rename(`${repo}-away`, repo);
+    }
+  });
+
+  it('is started by the launcher at the first history-file request of a recovery, and serves the first segment', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    const probe = await runNoWait('walvault-restore', [`--repo=${repo}`, '--prefetch=3', '00000002.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir });
+    expect(probe.code).toBe(1);
+    expect(probe.stderr).toBe(`walvault-restore: info: "00000002.history" not found in "${path.join(repo, 'wal', '00000002.history')}"\n`);
+    expect(await waitForWorkerStart(spool, 'restore')).not.toBeNull();
+    const first = await ask(names[0]!);
+    expect(first.code).toBe(0);
+    expect((await recovered()).equals(contents.get(names[0]!)!)).toBe(true);
+    await waitForSpool(names.slice(1));
+  });
+
+  it('does not start a worker for a history file restored outside a recovery (no recovery.signal or standby.signal)', async () => {
+    await rm(path.join(dataDir, 'recovery.signal'));
+    const probe = await runNoWait('walvault-restore', [`--repo=${repo}`, '00000002.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir });
+    expect(probe.code).toBe(1);
+    await sleep(300);
+    expect(exists(spool)).toBe(false);
   });
 });
