@@ -21,6 +21,6 @@ const fastPath = (entry) => {
 const start = (entry) => (entry === 'walvault' ? 'wv_run "${self%/*}/@ENTRY@.js" "$@"' : readSource('launcher-snapshot.sh').trimEnd());
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
-  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replaceAll('@ENTRY@', entry));
+  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@SNAPSHOT_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-snapshot-check.sh').trimEnd())).replaceAll('@ENTRY@', entry));
   chmodSync(target, 0o755);
 }

@@ -18,9 +18,10 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/archive.owner" ]; }; then
         # While the background pusher runs (its pid file names a live process), wait for it rather
         # than start Node: for a file it is pushing (a claim file names a live process) up to
-        # --timeout-ish 60 s, for one it has not picked up yet about 0.2 s, or about 1 s while the
+        # --timeout-ish 60 s, for a segment or .backup file it has not picked up yet about 0.2 s, or about 1 s while the
         # pusher is still loading (its pid file says "starting"; Node competing for the CPU would slow both).
-        wv_i=0 wv_s=0
+        wv_i=0 wv_s=0 wv_seg=
+        case $wv_f in *.backup) wv_seg=1 ;; *) [ ${#wv_f} -eq 24 ] && wv_seg=1 ;; esac
         while :; do
           if [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ]; then
             [ "$wv_quiet" = true ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_spool/archive\")" >&2
@@ -30,9 +31,9 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
           if read -r wv_pid wv_state 2>/dev/null < "$wv_spool/archive.pid" && kill -0 "$wv_pid" 2>/dev/null; then
             if read -r wv_c 2>/dev/null < "$wv_spool/archive.work/$wv_f" && kill -0 "$wv_c" 2>/dev/null; then
               [ "$wv_i" -lt 6000 ] && wv_w=1
-            elif [ "$wv_state" = starting ] && [ "$wv_i" -lt 100 ] && [ ${#wv_f} -eq 24 ]; then
+            elif [ "$wv_state" = starting ] && [ "$wv_i" -lt 100 ] && [ -n "$wv_seg" ]; then
               wv_w=1 wv_s=$wv_i
-            elif [ $((wv_i - wv_s)) -lt 20 ] && [ ${#wv_f} -eq 24 ]; then
+            elif [ $((wv_i - wv_s)) -lt 20 ] && [ -n "$wv_seg" ]; then
               wv_w=1
             fi
           fi

@@ -27,7 +27,13 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
             && ! { read -r wv_pid 2>/dev/null < "$wv_spool/restore.pid" && kill -0 "$wv_pid" 2>/dev/null; } \
             && { [ -d "$wv_spool" ] || mkdir -m 700 "$wv_spool" 2>/dev/null; }; then
             wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0
-            "${WALVAULT_NODE:-node}" --expose-gc "${wv_self%/*}/walvault-restore.js" --internal-worker=prefetch "$@" </dev/null >/dev/null &
+            # From the start-up snapshot when it fits: a worker that cannot start leaves no live pid,
+            # and the requests below then go to Node as before.
+            if wv_snapshot_fits "${wv_self%/*}"; then
+              "$wv_node" --expose-gc --snapshot-blob "${wv_self%/*}/walvault.blob" "${wv_self%/*}/walvault-restore.js" --internal-worker=prefetch "$@" </dev/null >/dev/null &
+            else
+              "$wv_node" --expose-gc "${wv_self%/*}/walvault-restore.js" --internal-worker=prefetch "$@" </dev/null >/dev/null &
+            fi
             { echo "$!" > "$wv_spool/restore.pid"; } 2>/dev/null && wv_start=1
           fi
           ;;

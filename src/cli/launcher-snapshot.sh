@@ -4,13 +4,8 @@
 # compiled code (a `tsc` after the build would otherwise run stale code), and no NODE_OPTIONS could
 # change V8's flags; otherwise, and whenever the snapshot does not get as far as running JavaScript
 # (the first thing it does is write "started" on fd 3), the normal entry point runs: nothing was done yet.
-wv_snap=
-if [ -z "${WALVAULT_NO_SNAPSHOT-}" ] && [ -z "${NODE_OPTIONS-}" ] && [ "${self%/*}/walvault.blob" -nt "${self%/*}/main.js" ] \
-  && read -r wv_stamp 2>/dev/null < "${self%/*}/walvault.blob.stamp"; then
-  wv_bin=$(command -v "$wv_node") && [ "$wv_stamp" = "$(stat -Lc '%d:%i:%s:%Y' -- "$wv_bin" 2>/dev/null)" ] && wv_snap=1
-fi
 status=
-if [ -n "$wv_snap" ]; then
+if wv_snapshot_fits "${self%/*}"; then
   wv_run --snapshot-blob "${self%/*}/walvault.blob" "${self%/*}/@ENTRY@.js" "$@"
   case $status in
     started) status= ;;

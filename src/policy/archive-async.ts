@@ -10,7 +10,8 @@
 // - Nothing is queued in memory and nothing is dropped: the worker reads what to push from
 //   pg_wal/archive_status, and every file is still archived by PostgreSQL's own request if the
 //   worker is slow, stopped, killed, or the spool is deleted.
-// - Only plain segments are pushed ahead. `.history`, `.partial` and `.backup` files are archived
+// - Only plain segments and `.backup` files (a base backup's small label, which no other server
+//   reads to choose anything) are pushed ahead. `.history` and `.partial` files are archived
 //   synchronously when PostgreSQL asks for them, and nothing is pushed while a `.history` file is
 //   waiting: PostgreSQL archives history files first, and a new timeline's history must reach the
 //   repository before its segments (another server picks its new timeline ID from the archive).
@@ -129,7 +130,7 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   const segment = classify(fileName) === 'segment';
   let startWorker = false;
   if (segment && options.pushAhead > 0) {
-    const waiting = (await readyFiles(walDir)).some((name) => name > fileName && classify(name) === 'segment');
+    const waiting = (await readyFiles(walDir)).some((name) => name > fileName && pushable(name));
     startWorker = waiting && !(trusted && (await workerAlive(paths)));
   }
   if (startWorker) {
@@ -159,6 +160,12 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   }
   if (workerPid !== undefined) await pushWhileWorkerStarts(request, options, walDir, workerPid);
   return result;
+}
+
+/** Files the pushers may store ahead of PostgreSQL's request: segments and backup history (label) files. */
+function pushable(name: string): boolean {
+  const kind = classify(name);
+  return kind === 'segment' || kind === 'backup';
 }
 
 /** Longest time the process that started the worker keeps pushing while the worker loads. */
@@ -327,7 +334,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
       if (!failed && !ready.some((name) => classify(name) === 'history')) {
         for (const name of ready) {
           if (inflight.size >= options.parallel || ahead + inflight.size >= options.pushAhead) break;
-          if (classify(name) !== 'segment' || inflight.has(name) || pushedHere.has(name) || name <= options.after) continue;
+          if (!pushable(name) || inflight.has(name) || pushedHere.has(name) || name <= options.after) continue;
           if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
           if ((await liveClaimer(paths, name)) !== null) continue;
           const job = pushOne(name).finally(() => inflight.delete(name));

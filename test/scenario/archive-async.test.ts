@@ -156,6 +156,22 @@ describe('walvault-archive push-ahead', () => {
     for (const name of names) expect(exists(stored(name))).toBe(true);
   });
 
+  it('pushes a .backup file (a base backup label) ahead with the segments around it and answers it from the spool', async () => {
+    const backup = `${seg(1, 2)}.00000028.backup`;
+    const names = [seg(1, 1), seg(1, 2), backup, seg(1, 3)];
+    const label = Buffer.from(`START WAL LOCATION: 0/2000028 (file ${seg(1, 2)})\nSTOP WAL LOCATION: 0/2000100 (file ${seg(1, 2)})\n`);
+    for (const name of names) await makeReady(dataDir, name, name === backup ? label : pseudoRandomBytes(MiB, name));
+
+    expect((await archive(names[0]!)).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    await markDone(dataDir, names[0]!);
+    expect(await markers()).toEqual(names.slice(1).sort());
+    await expectMarkersTruthful();
+    const rest = await archiveAll(names.slice(1));
+    expect(rest.map((r) => r.code)).toEqual([0, 0, 0]);
+    expect(rest.find((r) => r.name === backup)?.stderr).toBe(`walvault-archive: info: "${backup}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
+  });
+
   it('handles two timelines: nothing is pushed while a .history file waits, .partial and .history are archived on request only', async () => {
     const tl1 = [seg(1, 5), `${seg(1, 6)}.partial`];
     const history = '00000002.history';

@@ -219,7 +219,10 @@ describe('walvault-restore requests to the running prefetcher', () => {
     const probe = await runNoWait('walvault-restore', [`--repo=${repo}`, '--prefetch=3', '00000002.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir });
     expect(probe.code).toBe(1);
     expect(probe.stderr).toBe(`walvault-restore: info: "00000002.history" not found in "${path.join(repo, 'wal', '00000002.history')}"\n`);
-    expect(await waitForWorkerStart(spool, 'restore')).not.toBeNull();
+    const worker = await waitForWorkerStart(spool, 'restore');
+    expect(worker).not.toBeNull();
+    // Started from the start-up snapshot (the build made one for this node), like the launcher's own calls.
+    expect((await readFile(`/proc/${worker}/cmdline`, 'utf8')).split('\0')).toContain('--snapshot-blob');
     const first = await ask(names[0]!);
     expect(first.code).toBe(0);
     expect((await recovered()).equals(contents.get(names[0]!)!)).toBe(true);
