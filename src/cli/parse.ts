@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { WalvaultError } from '../core/errors.js';
 import { OPTION_TABLE, type OptionSpec, type Program } from './options.js';
+import type { HelpPage } from './yargs-options.js';
 
 /** What one executable takes besides the table's options. */
 export interface CommandLineSpec {
@@ -194,4 +195,16 @@ export function parseCommandLine(args: readonly string[], spec: CommandLineSpec,
     raw[name] = positionals[index];
   });
   return { help, raw };
+}
+
+/**
+ * The command line of walvault-archive / walvault-restore: the parsed values, or null after printing
+ * the --help page (yargs formats it and is loaded only then).
+ */
+export async function parseOrPrintHelp(args: readonly string[], page: HelpPage & { extraFlags?: readonly string[] }): Promise<Record<string, unknown> | null> {
+  const { help, raw } = parseCommandLine(args, { program: page.program, positionals: page.positionals.map((positional) => positional.name), extraFlags: page.extraFlags });
+  if (!help) return raw;
+  const { printHelp } = await import('./yargs-options.js');
+  await printHelp(page);
+  return null;
 }

@@ -2,26 +2,23 @@
 // PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import type { CommandContext } from './main.js';
-import { parseCommandLine } from './parse.js';
+import { parseOrPrintHelp } from './parse.js';
 import { decodeOptions, encodeOptions, openRepository } from './settings.js';
 
 /** The walvault-archive command: parses the command line, opens the repository and runs the policy; returns the exit code. */
 export async function archiveMain(context: CommandContext): Promise<number> {
   const args = process.argv.slice(2);
-  const { help, raw } = parseCommandLine(args, { program: 'archive', positionals: ['path', 'name'], extraFlags: [WORKER_FLAG] });
-  if (help) {
-    const { printHelp } = await import('./yargs-options.js');
-    await printHelp({
-      program: 'archive',
-      usage: "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'",
-      describe: 'archive the file at <path> (%p) under <name> (%f)',
-      positionals: [
-        { name: 'path', describe: 'file to archive (%p)' },
-        { name: 'name', describe: 'WAL file name (%f)' },
-      ],
-    });
-    return 0;
-  }
+  const raw = await parseOrPrintHelp(args, {
+    program: 'archive',
+    usage: "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'",
+    describe: 'archive the file at <path> (%p) under <name> (%f)',
+    positionals: [
+      { name: 'path', describe: 'file to archive (%p)' },
+      { name: 'name', describe: 'WAL file name (%f)' },
+    ],
+    extraFlags: [WORKER_FLAG],
+  });
+  if (raw === null) return 0;
   const { options, deadline, backend } = await openRepository(context, raw, 'walvault-archive', `archiving "${String(raw.name)}"`);
   await archiveCommand(args, options, {
     backend,

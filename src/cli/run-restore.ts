@@ -4,7 +4,7 @@ import { EXIT_CODES } from '../core/errors.js';
 import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';
 import { restoreCommand, WORKER_FLAG } from './fast.js';
 import type { CommandContext } from './main.js';
-import { parseCommandLine } from './parse.js';
+import { parseOrPrintHelp } from './parse.js';
 import { decodeOptions, openRepository } from './settings.js';
 
 /** The walvault-restore command: parses the command line, opens the repository and runs the policy; returns the exit code. */
@@ -19,20 +19,17 @@ export async function restoreMain(context: CommandContext): Promise<number> {
   setPolicy(onError);
   try {
     const args = process.argv.slice(2);
-    const { help, raw } = parseCommandLine(args, { program: 'restore', positionals: ['name', 'path'], extraFlags: [WORKER_FLAG] });
-    if (help) {
-      const { printHelp } = await import('./yargs-options.js');
-      await printHelp({
-        program: 'restore',
-        usage: "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'",
-        describe: 'restore the archived <name> (%f) to <path> (%p)',
-        positionals: [
-          { name: 'name', describe: 'WAL file name (%f)' },
-          { name: 'path', describe: 'where to write it (%p)' },
-        ],
-      });
-      return 0;
-    }
+    const raw = await parseOrPrintHelp(args, {
+      program: 'restore',
+      usage: "$0 [options] <name> <path>\n\nrestore_command = 'walvault-restore --repo=URL %f %p'",
+      describe: 'restore the archived <name> (%f) to <path> (%p)',
+      positionals: [
+        { name: 'name', describe: 'WAL file name (%f)' },
+        { name: 'path', describe: 'where to write it (%p)' },
+      ],
+      extraFlags: [WORKER_FLAG],
+    });
+    if (raw === null) return 0;
     setPolicy(resolveOnError(String(raw['on-error']) as OnErrorMode, process.cwd()));
     const { options, deadline, backend } = await openRepository(context, raw, 'walvault-restore', `restoring "${String(raw.name)}"`);
     await restoreCommand(args, options, {
