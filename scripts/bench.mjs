@@ -6,7 +6,7 @@
 // archive_command (or archive_library), reload, and time the server's own archiver until every backlog
 // file is .done; pause archiving, turn the backlog's .done back into .ready, next tool. Recovery: copy
 // the base backup, set restore_command, time the server's start (replay of the whole archive, end of
-// recovery, promotion; timed until the server logs "ready to accept connections"). Medians over --repeats; the first run of each tool is a warm-up that also
+// recovery, promotion; timed until the server logs "ready to accept connections"). Medians over --repeats, taken round-robin across the archive tools (run r of every tool, then run r+1: this VM's disk slows down as gigabytes are written); the first run of each tool is a warm-up that also
 // measures peak memory (GNU time's max RSS of each archive command, plus /proc polling of helpers
 // that run in the background).
 //
@@ -506,29 +506,44 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       return { seconds, failed: after.failed - before.failed, rssKiB: Math.max(timedRss, polledPeak) };
     };
 
-    // basic_archive first and last-but-not-switching: the library is switched at most twice.
+    // Runs go round-robin (a warm-up of every tool, then run r of every tool, ...): this VM's disk
+    // gets slower as gigabytes are written (the same tool measured 0.78 s, then 2.27 s five runs
+    // later), so measuring one tool's runs back to back would favour the tools measured first.
+    // basic_archive leads each round (the library is switched twice per round, untimed).
     archiveTools.sort((a, b) => (b.inServer ? 1 : 0) - (a.inServer ? 1 : 0));
+    const measured = new Map();
     for (const tool of archiveTools) {
-      log(`archive: ${tool.key}`);
+      log(`archive: ${tool.key} (warm-up, memory)`);
       try {
         const warm = await archiveOnce(tool, { measureMemory: true });
-        const times = [];
-        let failed = warm.failed;
-        if (tool.slow || REPEATS < 1) times.push(warm.seconds);
-        else {
-          for (let r = 0; r < REPEATS; r++) {
-            const res = await archiveOnce(tool, { measureMemory: false });
-            times.push(res.seconds);
-            failed += res.failed;
-          }
-        }
-        const secs = median(times);
-        const row = { key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, rssKiB: tool.inServer ? null : warm.rssKiB, failed };
-        results.archive.push(row);
-        log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), peak ${row.rssKiB ?? '-'} KiB, failures ${failed}`);
+        measured.set(tool.key, { warm, times: tool.slow || REPEATS < 1 ? [warm.seconds] : [], failed: warm.failed });
       } catch (error) {
         await abandonRow(tool.key, error);
       }
+    }
+    for (let r = 0; r < REPEATS; r++) {
+      for (const tool of archiveTools) {
+        const state = measured.get(tool.key);
+        if (state === undefined || tool.slow) continue;
+        try {
+          const res = await archiveOnce(tool, { measureMemory: false });
+          state.times.push(res.seconds);
+          state.failed += res.failed;
+        } catch (error) {
+          measured.delete(tool.key);
+          await abandonRow(tool.key, error);
+        }
+      }
+      log(`archive: round ${r + 1} of ${REPEATS} done`);
+    }
+    for (const tool of archiveTools) {
+      const state = measured.get(tool.key);
+      if (state === undefined) continue;
+      const { warm, times, failed } = state;
+      const secs = median(times);
+      const row = { key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, rssKiB: tool.inServer ? null : warm.rssKiB, failed };
+      results.archive.push(row);
+      log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), peak ${row.rssKiB ?? '-'} KiB, failures ${failed}`);
     }
 
     // Plain in-process upload loop to the same S3 server: what the server accepts from one client.
