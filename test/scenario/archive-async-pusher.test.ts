@@ -1,25 +1,23 @@
 // The pusher in-process: it never pushes with settings older than the config file.
-import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { createLogger } from '../../src/core/log.js';
 import { runPusher, type PusherOptions } from '../../src/policy/archive-async.js';
-import { makeTempDir } from '../support/tmp.js';
+import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
 import { makeReady } from '../support/spool.js';
 import { pseudoRandomBytes } from '../support/walfile.js';
 
 const names = [1, 2, 3, 4, 5].map((n) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`);
-let temp: { dir: string; remove(): Promise<void> };
+let temp: ScenarioDirs;
 let dataDir: string;
 let repo: string;
 
 beforeEach(async () => {
-  temp = await makeTempDir();
-  dataDir = path.join(temp.dir, 'data');
-  repo = path.join(temp.dir, 'repo');
-  await mkdir(repo);
+  temp = await makeScenarioDirs();
+  ({ dataDir, repo } = temp);
   for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(256 * 1024, name));
 });
 afterEach(async () => {

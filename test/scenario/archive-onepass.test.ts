@@ -11,21 +11,18 @@ import { createLogger } from '../../src/core/log.js';
 import { archiveFile, type ArchiveRequest } from '../../src/policy/archive.js';
 import { getRaw, memoryLogger, s3Backend, segmentKey } from '../support/s3scenario.js';
 import { startS3Server, type S3TestServer } from '../support/s3server.js';
-import { makeTempDir } from '../support/tmp.js';
+import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
 
 const SEGMENT = '00000001000000000000000A';
 const MiB = 1 << 20;
-let temp: { dir: string; remove(): Promise<void> };
-let repo: string;
+let temp: ScenarioDirs;
 let dataDir: string;
+let repo: string;
 
 beforeEach(async () => {
-  temp = await makeTempDir();
-  repo = path.join(temp.dir, 'repo');
-  dataDir = path.join(temp.dir, 'data');
-  await mkdir(repo);
-  await mkdir(dataDir);
+  temp = await makeScenarioDirs();
+  ({ dataDir, repo } = temp);
 });
 afterEach(async () => {
   await temp.remove();

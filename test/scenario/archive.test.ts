@@ -1,26 +1,23 @@
 // Scenarios for walvault-archive, driven through the built executable as PostgreSQL would call it.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { bin, run } from '../support/cli.js';
-import { makeTempDir } from '../support/tmp.js';
+import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
 
 const SEGMENT = '000000010000000000000003';
 const MiB = 1 << 20;
 
-let temp: { dir: string; remove(): Promise<void> };
+let temp: ScenarioDirs;
 let dataDir: string;
 let repo: string;
 
 beforeEach(async () => {
-  temp = await makeTempDir();
-  dataDir = path.join(temp.dir, 'data');
-  repo = path.join(temp.dir, 'repo');
-  await mkdir(dataDir);
-  await mkdir(repo);
+  temp = await makeScenarioDirs();
+  ({ dataDir, repo } = temp);
 });
 afterEach(async () => {
   await temp.remove();

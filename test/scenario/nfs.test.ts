@@ -9,21 +9,18 @@ import { Deadline } from '../../src/core/deadline.js';
 import { createLogger } from '../../src/core/log.js';
 import { archiveFile } from '../../src/policy/archive.js';
 import { run } from '../support/cli.js';
-import { makeTempDir } from '../support/tmp.js';
+import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
 
 const SEGMENT = '000000010000000000000005';
-let temp: { dir: string; remove(): Promise<void> };
+let temp: ScenarioDirs;
 let repo: string;
 let dataDir: string;
 let fsType: string;
 
 beforeEach(async () => {
-  temp = await makeTempDir();
-  repo = path.join(temp.dir, 'repo');
-  dataDir = path.join(temp.dir, 'data');
-  await mkdir(repo);
-  await mkdir(dataDir);
+  temp = await makeScenarioDirs();
+  ({ repo, dataDir } = temp);
   fsType = (await filesystemTypeOf(repo))?.type ?? 'unknown';
 });
 afterEach(async () => {

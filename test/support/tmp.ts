@@ -1,5 +1,5 @@
 // Temp directories for tests, removed afterwards; reachable by the postgres user when tests run as root.
-import { mkdtemp, rm, chmod } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -8,4 +8,22 @@ export async function makeTempDir(prefix = 'walvault-test-'): Promise<{ dir: str
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
   await chmod(dir, 0o755);
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** What a scenario test works in: a temp directory with empty `data` (PostgreSQL's working directory) and `repo` folders. */
+export interface ScenarioDirs {
+  dir: string;
+  dataDir: string;
+  repo: string;
+  remove(): Promise<void>;
+}
+
+/** Creates the temp directory of one scenario test with its `data` and `repo` folders (see ScenarioDirs). */
+export async function makeScenarioDirs(): Promise<ScenarioDirs> {
+  const temp = await makeTempDir();
+  const dataDir = path.join(temp.dir, 'data');
+  const repo = path.join(temp.dir, 'repo');
+  await mkdir(dataDir);
+  await mkdir(repo);
+  return { ...temp, dataDir, repo };
 }
