@@ -7,9 +7,11 @@ import { run } from '../support/cli.js';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
 import { exists, killWorker, runNoWait, waitForWorkerStart, workerPid } from '../support/spool.js';
+import { segmentFileName } from '../../src/wal/names.js';
 
 const MiB = 1 << 20;
-const seg = (timeline: number, n: number): string => `${timeline.toString(16).toUpperCase().padStart(8, '0')}00000000${n.toString(16).toUpperCase().padStart(8, '0')}`;
+/** Name of segment `n` of a timeline (16 MiB segments). */
+const seg = (timeline: number, n: number): string => segmentFileName(timeline, BigInt(n), 16 * MiB);
 
 let temp: { dir: string; remove(): Promise<void> };
 let dataDir: string;
