@@ -34,8 +34,8 @@ function collectGarbage(): void {
 }
 
 /**
- * A pass-through stream that hashes and counts the bytes flowing through it, and remembers the
- * first bytes (the WAL long page header and more) for header checks and mismatch reports.
+ * A pass-through stream that hashes and counts the bytes flowing through it, and can remember the
+ * first bytes (the WAL long page header and more) for header checks (verify).
  */
 export class HashingStream extends Transform {
   bytes = 0;
@@ -45,10 +45,10 @@ export class HashingStream extends Transform {
     super();
   }
 
-  /** Creates a hashing stream; `headLimit` bytes at the start are kept in `head`. */
+  /** Creates a hashing stream; `headLimit` bytes at the start (none by default) are kept in `head`. */
   static async create(options: { headLimit?: number } = {}): Promise<HashingStream> {
     const { create64 } = await loadXxhash();
-    return new HashingStream(create64(), options.headLimit ?? 8192);
+    return new HashingStream(create64(), options.headLimit ?? 0);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

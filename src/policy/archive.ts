@@ -176,14 +176,14 @@ function readSource(sourcePath: string): Readable {
   const stream = createReadStream(sourcePath, { highWaterMark: STREAM_CHUNK });
   const out = new PassThrough({ highWaterMark: STREAM_CHUNK });
   stream.on('error', (error) => {
-    out.destroy(new WalvaultError('source', `cannot read file to archive "${sourcePath}": ${error.message}`, { hint: 'check the disk holding pg_wal', cause: error }));
+    out.destroy(sourceReadError(sourcePath, error));
   });
   return stream.pipe(out);
 }
 
 /** Hash pass (only before a multi-request upload to a backend that needs the hash first). */
 async function hashSource(sourcePath: string, deadline: Deadline): Promise<SourceFacts> {
-  const hasher = await HashingStream.create({ headLimit: 0 });
+  const hasher = await HashingStream.create();
   const sink = new Transform({ transform: (_chunk, _encoding, done: TransformCallback) => done() });
   await deadline.race(pipeline(readSource(sourcePath), hasher, sink));
   return { size: hasher.bytes, hash: hasher.digest() };
@@ -232,7 +232,7 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
   const timing = backend.metaTiming;
 
   if (timing.when === 'after-body' && !plain) {
-    const hasher = await HashingStream.create({ headLimit: 0 });
+    const hasher = await HashingStream.create();
     const factsOf = (): SourceFacts => {
       if (hasher.bytes !== source.size) throw changedError(sourcePath);
       return { size: hasher.bytes, hash: hasher.digest() };
@@ -246,7 +246,7 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
   // compressed part would double the memory per push).
   if (timing.when === 'before-body' && (!plain || source.size > timing.singleRequestBytes)) {
     const facts = await hashSource(sourcePath, request.deadline);
-    const hasher = await HashingStream.create({ headLimit: 0 });
+    const hasher = await HashingStream.create();
     const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, expectSameContent(sourcePath, facts, hasher), ...encoder.transforms]);
     const { created } = await backend.putIfAbsent(key, body, metaOf(facts), ctx);
     await feeding;

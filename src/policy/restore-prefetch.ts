@@ -192,7 +192,7 @@ async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fil
   const object = await options.backend.read(objectKey(fileName), { signal: deadline.signal });
   if (object === null) return { outcome: 'missing' };
   const decoded = await decodeStored(object, options.decode);
-  const hasher = await HashingStream.create({ headLimit: 0 });
+  const hasher = await HashingStream.create();
   const temp = path.join(paths.work, `${fileName}.${process.pid}`);
   try {
     await deadline.race(pipeline(decoded.content, hasher, createWriteStream(temp, { mode: 0o600 })));

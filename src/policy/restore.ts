@@ -57,7 +57,7 @@ async function fetchInto(request: RestoreRequest, key: string): Promise<RestoreR
   if (object === null) return null;
   const location = request.backend.describe(key);
   const decoded = await decodeStored(object, request.decode);
-  const hasher = await HashingStream.create({ headLimit: 0 });
+  const hasher = await HashingStream.create();
   // PostgreSQL runs restore_command serially per data directory, so one fixed temp name suffices, and
   // a copy killed midway is simply overwritten by the next attempt instead of piling up in pg_wal.
   const temp = path.join(path.dirname(request.targetPath), `.${path.basename(request.targetPath)}~walvault`);
