@@ -4,7 +4,7 @@ import { WalvaultError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { archiveFile, type ArchiveRequest } from '../policy/archive.js';
 import { restoreFile, type RestoreRequest } from '../policy/restore.js';
-import { numberOption, type CommonOptions } from './options.js';
+import { numberOption, stringOption, type CommonOptions } from './options.js';
 
 /** The hidden flag that turns a walvault-archive / walvault-restore process into a background worker. */
 export const WORKER_FLAG = 'internal-worker';
@@ -35,9 +35,9 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     return;
   }
   const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
-  const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.sourcePath);
+  const spoolDir = stringOption(raw, 'spool') ?? defaultSpoolDir(request.sourcePath);
   const identity = spoolIdentity('archive', args);
-  const configFile = typeof raw.config === 'string' && raw.config !== '' ? raw.config : undefined;
+  const configFile = stringOption(raw, 'config');
   if (raw[WORKER_FLAG] === 'push') {
     request.deadline.dispose();
     const log = workerLogger('walvault-archive', options);
@@ -74,7 +74,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
     return;
   }
   const [{ restoreWithPrefetch, runPrefetcher }, { defaultSpoolDir, spoolIdentity, spoolPaths, startWorker }] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
-  const spoolDir = typeof raw.spool === 'string' && raw.spool !== '' ? raw.spool : defaultSpoolDir(request.targetPath);
+  const spoolDir = stringOption(raw, 'spool') ?? defaultSpoolDir(request.targetPath);
   const identity = spoolIdentity('restore', args);
   if (raw[WORKER_FLAG] === 'prefetch') {
     request.deadline.dispose();

@@ -101,3 +101,9 @@ export function numberOption(raw: Record<string, unknown>, name: string): number
   if (!Number.isFinite(parsed)) throw new WalvaultError('usage', `invalid --${name} "${String(value)}": expected a number`, { hint: `fix --${name}` });
   return parsed;
 }
+
+/** A string option's value, or undefined when it is unset or empty (an empty WALVAULT_* variable means "not set"). */
+export function stringOption(raw: Record<string, unknown>, name: string): string | undefined {
+  const value = raw[name];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}

@@ -5,7 +5,7 @@ import { readIdentityFile, readRecipientsFile, resolveLevel, type DecodeOptions,
 import { Deadline } from '../core/deadline.js';
 import { createLogger, type Logger } from '../core/log.js';
 import type { CommandContext } from './main.js';
-import { commonOptions, numberOption, type CommonOptions } from './options.js';
+import { commonOptions, numberOption, stringOption, type CommonOptions } from './options.js';
 
 /** Backend settings from the common options; `log` receives backend warnings (e.g. S3 conditional-write fallback). */
 export function backendSettings(options: CommonOptions, log?: Logger): BackendSettings {
@@ -24,15 +24,15 @@ export async function encodeOptions(options: CommonOptions): Promise<EncodeOptio
   const compress = String(options.raw.compress ?? 'none');
   const level = resolveLevel(compress, numberOption(options.raw, 'compress-level'));
   const recipients = recipientList(options.raw['encrypt-recipient']);
-  const recipientsFile = options.raw['encrypt-recipients-file'];
-  if (typeof recipientsFile === 'string' && recipientsFile !== '') recipients.push(...(await readRecipientsFile(recipientsFile)));
+  const recipientsFile = stringOption(options.raw, 'encrypt-recipients-file');
+  if (recipientsFile !== undefined) recipients.push(...(await readRecipientsFile(recipientsFile)));
   return { compress, ...(level === undefined ? {} : { level }), recipients };
 }
 
 /** How restore and verify decode stored bytes: the identities of --decrypt-identity-file, if given. */
 export async function decodeOptions(options: CommonOptions): Promise<DecodeOptions> {
-  const identityFile = options.raw['decrypt-identity-file'];
-  if (typeof identityFile !== 'string' || identityFile === '') return {};
+  const identityFile = stringOption(options.raw, 'decrypt-identity-file');
+  if (identityFile === undefined) return {};
   return { identities: await readIdentityFile(identityFile) };
 }
 
