@@ -2,6 +2,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
+import { ByteQueue } from './bytes.js';
 import { hasMagic, LZ4_INFO } from './catalog.js';
 import type { Codec } from './types.js';
 
@@ -177,8 +178,7 @@ type DecodeState =
  * verifying the content checksum when the frame has one. Memory: one block plus a 64 KiB window.
  */
 class Lz4FrameDecoder extends Transform {
-  private queue: Buffer[] = [];
-  private queued = 0;
+  private readonly queue = new ByteQueue();
   private state: DecodeState = { step: 'magic' };
   private blockMax = BLOCK_SIZE;
   private linked = false;
@@ -193,18 +193,7 @@ class Lz4FrameDecoder extends Transform {
 
   /** Removes and returns exactly `n` queued bytes, or null when fewer are queued. */
   private takeBytes(n: number): Buffer | null {
-    if (this.queued < n) return null;
-    const head = this.queue[0];
-    if (head !== undefined && head.length >= n) {
-      this.queue[0] = head.subarray(n);
-      if (this.queue[0].length === 0) this.queue.shift();
-      this.queued -= n;
-      return head.subarray(0, n);
-    }
-    const all = Buffer.concat(this.queue);
-    this.queue = all.length > n ? [all.subarray(n)] : [];
-    this.queued -= n;
-    return all.subarray(0, n);
+    return this.queue.length < n ? null : this.queue.take(n);
   }
 
   private output(data: Buffer): void {
@@ -220,29 +209,25 @@ class Lz4FrameDecoder extends Transform {
     const state = this.state;
     switch (state.step) {
       case 'magic': {
-        const bytes = this.takeBytes(4);
-        if (bytes === null) return false;
-        const magic = bytes.readUInt32LE(0);
+        if (this.queue.length < 4) return false;
+        const magic = this.queue.readUInt32LE(0);
         if (magic === FRAME_MAGIC) {
+          this.queue.take(4);
           this.state = { step: 'descriptor', flags: -1, blockMax: 0, length: 0 };
         } else if (((magic & SKIPPABLE_MASK) >>> 0) === SKIPPABLE_MAGIC) {
-          const size = this.takeBytes(4);
-          if (size === null) {
-            this.queue.unshift(bytes);
-            this.queued += 4;
-            return false;
-          }
-          this.state = { step: 'skip', remaining: size.readUInt32LE(0) };
+          if (this.queue.length < 8) return false;
+          const remaining = this.queue.readUInt32LE(4);
+          this.queue.take(8);
+          this.state = { step: 'skip', remaining };
         } else {
           throw corrupt(`unknown magic number 0x${magic.toString(16)}`);
         }
         return true;
       }
       case 'descriptor': {
-        if (this.queued < 2) return false;
-        const peek = Buffer.concat(this.queue).subarray(0, 2);
-        const flags = peek[0] ?? 0;
-        const bd = peek[1] ?? 0;
+        if (this.queue.length < 2) return false;
+        const flags = this.queue.byteAt(0);
+        const bd = this.queue.byteAt(1);
         if (flags >> 6 !== 1) throw corrupt(`unsupported frame version ${flags >> 6}`);
         if ((flags & 0x01) !== 0) throw corrupt('frames with a dictionary id are not supported');
         const length = 2 + ((flags & 0x08) !== 0 ? 8 : 0) + 1;
@@ -296,7 +281,7 @@ class Lz4FrameDecoder extends Transform {
         return true;
       }
       case 'skip': {
-        const n = Math.min(state.remaining, this.queued);
+        const n = Math.min(state.remaining, this.queue.length);
         if (n > 0) this.takeBytes(n);
         state.remaining -= n;
         if (state.remaining > 0) return false;
@@ -308,7 +293,6 @@ class Lz4FrameDecoder extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.queue.push(chunk);
-    this.queued += chunk.length;
     try {
       while (this.step());
       callback();
@@ -318,7 +302,7 @@ class Lz4FrameDecoder extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.state.step !== 'magic' || this.queued > 0) {
+    if (this.state.step !== 'magic' || this.queue.length > 0) {
       callback(corrupt('the data ends in the middle of a frame (truncated)'));
       return;
     }

@@ -84,3 +84,20 @@ describe('detectStoredFormat', () => {
     expect(detectStoredFormat(Buffer.alloc(0))).toEqual({ codec: 'none', encryption: 'none' });
   });
 });
+
+describe('lz4 frame decoding across chunk boundaries', () => {
+  it.each([1, 3, 7, 4096])('decodes skippable frames and concatenated frames fed %i bytes at a time', async (chunk) => {
+    const first = walLikeData(200_003, 1);
+    const second = randomBytes(70_001);
+    const encode = async (data: Buffer): Promise<Buffer> => runThrough(data, (await createEncoder({ compress: 'lz4' })).transforms, 65_536);
+    const skippable = (payload: Buffer): Buffer => {
+      const header = Buffer.alloc(8);
+      header.writeUInt32LE(0x184d2a5a, 0);
+      header.writeUInt32LE(payload.length, 4);
+      return Buffer.concat([header, payload]);
+    };
+    const stored = Buffer.concat([skippable(Buffer.from('walvault')), await encode(first), skippable(Buffer.alloc(0)), await encode(second), skippable(randomBytes(13))]);
+    const restored = await runThrough(stored, await createDecoder({ codec: 'lz4', encryption: 'none' }, {}), chunk);
+    expect(restored.equals(Buffer.concat([first, second]))).toBe(true);
+  });
+});
