@@ -18,6 +18,10 @@
 //
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
 //                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
+//                      [--command 'KEY=ARCHIVE COMMAND'] ...
+// --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
+// and %f as usual, `{repo}` becomes a fresh empty directory per run, `{walvault}` the built
+// walvault-archive. E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -48,9 +52,13 @@ function parseArgs(argv) {
     const arg = argv[i];
     if (!arg.startsWith('--')) throw new Error(`unexpected argument "${arg}"`);
     const eq = arg.indexOf('=');
-    if (eq > 0) out[arg.slice(2, eq)] = arg.slice(eq + 1);
-    else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) out[arg.slice(2)] = argv[++i];
-    else out[arg.slice(2)] = true;
+    let key;
+    let value;
+    if (eq > 0) [key, value] = [arg.slice(2, eq), arg.slice(eq + 1)];
+    else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) [key, value] = [arg.slice(2), argv[++i]];
+    else [key, value] = [arg.slice(2), true];
+    if (key === 'command') (out.command ??= []).push(String(value));
+    else out[key] = value;
   }
   return out;
 }
@@ -114,7 +122,8 @@ const median = (xs) => {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 };
-const sq = (text) => `'${text.replace(/'/g, "''")}'`;
+/** A postgresql.conf string literal: the GUC lexer reads a backslash as an escape, so it is doubled too. */
+const sq = (text) => `'${text.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 
 /** Processes (not PostgreSQL's own) whose command line mentions the bench directory: archive helpers and their daemons. */
 function helperPids(marker, exclude) {
@@ -405,13 +414,33 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       return file;
     };
     let repoSeq = 0;
+    // Every repository an archive run wrote (S3: the prefix's folder in s3rver's directory). Runs keep
+    // only what a later phase reads (repoOf): see disposeRepos.
+    const written = new Set();
     const freshDir = (label) => {
       const dir = path.join(tmp, `repo-${label}-${++repoSeq}`);
+      written.add(dir);
       fs.mkdirSync(dir, { mode: 0o700 });
       chownPg(dir);
       return dir;
     };
-    const s3Opts = (prefix) => `--repo=s3://bench/${prefix} --s3-endpoint=${s3.endpoint} --s3-force-path-style`;
+    const s3Opts = (prefix) => {
+      written.add(path.join(tmp, 's3', 'bench', prefix));
+      return `--repo=s3://bench/${prefix} --s3-endpoint=${s3.endpoint} --s3-force-path-style`;
+    };
+    // Deletes (untimed) what earlier runs stored and no later phase reads. On this VM, once a few GB
+    // of newly written files had piled up, every tool (basic_archive and a 20-line C copier included)
+    // wrote 3-5x slower than at the start of the run, so rows measured late in a round measured the
+    // VM's memory state rather than the tool; deleting the copies keeps every run in the same state.
+    const disposeRepos = () => {
+      const keep = new Set(Object.values(repoOf).map((repo) => (path.isAbsolute(repo) ? repo : path.join(tmp, 's3', 'bench', repo))));
+      for (const dir of written) {
+        if (keep.has(dir)) continue;
+        fs.rmSync(dir, { recursive: true, force: true });
+        written.delete(dir);
+      }
+      run('sync', []);
+    };
 
     // Each tool: key, label, mode, whether it is slow (one run only), and prepare() → archiving settings.
     const repoOf = {};
@@ -461,6 +490,13 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       hasBarman && s3 && { key: 'barman-cloud', tool: 'barman-cloud-wal-archive 3.4', mode: 'S3 (s3rver)', slow: true, prepare: () => ({
         command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://bench/barman-${++repoSeq} bench %p`,
       }) },
+      ...(args.command ?? []).map((spec) => {
+        const eq = spec.indexOf('=');
+        if (eq < 1) throw new Error(`--command "${spec}": expected KEY=COMMAND`);
+        const key = spec.slice(0, eq);
+        const template = spec.slice(eq + 1);
+        return { key, tool: key, mode: template, prepare: () => ({ command: template.replaceAll('{repo}', freshDir(key)).replaceAll('{walvault}', walvault ? walvault.archive : 'walvault-archive') }) };
+      }),
     ].filter(Boolean).filter((t) => wanted(t.key));
 
     const archiveOnce = async (tool, { measureMemory }) => {
@@ -501,6 +537,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       await sleep(100);
       const after = archiverStats();
       resetBacklog();
+      disposeRepos();
       let timedRss = 0;
       if (fs.existsSync(rssFile)) for (const line of fs.readFileSync(rssFile, 'utf8').split('\n')) if (/^\d+$/.test(line.trim())) timedRss = Math.max(timedRss, Number(line));
       return { seconds, failed: after.failed - before.failed, rssKiB: Math.max(timedRss, polledPeak) };
