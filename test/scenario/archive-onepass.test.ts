@@ -3,6 +3,7 @@ import { appendFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
+import { EARLY_FLUSH_BYTES, PosixBackend } from '../../src/backend/posix/core.js';
 import type { Backend } from '../../src/backend/types.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
@@ -136,6 +137,54 @@ describe('archive, one pass over the source (local repository)', () => {
     await writeFile(path.join(directory, leftover), '{}');
     await archive(SEGMENT);
     expect(await readdir(directory)).toEqual([SEGMENT, `${SEGMENT}~meta`]);
+  });
+});
+
+describe('archive, early flushes while the body is written (local repository)', () => {
+  it('starts an fdatasync about every 2 MiB of a 16 MiB segment, and all of them end before the file gets its name', async () => {
+    const content = pseudoRandomBytes(16 * MiB, 'early flush');
+    await writeWalFile(dataDir, SEGMENT, content);
+    const events: string[] = [];
+    const backend = new PosixBackend({
+      kind: 'local',
+      root: repo,
+      ops: {
+        datasync: async (handle) => {
+          events.push('flush started');
+          await handle.datasync();
+          events.push('flush ended');
+        },
+        link: async (existing, target) => {
+          events.push(`link ${path.basename(target)}`);
+          const { link } = await import('node:fs/promises');
+          await link(existing, target);
+        },
+      },
+    });
+    await archive(SEGMENT, { backend });
+    expect(events.filter((event) => event === 'flush started')).toHaveLength((16 * MiB) / EARLY_FLUSH_BYTES);
+    expect(events.filter((event) => event === 'flush ended')).toHaveLength((16 * MiB) / EARLY_FLUSH_BYTES);
+    expect(events.at(-1)).toBe(`link ${SEGMENT}`);
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+  });
+
+  it('fails the store when early flushes keep failing (EIO is retried first): nothing under the final name, no temp file left', async () => {
+    await writeWalFile(dataDir, SEGMENT, pseudoRandomBytes(8 * MiB, 'failing flush'));
+    let flushes = 0;
+    const backend = new PosixBackend({
+      kind: 'local',
+      root: repo,
+      ops: {
+        datasync: async (handle) => {
+          flushes += 1;
+          if (flushes >= 2) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+          await handle.datasync();
+        },
+      },
+    });
+    await expect(archive(SEGMENT, { backend, deadline: new Deadline(3_000, 'flush test') })).rejects.toMatchObject({ kind: 'backend', message: expect.stringContaining('EIO') });
+    expect(flushes).toBeGreaterThan(2);
+    expect((await filesUnder(repo)).filter((name) => !name.startsWith('walvault'))).toEqual([]);
   });
 });
 

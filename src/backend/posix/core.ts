@@ -18,6 +18,8 @@ export interface PosixOps {
   rename(oldPath: string, newPath: string): Promise<void>;
   unlink(target: string): Promise<void>;
   fsyncPath(target: string): Promise<void>;
+  /** fdatasync of a file being written (the early flushes of a stored body, see EARLY_FLUSH_BYTES). */
+  datasync(handle: nodeFs.FileHandle): Promise<void>;
 }
 
 /** Settings that make the POSIX core a local or an NFS backend. */
@@ -60,6 +62,7 @@ const defaultOps: PosixOps = {
       await handle.close();
     }
   },
+  datasync: (handle) => handle.datasync(),
 };
 
 const isCode = (error: unknown, ...codes: string[]): boolean => codes.includes((error as NodeJS.ErrnoException | undefined)?.code ?? '');
@@ -109,28 +112,54 @@ async function writeAll(handle: nodeFs.FileHandle, data: Buffer, length: number)
 }
 
 /**
- * Copies a pulled body into a file through two reused buffers: while one chunk is written, the next
- * is pulled (read and hashed by the caller). No per-chunk allocation, so no garbage to collect.
+ * Bytes written between two early flushes of a file being stored. Linux starts writing dirty pages
+ * back only after seconds or under memory pressure, so without these the final fsync of a 16 MiB
+ * segment would wait for all 16 MiB while the CPU idles; with them the disk writes the file while
+ * the next chunks are read, hashed and copied (side by side: 2 pushes at a time stored 42 segments/s
+ * without, 74-78 with; see README, "Performance"). They change nothing about durability: the file is
+ * fsynced as a whole afterwards, before it gets its name.
  */
-async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, signal: AbortSignal): Promise<void> {
+export const EARLY_FLUSH_BYTES = 2 << 20;
+
+/**
+ * Copies a pulled body into a file through two reused buffers: while one chunk is written, the next
+ * is pulled (read and hashed by the caller). No per-chunk allocation, so no garbage to collect. Every
+ * EARLY_FLUSH_BYTES an fdatasync starts in the background (not awaited until the copy ends).
+ */
+async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, signal: AbortSignal, datasync: PosixOps['datasync']): Promise<void> {
   let current = takeCopyBuffer();
   let next = takeCopyBuffer();
   let clean = false;
+  const flushes: Promise<void>[] = [];
+  let unflushed = 0;
   try {
     let filled = await body.pull(current);
     while (filled > 0) {
       if (signal.aborted) throw signal.reason;
       const [, pulled] = await Promise.all([writeAll(handle, current, filled), body.pull(next)]);
+      unflushed += filled;
+      if (unflushed >= EARLY_FLUSH_BYTES) {
+        const flush = datasync(handle);
+        // Awaited below; until then a failure must not count as unhandled.
+        flush.catch(() => undefined);
+        flushes.push(flush);
+        unflushed = 0;
+      }
       [current, next] = [next, current];
       filled = pulled;
     }
     clean = true;
   } finally {
+    // The handle is closed after this returns: no flush may still be using it. A flush that failed
+    // fails the copy (the final fsync would very likely fail too, but need not say so on every system).
+    const settled = await Promise.allSettled(flushes);
+    const failure = settled.find((outcome) => outcome.status === 'rejected');
     // After a failure a read or write may still be using a buffer: leave those to the collector.
     if (clean) {
       returnCopyBuffer(current);
       returnCopyBuffer(next);
     }
+    if (clean && failure !== undefined) throw (failure as PromiseRejectedResult).reason;
   }
 }
 
@@ -276,7 +305,7 @@ export class PosixBackend implements Backend {
     try {
       await handle.chmod(this.fileMode);
       if (Buffer.isBuffer(body)) await writeAll(handle, body, body.length);
-      else await copyPulled(handle, body, ctx.signal);
+      else await copyPulled(handle, body, ctx.signal, this.ops.datasync);
     } finally {
       await handle.close();
     }
