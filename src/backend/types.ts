@@ -41,6 +41,8 @@ export interface StoredObject {
  */
 export interface PullBody {
   pull(into: Buffer): Promise<number>;
+  /** The same as pull, with blocking calls (a file on a local disk offers it; see OpContext.blockingCopy). */
+  pullSync?(into: Buffer): number;
 }
 
 /** What putIfAbsent stores: a stream, a pulled body, or bytes already in memory. */
@@ -73,6 +75,13 @@ export interface ListEntry {
 /** Per-call context: every storage operation honours the deadline's abort signal. */
 export interface OpContext {
   signal: AbortSignal;
+  /**
+   * The caller is a background pusher, not a request PostgreSQL waits for: the backend may copy a
+   * pulled body with blocking read/write calls on the main thread (each one a syscall instead of a
+   * thread-pool round trip; a hung filesystem then stalls that pusher, whose claimed files
+   * PostgreSQL's own requests take over; a request keeps its deadline either way).
+   */
+  blockingCopy?: boolean;
 }
 
 /**

@@ -29,7 +29,7 @@ function workerLogger(program: string, options: CommonOptions): Logger {
 export async function archiveCommand(args: readonly string[], options: CommonOptions, request: ArchiveRequest): Promise<void> {
   const raw = options.raw;
   const pushAhead = count(raw, 'push-ahead', 16);
-  const parallel = count(raw, 'parallel', 2, 1);
+  const parallel = count(raw, 'parallel', 3, 1);
   if (pushAhead === 0 && raw[WORKER_FLAG] === undefined) {
     await archiveFile(request);
     return;

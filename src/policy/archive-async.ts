@@ -271,7 +271,8 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
     try {
       claimed = await claimIfFree(paths, fileName);
       if (!claimed) return; // another pusher took it between our scan and now
-      await archiveFile(options.request(fileName, deadline));
+      // Nobody waits for this push: it may copy with blocking calls (see OpContext.blockingCopy).
+      await archiveFile({ ...options.request(fileName, deadline), blockingCopy: true });
       await ensureDirectory(paths.entries);
       await placeMarker(walPath, path.join(paths.entries, fileName));
       summary.pushed.push(fileName);

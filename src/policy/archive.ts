@@ -1,5 +1,5 @@
 // The archive policy: store a WAL file durably, never overwrite, and say exactly why when refusing.
-import { createReadStream } from 'node:fs';
+import { createReadStream, readSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,6 +32,8 @@ export interface ArchiveRequest {
    * from another cluster; throw to refuse.
    */
   inspect?: (source: { fileName: string; head: Buffer; size: number }) => Promise<void>;
+  /** A background push (see OpContext.blockingCopy): the backend may copy with blocking calls. */
+  blockingCopy?: boolean;
 }
 
 /** What happened: newly stored, or found already stored with identical content. */
@@ -138,6 +140,21 @@ class HashingSource implements PullBody {
     } catch (error) {
       throw sourceReadError(this.sourcePath, error);
     }
+    return this.took(into, bytesRead);
+  }
+
+  pullSync(into: Buffer): number {
+    let bytesRead: number;
+    try {
+      bytesRead = readSync(this.handle.fd, into, 0, into.length, this.bytes);
+    } catch (error) {
+      throw sourceReadError(this.sourcePath, error);
+    }
+    return this.took(into, bytesRead);
+  }
+
+  /** Hashes what a read put into `into` and counts it. */
+  private took(into: Buffer, bytesRead: number): number {
     if (bytesRead > 0) {
       this.hasher.update(into.subarray(0, bytesRead));
       this.bytes += bytesRead;
@@ -228,7 +245,7 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
   const encoder = await createEncoder(request.encode);
   const plain = encoder.transforms.length === 0;
   const metaOf = (facts: SourceFacts): ObjectMeta => ({ contentHash: facts.hash, contentSize: facts.size, codec: encoder.codec, encryption: encoder.encryption });
-  const ctx = { signal: request.deadline.signal };
+  const ctx = { signal: request.deadline.signal, blockingCopy: request.blockingCopy };
   const timing = backend.metaTiming;
 
   if (timing.when === 'after-body' && !plain) {

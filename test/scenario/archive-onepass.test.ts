@@ -188,6 +188,60 @@ describe('archive, early flushes while the body is written (local repository)', 
   });
 });
 
+describe('archive, blocking copies for background pushes (local repository)', () => {
+  /** A pulled body over `content` that can only be read the way `allowed` says. */
+  const bodyOver = (content: Buffer, allowed: 'async' | 'blocking') => {
+    let offset = 0;
+    const take = (into: Buffer): number => {
+      const n = content.copy(into, 0, offset, Math.min(content.length, offset + into.length));
+      offset += n;
+      return n;
+    };
+    return {
+      pull: async (into: Buffer) => {
+        if (allowed !== 'async') throw new Error('pull() called on a blocking copy');
+        return take(into);
+      },
+      pullSync: (into: Buffer) => {
+        if (allowed !== 'blocking') throw new Error('pullSync() called on a request copy');
+        return take(into);
+      },
+    };
+  };
+  const meta = async (content: Buffer) => ({ contentHash: await hashBuffer(content), contentSize: content.length, codec: 'none', encryption: 'none' });
+
+  it('copies with pullSync only when the caller says it is a background push, with the same early flushes', async () => {
+    const content = pseudoRandomBytes(5 * MiB + 123, 'blocking copy');
+    let flushes = 0;
+    const backend = new PosixBackend({ kind: 'local', root: repo, ops: { datasync: async (handle) => { flushes += 1; await handle.datasync(); } } });
+    const signal = new AbortController().signal;
+    expect(await backend.putIfAbsent('wal/0000000100000000/000000010000000000000001', bodyOver(content, 'blocking'), await meta(content), { signal, blockingCopy: true })).toEqual({ created: true });
+    expect(flushes).toBe(2);
+    expect(await backend.putIfAbsent('wal/0000000100000000/000000010000000000000002', bodyOver(content, 'async'), await meta(content), { signal })).toEqual({ created: true });
+    for (const name of ['000000010000000000000001', '000000010000000000000002']) expect((await readFile(storedPath(name))).equals(content)).toBe(true);
+  });
+
+  it('archives through the blocking path with the hash of exactly the stored bytes, and still refuses a file that grew', async () => {
+    const content = pseudoRandomBytes(3 * MiB + 5, 'pushed ahead');
+    await writeWalFile(dataDir, SEGMENT, content);
+    await archive(SEGMENT, { blockingCopy: true });
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+    expect(JSON.parse(await readFile(`${storedPath(SEGMENT)}~meta`, 'utf8')).contentHash).toBe(await hashBuffer(content));
+
+    const other = '00000001000000000000000B';
+    const source = path.join(dataDir, await writeWalFile(dataDir, other, pseudoRandomBytes(MiB, 'growing too')));
+    const local = createLocalBackend({ root: repo });
+    const growing: Backend = Object.assign(Object.create(local) as Backend, {
+      putIfAbsent: async (...args: Parameters<Backend['putIfAbsent']>) => {
+        await appendFile(source, Buffer.alloc(4096, 1));
+        return local.putIfAbsent(...args);
+      },
+    });
+    await expect(archive(other, { backend: growing, blockingCopy: true })).rejects.toMatchObject({ kind: 'source' });
+    expect((await filesUnder(repo)).filter((name) => name.includes(other))).toEqual([]);
+  });
+});
+
 describe('archive, one read into a reused buffer (S3 repository)', () => {
   let server: S3TestServer;
   beforeAll(async () => {
