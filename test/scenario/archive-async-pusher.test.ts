@@ -1,11 +1,13 @@
 // The pusher in-process: it never pushes with settings older than the config file.
-import { readdir, utimes, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { access, readdir, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
+import type { Backend } from '../../src/backend/types.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { createLogger } from '../../src/core/log.js';
-import { runPusher, type PusherOptions } from '../../src/policy/archive-async.js';
+import { archiveWithPushAhead, runPusher, type PusherOptions } from '../../src/policy/archive-async.js';
 import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
 import { makeReady } from '../support/spool.js';
 import { pseudoRandomBytes } from '../support/walfile.js';
@@ -66,5 +68,43 @@ describe('background pusher', () => {
     expect(summary.pushed).toEqual([]);
     expect(await storedNames()).toEqual([]);
     expect(lines.join('')).toContain(`config file "${config}" changed; pushing stops`);
+  });
+
+  it('has the request that starts the pusher push the following files while its own is still being stored', async () => {
+    const walDir = path.join(dataDir, 'pg_wal');
+    const local = createLocalBackend({ root: repo });
+    const stored = (name: string): Promise<boolean> => access(path.join(repo, 'wal', '0000000100000000', name)).then(() => true, () => false);
+    // The request's own file is stored only once the next one is: that happens only if pushing ahead
+    // runs alongside it (waiting for it would time out here).
+    const backend: Backend = Object.assign(Object.create(local) as Backend, {
+      putIfAbsent: async (...args: Parameters<Backend['putIfAbsent']>) => {
+        if (args[0].endsWith(names[0]!)) {
+          const until = performance.now() + 5_000;
+          while (!(await stored(names[1]!))) {
+            if (performance.now() > until) throw new Error(`"${names[1]}" was not pushed while "${names[0]}" was being stored`);
+            await new Promise((resolve) => setTimeout(resolve, 10));
+          }
+        }
+        return local.putIfAbsent(...args);
+      },
+    });
+    // A stand-in for the background pusher that is still loading (alive, never takes the lock).
+    const loading = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const lines: string[] = [];
+    const log = createLogger('walvault-archive', 'normal', (line) => lines.push(line));
+    const deadline = new Deadline(20_000, 'test');
+    try {
+      const result = await archiveWithPushAhead(
+        { backend, sourcePath: path.join(walDir, names[0]!), fileName: names[0]!, encode: { compress: 'none' }, deadline, log },
+        { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, identity: 'v1|test' },
+        () => loading.pid,
+      );
+      expect(result.outcome).toBe('archived');
+      expect(await storedNames()).toEqual(names);
+      expect((await readdir(path.join(walDir, 'walvault', 'archive'))).sort()).toEqual(names.slice(1));
+    } finally {
+      deadline.dispose();
+      loading.kill('SIGKILL');
+    }
   });
 });

@@ -221,6 +221,23 @@ describe('archive, blocking copies for background pushes (local repository)', ()
     for (const name of ['000000010000000000000001', '000000010000000000000002']) expect((await readFile(storedPath(name))).equals(content)).toBe(true);
   });
 
+  it("runs blocking copies one at a time, first come first served (the others' disk work goes on meanwhile)", async () => {
+    const content = pseudoRandomBytes(6 * MiB, 'turns');
+    const backend = new PosixBackend({ kind: 'local', root: repo });
+    const signal = new AbortController().signal;
+    const order: string[] = [];
+    const traced = (label: string) => {
+      const body = bodyOver(content, 'blocking');
+      return { ...body, pullSync: (into: Buffer) => (order.push(label), body.pullSync(into)) };
+    };
+    const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
+    await Promise.all(names.map(async (name) => backend.putIfAbsent(`wal/0000000100000000/${name}`, traced(name), await meta(content), { signal, blockingCopy: true })));
+    // Each copy pulls 6 chunks and a final 0 with no other copy's pull in between (in whichever order they came).
+    const runs = order.filter((label, index) => index === 0 || order[index - 1] !== label);
+    expect([...runs].sort()).toEqual(names);
+    for (const name of names) expect((await readFile(storedPath(name))).equals(content)).toBe(true);
+  });
+
   it('archives through the blocking path with the hash of exactly the stored bytes, and still refuses a file that grew', async () => {
     const content = pseudoRandomBytes(3 * MiB + 5, 'pushed ahead');
     await writeWalFile(dataDir, SEGMENT, content);

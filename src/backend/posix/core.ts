@@ -122,6 +122,21 @@ async function writeAll(handle: nodeFs.FileHandle, data: Buffer, length: number)
  */
 export const EARLY_FLUSH_BYTES = 2 << 20;
 
+/** The blocking copy running now (or resolved): the next one starts when it has ended. */
+let lastBlockingCopy: Promise<void> = Promise.resolve();
+
+/** Waits for this process's blocking copies before ours; resolves to the function ending our turn. */
+async function blockingCopyTurn(): Promise<() => void> {
+  let release!: () => void;
+  const ours = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const before = lastBlockingCopy;
+  lastBlockingCopy = before.then(() => ours);
+  await before;
+  return release;
+}
+
 /**
  * Copies a pulled body into a file through two reused buffers: while one chunk is written, the next
  * is pulled (read and hashed by the caller). No per-chunk allocation, so no garbage to collect. Every
@@ -143,19 +158,26 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
   };
   try {
     if (ctx.blockingCopy === true && body.pullSync !== undefined) {
-      // A background pusher: read, hash and write with blocking calls, letting other work (the other
-      // pushes, timers) run between early flushes. Side by side in-process, 32 segments 2 at a time:
+      // A background pusher: read, hash and write with blocking calls, letting other work (I/O that
+      // finished, timers) run between early flushes. Side by side in-process, 32 segments 2 at a time:
       // 74 segments/s against 69 with a thread-pool round trip per call, 10.6 against 12.5 ms of CPU each.
-      for (;;) {
-        if (signal.aborted) throw signal.reason;
-        const filled = body.pullSync(current);
-        if (filled === 0) break;
-        for (let offset = 0; offset < filled; ) offset += writeSync(handle.fd, current, offset, filled - offset);
-        unflushed += filled;
-        if (unflushed >= EARLY_FLUSH_BYTES) {
-          flushEarly();
-          await nextTurn();
+      // One such copy at a time, first come first served: the others' fsyncs, links and sidecars go on
+      // meanwhile, instead of all of them copying in turns and then all waiting for the disk together.
+      const release = await blockingCopyTurn();
+      try {
+        for (;;) {
+          if (signal.aborted) throw signal.reason;
+          const filled = body.pullSync(current);
+          if (filled === 0) break;
+          for (let offset = 0; offset < filled; ) offset += writeSync(handle.fd, current, offset, filled - offset);
+          unflushed += filled;
+          if (unflushed >= EARLY_FLUSH_BYTES) {
+            flushEarly();
+            await nextTurn();
+          }
         }
+      } finally {
+        release();
       }
       clean = true;
       return;
