@@ -322,6 +322,7 @@ async function main() {
     if (N > 0) {
       const segBytes = backlog.filter((n) => /^[0-9A-F]{24}$/.test(n)).map((n) => fs.statSync(path.join(data, 'pg_wal', n)).size);
       log(`backlog: ${N} files (${backlog[0]} .. ${backlog[N - 1]}), segment size ${segBytes[0]} bytes`);
+      sql('CHECKPOINT');
     }
     run('sync', []);
 
@@ -696,6 +697,8 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       results.codecRepeats = CODEC_REPEATS;
       const originalBytes = backlog.filter((n) => /^[0-9A-F]{24}$/.test(n)).reduce((sum, n) => sum + fs.statSync(path.join(data, 'pg_wal', n)).size, 0);
       log(`codec backlog: ${N} files (${backlog[0]} .. ${backlog[N - 1]})`);
+      // pgbench left dirty buffers: flushed now, not by a checkpoint during the first rows.
+      sql('CHECKPOINT');
       run('sync', []);
       for (const tool of codecTools) {
         log(`codecs: ${tool.key}`);
@@ -708,6 +711,9 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
             times.push(res.seconds);
             failed += res.failed;
             bytes = storedBytes(repoOf[tool.key]);
+            // Measured: nothing later reads this copy (see disposeRepos).
+            delete repoOf[tool.key];
+            disposeRepos();
           }
           const secs = median(times);
           const row = { key: tool.key, peer: tool.peer, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, bytesPerSegment: bytes / N, ratio: originalBytes / bytes, failed };
