@@ -200,6 +200,9 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
     paths,
     {
       ...options,
+      // The request's own file is in flight too: together at most `parallel` (S3 pushes each hold a
+      // segment in memory; with one more, the S3 helper peaked at 108 MiB instead of 92).
+      parallel: Math.max(1, options.parallel - 1),
       backend: request.backend,
       walDir,
       after: request.fileName,

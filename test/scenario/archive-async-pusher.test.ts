@@ -70,22 +70,30 @@ describe('background pusher', () => {
     expect(lines.join('')).toContain(`config file "${config}" changed; pushing stops`);
   });
 
-  it('has the request that starts the pusher push the following files while its own is still being stored', async () => {
+  it('has the request that starts the pusher push the following files while its own is still being stored, together at most --parallel', async () => {
     const walDir = path.join(dataDir, 'pg_wal');
     const local = createLocalBackend({ root: repo });
     const stored = (name: string): Promise<boolean> => access(path.join(repo, 'wal', '0000000100000000', name)).then(() => true, () => false);
     // The request's own file is stored only once the next one is: that happens only if pushing ahead
     // runs alongside it (waiting for it would time out here).
+    let inFlight = 0;
+    let mostInFlight = 0;
     const backend: Backend = Object.assign(Object.create(local) as Backend, {
       putIfAbsent: async (...args: Parameters<Backend['putIfAbsent']>) => {
-        if (args[0].endsWith(names[0]!)) {
-          const until = performance.now() + 5_000;
-          while (!(await stored(names[1]!))) {
-            if (performance.now() > until) throw new Error(`"${names[1]}" was not pushed while "${names[0]}" was being stored`);
-            await new Promise((resolve) => setTimeout(resolve, 10));
+        inFlight += 1;
+        mostInFlight = Math.max(mostInFlight, inFlight);
+        try {
+          if (args[0].endsWith(names[0]!)) {
+            const until = performance.now() + 5_000;
+            while (!(await stored(names[1]!))) {
+              if (performance.now() > until) throw new Error(`"${names[1]}" was not pushed while "${names[0]}" was being stored`);
+              await new Promise((resolve) => setTimeout(resolve, 10));
+            }
           }
+          return await local.putIfAbsent(...args);
+        } finally {
+          inFlight -= 1;
         }
-        return local.putIfAbsent(...args);
       },
     });
     // A stand-in for the background pusher that is still loading (alive, never takes the lock).
@@ -100,6 +108,8 @@ describe('background pusher', () => {
         () => loading.pid,
       );
       expect(result.outcome).toBe('archived');
+      // Its own file counts against --parallel (2 here): S3 pushes each hold a segment in memory.
+      expect(mostInFlight).toBe(2);
       expect(await storedNames()).toEqual(names);
       expect((await readdir(path.join(walDir, 'walvault', 'archive'))).sort()).toEqual(names.slice(1));
     } finally {
