@@ -20,8 +20,9 @@
 //                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ...
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
-// and %f as usual, `{repo}` becomes a fresh empty directory per run, `{walvault}` the built
-// walvault-archive. E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
+// and %f as usual, `{repo}` becomes a fresh empty directory per run, `{s3}` the options of a fresh
+// prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
+// E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -437,7 +438,8 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       const keep = new Set(Object.values(repoOf).map((repo) => (path.isAbsolute(repo) ? repo : path.join(tmp, 's3', 'bench', repo))));
       for (const dir of written) {
         if (keep.has(dir)) continue;
-        fs.rmSync(dir, { recursive: true, force: true });
+        // s3rver may still be finishing a request a helper abandoned: retry a folder that filled up meanwhile.
+        fs.rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
         written.delete(dir);
       }
       run('sync', []);
@@ -496,7 +498,8 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         if (eq < 1) throw new Error(`--command "${spec}": expected KEY=COMMAND`);
         const key = spec.slice(0, eq);
         const template = spec.slice(eq + 1);
-        return { key, tool: key, mode: template, prepare: () => ({ command: template.replaceAll('{repo}', freshDir(key)).replaceAll('{walvault}', walvault ? walvault.archive : 'walvault-archive') }) };
+        const fill = (text) => text.replaceAll('{repo}', () => freshDir(key)).replaceAll('{s3}', () => (s3 ? s3Opts(`${key}-${++repoSeq}`) : '--s3-is-not-running')).replaceAll('{walvault}', walvault ? walvault.archive : 'walvault-archive');
+        return { key, tool: key, mode: template, prepare: () => ({ command: fill(template) }) };
       }),
     ].filter(Boolean).filter((t) => wanted(t.key));
 

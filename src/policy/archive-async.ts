@@ -153,10 +153,19 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
     if (workerPid !== undefined) await reserveWorkerLock(paths, workerPid);
   }
   // While the worker loads (a Node start, ~0.1 s), this process, loaded already, pushes the following
-  // files alongside its own (measured: the first push-ahead began ~40 ms earlier than when it waited
-  // for its own file). Its own file's outcome is what it reports; helping never changes that.
+  // files. On POSIX it starts alongside its own file (measured: the first push-ahead began ~40 ms
+  // earlier than when it waited for it), its own file counting against --parallel. A backend that
+  // holds each segment in memory for one request (S3) starts after it: alongside, the S3 request
+  // peaked at 108 MiB instead of 92. Its own file's outcome is what it reports; helping never changes that.
   let ownFailed = false;
-  const helping = workerPid === undefined ? undefined : pushWhileWorkerStarts(request, options, walDir, workerPid, () => ownFailed);
+  const alongside = request.backend.metaTiming.when === 'after-body';
+  const help = (parallel: number): Promise<void> | undefined =>
+    workerPid === undefined
+      ? undefined
+      : pushWhileWorkerStarts(request, { ...options, parallel }, walDir, workerPid, () => ownFailed).catch((error: unknown) =>
+          request.log.warn(`pushing ahead while the background pusher starts failed: ${(error as Error).message}`),
+        );
+  const helping = alongside ? help(Math.max(1, options.parallel - 1)) : undefined;
   let result: ArchiveResult;
   try {
     result = await archiveFile(request);
@@ -165,8 +174,9 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
     throw error;
   } finally {
     if (trusted) await unclaim(paths, fileName);
-    await helping?.catch((error: unknown) => request.log.warn(`pushing ahead while the background pusher starts failed: ${(error as Error).message}`));
+    await helping;
   }
+  if (!alongside) await help(options.parallel);
   return result;
 }
 
@@ -200,9 +210,6 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
     paths,
     {
       ...options,
-      // The request's own file is in flight too: together at most `parallel` (S3 pushes each hold a
-      // segment in memory; with one more, the S3 helper peaked at 108 MiB instead of 92).
-      parallel: Math.max(1, options.parallel - 1),
       backend: request.backend,
       walDir,
       after: request.fileName,

@@ -117,4 +117,40 @@ describe('background pusher', () => {
       loading.kill('SIGKILL');
     }
   });
+
+  it('starts helping only after its own file when the backend holds each segment in memory for one request (S3)', async () => {
+    const walDir = path.join(dataDir, 'pg_wal');
+    const local = createLocalBackend({ root: repo });
+    const events: string[] = [];
+    // POSIX storage that asks for the metadata before the body, as S3 does: archiveFile then reads
+    // each file whole into memory first.
+    const backend: Backend = Object.assign(Object.create(local) as Backend, {
+      metaTiming: { when: 'before-body', singleRequestBytes: 16 << 20 },
+      putIfAbsent: async (...args: Parameters<Backend['putIfAbsent']>) => {
+        const name = path.basename(args[0]);
+        events.push(`start ${name}`);
+        try {
+          return await local.putIfAbsent(...args);
+        } finally {
+          events.push(`end ${name}`);
+        }
+      },
+    });
+    const loading = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const log = createLogger('walvault-archive', 'normal', () => undefined);
+    const deadline = new Deadline(20_000, 'test');
+    try {
+      const result = await archiveWithPushAhead(
+        { backend, sourcePath: path.join(walDir, names[0]!), fileName: names[0]!, encode: { compress: 'none' }, deadline, log },
+        { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, identity: 'v1|test' },
+        () => loading.pid,
+      );
+      expect(result.outcome).toBe('archived');
+      expect(events.slice(0, 2)).toEqual([`start ${names[0]}`, `end ${names[0]}`]);
+      expect(await storedNames()).toEqual(names);
+    } finally {
+      deadline.dispose();
+      loading.kill('SIGKILL');
+    }
+  });
 });

@@ -116,8 +116,8 @@ async function writeAll(handle: nodeFs.FileHandle, data: Buffer, length: number)
  * Bytes written between two early flushes of a file being stored. Linux starts writing dirty pages
  * back only after seconds or under memory pressure, so without these the final fsync of a 16 MiB
  * segment would wait for all 16 MiB while the CPU idles; with them the disk writes the file while
- * the next chunks are read, hashed and copied (side by side: 2 pushes at a time stored 42 segments/s
- * without, 74-78 with; see README, "Performance"). They change nothing about durability: the file is
+ * the next chunks are read, hashed and copied (in-process, 32 segments 2 at a time: 32.8 segments/s
+ * without, 57.9 with; see README, "Performance"). They change nothing about durability: the file is
  * fsynced as a whole afterwards, before it gets its name.
  */
 export const EARLY_FLUSH_BYTES = 2 << 20;
@@ -159,8 +159,8 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
   try {
     if (ctx.blockingCopy === true && body.pullSync !== undefined) {
       // A background pusher: read, hash and write with blocking calls, letting other work (I/O that
-      // finished, timers) run between early flushes. Side by side in-process, 32 segments 2 at a time:
-      // 74 segments/s against 69 with a thread-pool round trip per call, 10.6 against 12.5 ms of CPU each.
+      // finished, timers) run between early flushes. In-process, 32 segments 3 at a time: 71.0
+      // segments/s against 58.8 with a thread-pool round trip per call, 10.6 against 12.5 ms of CPU each.
       // One such copy at a time, first come first served: the others' fsyncs, links and sidecars go on
       // meanwhile, instead of all of them copying in turns and then all waiting for the disk together.
       const release = await blockingCopyTurn();
