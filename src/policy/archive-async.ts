@@ -263,11 +263,32 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
     return summary;
   }
   try {
+    await othersDone(paths, options.after);
     await pushLoop(paths, options, summary);
   } finally {
     await release();
   }
   return summary;
+}
+
+/** Longest time the worker waits for the request that started it to finish its pushes. */
+const HANDOVER_MAX_MS = 3000;
+
+/**
+ * Waits until no other live process holds a claim on a file after `after`: the request that started
+ * this worker (pushWhileWorkerStarts) stops launching pushes once it sees the lock taken, and pushing
+ * while it still does, each pusher could count the other's newest claim too late and both go past
+ * --push-ahead by one.
+ */
+async function othersDone(paths: SpoolPaths, after: string): Promise<void> {
+  const until = performance.now() + HANDOVER_MAX_MS;
+  while (performance.now() < until) {
+    const names = await nodeFs.readdir(paths.work).catch(() => [] as string[]);
+    let busy = false;
+    for (const name of names) if (name > after && (await liveClaimer(paths, name)) !== null) busy = true;
+    if (!busy) return;
+    await sleep(5);
+  }
 }
 
 /**

@@ -113,14 +113,28 @@ describe('damaged stored objects', () => {
     expect(error.kind).toBe('corrupt');
   });
 
-  it.each(['gzip', 'lz4', 'zstd'])('%s: a flipped byte is corrupt (the codec checksum catches it)', async (codec) => {
+  // A flipped bit in a match offset can point at identical bytes (WAL repeats itself): the output is
+  // then exactly the original, which the content checksum rightly accepts (about 3% of single flips
+  // in the middle of an lz4 frame of this data). Any flip must be refused as corrupt or give the
+  // original bytes back; 16 flips across the frame include refused ones.
+  it.each(['gzip', 'lz4', 'zstd'])('%s: a flipped byte is corrupt (the codec checksum catches it), never different bytes', async (codec) => {
     const stored = await encode(data, codec, false);
-    const damaged = Buffer.from(stored);
-    const index = Math.floor(damaged.length / 2);
-    damaged[index] = (damaged[index] ?? 0) ^ 0x10;
-    const error = await decodeError(damaged, { codec, encryption: 'none' }, []);
-    expect(error.kind).toBe('corrupt');
-    expect(error.message).toMatch(new RegExp(`^stored object is not valid ${codec}`));
+    let refused = 0;
+    for (let k = 0; k < 16; k += 1) {
+      const damaged = Buffer.from(stored);
+      const index = Math.floor((damaged.length * (8 + k)) / 32);
+      damaged[index] = (damaged[index] ?? 0) ^ 0x10;
+      try {
+        const restored = await runThrough(damaged, await createDecoder({ codec, encryption: 'none' }, {}));
+        expect(restored.equals(data), `flip at ${index} of ${damaged.length} gave other bytes without an error`).toBe(true);
+      } catch (error) {
+        expect(error).toBeInstanceOf(WalvaultError);
+        expect((error as WalvaultError).kind).toBe('corrupt');
+        expect((error as WalvaultError).message).toMatch(new RegExp(`^stored object is not valid ${codec}`));
+        refused += 1;
+      }
+    }
+    expect(refused).toBeGreaterThanOrEqual(12);
   });
 
   it.each(['gzip', 'lz4', 'zstd'])('%s: a truncated object is corrupt', async (codec) => {
