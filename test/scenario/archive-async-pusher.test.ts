@@ -47,6 +47,26 @@ function pusherOptions(lines: string[], extra: Partial<PusherOptions> = {}): Pus
   };
 }
 
+/**
+ * The first request of a backlog (push-ahead 16, --parallel=2) while the background pusher is still
+ * loading: a live stand-in process that never takes the lock.
+ */
+async function firstRequest(backend: Backend) {
+  const walDir = path.join(dataDir, 'pg_wal');
+  const loading = spawn('sleep', ['30'], { stdio: 'ignore' });
+  const deadline = new Deadline(20_000, 'test');
+  try {
+    return await archiveWithPushAhead(
+      { backend, sourcePath: path.join(walDir, names[0]!), fileName: names[0]!, encode: { compress: 'none' }, deadline, log: createLogger('walvault-archive', 'normal', () => undefined) },
+      { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, identity: 'v1|test' },
+      () => loading.pid,
+    );
+  } finally {
+    deadline.dispose();
+    loading.kill('SIGKILL');
+  }
+}
+
 const storedNames = async (): Promise<string[]> => (await readdir(path.join(repo, 'wal', '0000000100000000')).catch(() => [] as string[])).filter((name) => !name.includes('~')).sort();
 
 describe('background pusher', () => {
@@ -96,30 +116,14 @@ describe('background pusher', () => {
         }
       },
     });
-    // A stand-in for the background pusher that is still loading (alive, never takes the lock).
-    const loading = spawn('sleep', ['30'], { stdio: 'ignore' });
-    const lines: string[] = [];
-    const log = createLogger('walvault-archive', 'normal', (line) => lines.push(line));
-    const deadline = new Deadline(20_000, 'test');
-    try {
-      const result = await archiveWithPushAhead(
-        { backend, sourcePath: path.join(walDir, names[0]!), fileName: names[0]!, encode: { compress: 'none' }, deadline, log },
-        { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, identity: 'v1|test' },
-        () => loading.pid,
-      );
-      expect(result.outcome).toBe('archived');
-      // Its own file counts against --parallel (2 here): S3 pushes each hold a segment in memory.
-      expect(mostInFlight).toBe(2);
-      expect(await storedNames()).toEqual(names);
-      expect((await readdir(path.join(walDir, 'walvault', 'archive'))).sort()).toEqual(names.slice(1));
-    } finally {
-      deadline.dispose();
-      loading.kill('SIGKILL');
-    }
+    expect((await firstRequest(backend)).outcome).toBe('archived');
+    // Its own file counts against --parallel (2 here): S3 pushes each hold a segment in memory.
+    expect(mostInFlight).toBe(2);
+    expect(await storedNames()).toEqual(names);
+    expect((await readdir(path.join(walDir, 'walvault', 'archive'))).sort()).toEqual(names.slice(1));
   });
 
   it('starts helping only after its own file when the backend holds each segment in memory for one request (S3)', async () => {
-    const walDir = path.join(dataDir, 'pg_wal');
     const local = createLocalBackend({ root: repo });
     const events: string[] = [];
     // POSIX storage that asks for the metadata before the body, as S3 does: archiveFile then reads
@@ -136,21 +140,8 @@ describe('background pusher', () => {
         }
       },
     });
-    const loading = spawn('sleep', ['30'], { stdio: 'ignore' });
-    const log = createLogger('walvault-archive', 'normal', () => undefined);
-    const deadline = new Deadline(20_000, 'test');
-    try {
-      const result = await archiveWithPushAhead(
-        { backend, sourcePath: path.join(walDir, names[0]!), fileName: names[0]!, encode: { compress: 'none' }, deadline, log },
-        { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, identity: 'v1|test' },
-        () => loading.pid,
-      );
-      expect(result.outcome).toBe('archived');
-      expect(events.slice(0, 2)).toEqual([`start ${names[0]}`, `end ${names[0]}`]);
-      expect(await storedNames()).toEqual(names);
-    } finally {
-      deadline.dispose();
-      loading.kill('SIGKILL');
-    }
+    expect((await firstRequest(backend)).outcome).toBe('archived');
+    expect(events.slice(0, 2)).toEqual([`start ${names[0]}`, `end ${names[0]}`]);
+    expect(await storedNames()).toEqual(names);
   });
 });
