@@ -263,32 +263,11 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
     return summary;
   }
   try {
-    await othersDone(paths, options.after);
     await pushLoop(paths, options, summary);
   } finally {
     await release();
   }
   return summary;
-}
-
-/** Longest time the worker waits for the request that started it to finish its pushes. */
-const HANDOVER_MAX_MS = 3000;
-
-/**
- * Waits until no other live process holds a claim on a file after `after`: the request that started
- * this worker (pushWhileWorkerStarts) stops launching pushes once it sees the lock taken, and pushing
- * while it still does, each pusher could count the other's newest claim too late and both go past
- * --push-ahead by one.
- */
-async function othersDone(paths: SpoolPaths, after: string): Promise<void> {
-  const until = performance.now() + HANDOVER_MAX_MS;
-  while (performance.now() < until) {
-    const names = await nodeFs.readdir(paths.work).catch(() => [] as string[]);
-    let busy = false;
-    for (const name of names) if (name > after && (await liveClaimer(paths, name)) !== null) busy = true;
-    if (!busy) return;
-    await sleep(5);
-  }
 }
 
 /**
@@ -359,6 +338,13 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
       }
       lastScan = scan;
       const readySet = new Set(ready);
+      // Files another live pusher is storing count against the limit too (briefly two pushers run, see
+      // pushWhileWorkerStarts). Claims are read before markers: a pusher places its marker before it
+      // drops its claim, so a file finishing in between is seen as one or the other, never as neither.
+      const claimedElsewhere = new Set<string>();
+      for (const name of await nodeFs.readdir(paths.work).catch(() => [] as string[])) {
+        if (readySet.has(name) && name > options.after && !inflight.has(name) && (await liveClaimer(paths, name)) !== null) claimedElsewhere.add(name);
+      }
       // Sweep: a marker whose .ready is gone has been acknowledged; drop it (it pins the inode).
       const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
       let ahead = 0;
@@ -367,17 +353,21 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
         else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
       }
       const markerSet = new Set(markers);
-      // Files another live pusher is storing count against the limit too (briefly two pushers run, see pushWhileWorkerStarts).
-      for (const name of await nodeFs.readdir(paths.work).catch(() => [] as string[])) {
-        if (readySet.has(name) && name > options.after && !markerSet.has(name) && !inflight.has(name) && (await liveClaimer(paths, name)) !== null) ahead += 1;
-      }
+      for (const name of claimedElsewhere) if (markerSet.has(name)) claimedElsewhere.delete(name);
+      ahead += claimedElsewhere.size;
       let launched = 0;
       if (!failed && !ready.some((name) => classify(name) === 'history')) {
         for (const name of ready) {
           if (inflight.size >= options.parallel || ahead + inflight.size >= options.pushAhead) break;
           if (!pushable(name) || inflight.has(name) || pushedHere.has(name) || name <= options.after) continue;
           if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
-          if ((await liveClaimer(paths, name)) !== null) continue;
+          // Claimed by another pusher since `ahead` was counted (the request that started the worker
+          // pushes too while it loads): it counts against the limit from now on, or both pushers would
+          // go one past it.
+          if ((await liveClaimer(paths, name)) !== null) {
+            if (!claimedElsewhere.has(name)) ahead += 1;
+            continue;
+          }
           const job = pushOne(name).finally(() => inflight.delete(name));
           inflight.set(name, job);
           launched += 1;
