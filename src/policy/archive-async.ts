@@ -190,10 +190,10 @@ function pushable(name: string): boolean {
 const HELP_MAX_MS = 1500;
 
 /**
- * The worker just started needs ~0.1 s or more to load; this process is loaded already. While its own
- * file is being stored, it pushes the following segments too (same claims, markers and limits as
- * the worker) until the worker has taken its lock over (or its own file failed), then finishes what
- * it started and exits. PostgreSQL waits for this process meanwhile, but its next requests then find
+ * The worker just started needs ~0.1 s or more to load; this process is loaded already. It pushes the
+ * following segments too, alongside its own file or once that is stored (see archiveWithPushAhead),
+ * with the same claims, markers and limits as the worker, until the worker has taken its lock over
+ * (or its own file failed), then finishes what it started and exits. PostgreSQL waits for this process meanwhile, but its next requests then find
  * those files pushed.
  */
 async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAheadOptions, walDir: string, workerPid: number, ownFailed: () => boolean): Promise<void> {
