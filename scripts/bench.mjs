@@ -20,7 +20,7 @@
 //                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ...
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
-// and %f as usual, `{repo}` becomes a fresh empty directory per run, `{s3}` the options of a fresh
+// and %f as usual, `{repo}` becomes a fresh empty directory per run (the same one wherever it appears), `{s3}` the options of a fresh
 // prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
 // E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
 import { spawn, spawnSync } from 'node:child_process';
@@ -33,6 +33,12 @@ import { fileURLToPath } from 'node:url';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const PGBIN = process.env.PGBIN ?? '/usr/lib/postgresql/15/bin';
 const args = parseArgs(process.argv.slice(2));
+if (args.help) {
+  // The usage is this file's opening comment.
+  const head = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1);
+  process.stdout.write(`${head.slice(0, head.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n')}\n`);
+  process.exit(0);
+}
 const SEGMENTS = Number(args.segments ?? 32);
 const REPEATS = Number(args.repeats ?? 3);
 const LATENCY_MS = Number(args.latency ?? 20);
@@ -498,7 +504,15 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         if (eq < 1) throw new Error(`--command "${spec}": expected KEY=COMMAND`);
         const key = spec.slice(0, eq);
         const template = spec.slice(eq + 1);
-        const fill = (text) => text.replaceAll('{repo}', () => freshDir(key)).replaceAll('{s3}', () => (s3 ? s3Opts(`${key}-${++repoSeq}`) : '--s3-is-not-running')).replaceAll('{walvault}', walvault ? walvault.archive : 'walvault-archive');
+        // One fresh repository (or prefix) per run, however often the command names it.
+        const fill = (text) => {
+          let repo;
+          let prefix;
+          return text
+            .replaceAll('{repo}', () => (repo ??= freshDir(key)))
+            .replaceAll('{s3}', () => (prefix ??= s3 ? s3Opts(`${key}-${++repoSeq}`) : '--s3-is-not-running'))
+            .replaceAll('{walvault}', walvault ? walvault.archive : 'walvault-archive');
+        };
         return { key, tool: key, mode: template, prepare: () => ({ command: fill(template) }) };
       }),
     ].filter(Boolean).filter((t) => wanted(t.key));
