@@ -14,24 +14,71 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         case $wv_p in */*) wv_spool=${wv_p%/*}/walvault ;; *) wv_spool=walvault ;; esac
       fi
       wv_id="$wv_id|${WALVAULT_REPO-}|${WALVAULT_CONFIG-}|${WALVAULT_SPOOL-}|${WALVAULT_PUSH_AHEAD-}"
-      if read -r wv_o 2>/dev/null < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
-        && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/archive.owner" ]; }; then
+      # The spool answers only when its owner line is ours: same options, same repository, config not newer.
+      wv_mine=
+      wv_owner() {
+        [ -z "$wv_mine" ] && read -r wv_o 2>/dev/null < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
+          && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/archive.owner" ]; } && wv_mine=1
+        [ -n "$wv_mine" ]
+      }
+      wv_pushed() {
+        wv_owner && [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ] || return 1
+        [ "$wv_quiet" = true ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_spool/archive\")" >&2
+        exit 0
+      }
+      wv_pushed
+      # No pusher runs (its pid file names no live process), %f is a segment and more segments (or a
+      # backup label) wait after it, no timeline history file waits: start the background pusher here,
+      # in its own session (as Node's startWorker does), with %f first in its queue, instead of a
+      # Node start for this request that would archive %f and start the pusher only once loaded
+      # (~80 ms later, with two Node starts competing for the CPU). This request then waits for %f's
+      # marker like any other pushed file. A pusher that cannot start or cannot store %f leaves no
+      # marker: the request goes on to Node below, which archives %f itself and reports what failed.
+      unset WALVAULT_STARTED_PUSHER
+      wv_own=
+      if [ ${#wv_f} -eq 24 ] && [ "${WALVAULT_PUSH_AHEAD-}" != 0 ] && command -v setsid >/dev/null 2>&1 \
+        && ! { read -r wv_pid wv_state 2>/dev/null < "$wv_spool/archive.pid" && kill -0 "$wv_pid" 2>/dev/null; }; then
+        case $wv_p in */*) wv_st=${wv_p%/*}/archive_status ;; *) wv_st=archive_status ;; esac
+        wv_more=
+        for wv_r in "$wv_st"/*.ready; do
+          wv_r=${wv_r##*/}
+          wv_r=${wv_r%.ready}
+          case $wv_r in
+            *.history) wv_more= && break ;;
+            *.backup) [ "$wv_r" \> "$wv_f" ] && wv_more=1 ;;
+            *) [ ${#wv_r} -eq 24 ] && [ "$wv_r" \> "$wv_f" ] && wv_more=1 ;;
+          esac
+        done
+        if [ -n "$wv_more" ] && { [ -d "$wv_spool" ] || mkdir -m 700 "$wv_spool" 2>/dev/null; }; then
+          wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0
+          if wv_snapshot_fits "${wv_self%/*}"; then
+            setsid "$wv_node" --expose-gc --snapshot-blob "${wv_self%/*}/walvault.blob" "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null &
+          else
+            setsid "$wv_node" --expose-gc "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null &
+          fi
+          # Its pid, as "starting": requests meanwhile wait for it; the request below (when it comes to
+          # that) starts no second one.
+          WALVAULT_STARTED_PUSHER=$!
+          export WALVAULT_STARTED_PUSHER
+          { echo "$WALVAULT_STARTED_PUSHER starting" > "$wv_spool/archive.pid"; } 2>/dev/null && wv_own=1
+        fi
+      fi
+      if wv_owner || [ -n "$wv_own" ]; then
         # While the background pusher runs (its pid file names a live process), wait for it rather
         # than start Node: for a file it is pushing (a claim file names a live process) up to
-        # --timeout-ish 60 s, for a segment or .backup file it has not picked up yet about 0.2 s, or about 1 s while the
-        # pusher is still loading (its pid file says "starting"; Node competing for the CPU would slow both).
-        wv_i=0 wv_s=0 wv_seg=
+        # --timeout-ish 60 s; for a segment or .backup file it has not picked up yet about 0.2 s, or
+        # about 1 s while the pusher is still loading (its pid file says "starting"; Node competing
+        # for the CPU would slow both), 5 s for the pusher started here for %f.
+        wv_i=0 wv_s=0 wv_seg= wv_load=100
+        [ -n "$wv_own" ] && wv_load=500
         case $wv_f in *.backup) wv_seg=1 ;; *) [ ${#wv_f} -eq 24 ] && wv_seg=1 ;; esac
         while :; do
-          if [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ]; then
-            [ "$wv_quiet" = true ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_spool/archive\")" >&2
-            exit 0
-          fi
+          wv_pushed
           wv_w=
           if read -r wv_pid wv_state 2>/dev/null < "$wv_spool/archive.pid" && kill -0 "$wv_pid" 2>/dev/null; then
             if read -r wv_c 2>/dev/null < "$wv_spool/archive.work/$wv_f" && kill -0 "$wv_c" 2>/dev/null; then
               [ "$wv_i" -lt 6000 ] && wv_w=1
-            elif [ "$wv_state" = starting ] && [ "$wv_i" -lt 100 ] && [ -n "$wv_seg" ]; then
+            elif [ "$wv_state" = starting ] && [ "$wv_i" -lt "$wv_load" ] && [ -n "$wv_seg" ]; then
               wv_w=1 wv_s=$wv_i
             elif [ $((wv_i - wv_s)) -lt 20 ] && [ -n "$wv_seg" ]; then
               wv_w=1

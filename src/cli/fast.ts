@@ -35,12 +35,19 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     await archiveFile(request);
     return;
   }
-  const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
+  const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, launcherStartedWorker, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
+  const startedByLauncher = launcherStartedWorker();
   const spoolDir = stringOption(raw, 'spool') ?? defaultSpoolDir(request.sourcePath);
   const identity = spoolIdentity('archive', args);
   const configFile = stringOption(raw, 'config');
-  if (raw[WORKER_FLAG] === 'push') {
+  // 'push-own': started by the sh launcher in place of the request for %f (src/cli/fast-path-archive.sh),
+  // which waits for %f's marker: %f is pushed first.
+  const worker = raw[WORKER_FLAG];
+  if (worker === 'push' || worker === 'push-own') {
     request.deadline.dispose();
+    // The sh launcher starts a pusher before any option is parsed: one that --config (or the
+    // environment) turned off has nothing to do.
+    if (pushAhead === 0) return;
     const log = workerLogger('walvault-archive', options);
     await runPusher({
       spoolDir,
@@ -51,6 +58,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
       backend: request.backend,
       walDir: pathDir(request.sourcePath),
       after: request.fileName,
+      pushAfterToo: worker === 'push-own',
       request: (fileName, deadline) => ({ ...request, sourcePath: `${pathDir(request.sourcePath)}/${fileName}`, fileName, deadline, log }),
       timeoutMs: options.timeoutMs,
       log,
@@ -61,7 +69,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     await archiveFile(request);
     return;
   }
-  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity, configFile }, () => startWorker('push', args));
+  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity, configFile }, () => startedByLauncher ?? startWorker('push', args));
 }
 
 /** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */

@@ -232,6 +232,12 @@ export interface PusherOptions extends PushAheadOptions {
   request: (fileName: string, deadline: Deadline) => ArchiveRequest;
   /** The file whose request started the worker: it and older files are left to PostgreSQL's requests. */
   after: string;
+  /**
+   * `after` itself is pushed too, first: the sh launcher started this worker in place of a Node
+   * process for that request, and answers it from its marker. It does not count against pushAhead:
+   * PostgreSQL is asking for it now.
+   */
+  pushAfterToo?: boolean;
   /** Milliseconds each push may take. */
   timeoutMs: number;
   /** Exit after this long with nothing to push. */
@@ -282,6 +288,10 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
   let idleSince = performance.now();
   // Names this worker has pushed: a scan that read the markers just before a push finished must not push it again.
   const pushedHere = new Set<string>();
+  // The request's own file when this worker pushes it too: PostgreSQL is asking for it, so it is not ahead.
+  const own = options.pushAfterToo === true ? options.after : undefined;
+  const queued = (name: string): boolean => name > options.after || name === own;
+  const inflightAhead = (): number => inflight.size - (own !== undefined && inflight.has(own) ? 1 : 0);
 
   const pushOne = async (fileName: string): Promise<void> => {
     const walPath = path.join(options.walDir, fileName);
@@ -349,7 +359,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
       const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
       let ahead = 0;
       for (const name of markers) {
-        if (readySet.has(name)) ahead += 1;
+        if (readySet.has(name)) ahead += name === own ? 0 : 1;
         else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
       }
       const markerSet = new Set(markers);
@@ -358,14 +368,14 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
       let launched = 0;
       if (!failed && !ready.some((name) => classify(name) === 'history')) {
         for (const name of ready) {
-          if (inflight.size >= options.parallel || ahead + inflight.size >= options.pushAhead) break;
-          if (!pushable(name) || inflight.has(name) || pushedHere.has(name) || name <= options.after) continue;
+          if (inflight.size >= options.parallel || ahead + inflightAhead() >= options.pushAhead) break;
+          if (!pushable(name) || inflight.has(name) || pushedHere.has(name) || !queued(name)) continue;
           if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
           // Claimed by another pusher since `ahead` was counted (the request that started the worker
           // pushes too while it loads): it counts against the limit from now on, or both pushers would
           // go one past it.
           if ((await liveClaimer(paths, name)) !== null) {
-            if (!claimedElsewhere.has(name)) ahead += 1;
+            if (!claimedElsewhere.has(name) && name !== own) ahead += 1;
             continue;
           }
           const job = pushOne(name).finally(() => inflight.delete(name));

@@ -154,6 +154,18 @@ export async function reserveWorkerLock(paths: SpoolPaths, pid: number): Promise
 }
 
 /**
+ * The pusher the sh launcher started alongside this request (src/cli/fast-path-archive.sh passes its pid
+ * in WALVAULT_STARTED_PUSHER), when it still runs: the request then starts none of its own. The variable
+ * is removed, so that nothing this process starts inherits it.
+ */
+export function launcherStartedWorker(): number | undefined {
+  const text = process.env.WALVAULT_STARTED_PUSHER;
+  delete process.env.WALVAULT_STARTED_PUSHER;
+  const pid = Number(text);
+  return text !== undefined && /^[1-9][0-9]*$/.test(text) && processAlive(pid) ? pid : undefined;
+}
+
+/**
  * Starts this program again, detached, as a background worker with the same options. Its log lines
  * go to the same stderr (PostgreSQL's log); it outlives this process, which PostgreSQL waits for.
  */

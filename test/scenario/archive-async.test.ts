@@ -1,5 +1,5 @@
 // Scenarios for push-ahead: the background pusher, the spool markers and the launcher's fast path must never claim a file that is not durably archived.
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -35,10 +35,10 @@ const stored = (name: string, repoDir = repo): string => path.join(repoDir, 'wal
 const markers = async (): Promise<string[]> => (await readdir(path.join(spool, 'archive')).catch(() => [] as string[])).sort();
 
 /** Every marker must stand for a complete, identical copy in the repository. */
-async function expectMarkersTruthful(): Promise<void> {
+async function expectMarkersTruthful(repoDir = repo): Promise<void> {
   for (const name of await markers()) {
     const original = await readFile(path.join(dataDir, 'pg_wal', name));
-    expect((await readFile(stored(name))).equals(original), `marker "${name}" without an identical archived copy`).toBe(true);
+    expect((await readFile(stored(name, repoDir))).equals(original), `marker "${name}" without an identical archived copy`).toBe(true);
   }
 }
 
@@ -61,12 +61,12 @@ describe('walvault-archive push-ahead', () => {
 
     const first = await archive(names[0]!);
     expect(first.code).toBe(0);
-    expect(first.stderr).toContain(`walvault-archive: info: archived "${names[0]}"`);
-    await waitForWorkerStart(spool, 'archive', 3000);
+    // The launcher started the pusher with this file first and answered from its marker.
+    expect(first.stderr).toContain(`walvault-archive: info: "${names[0]}" was pushed ahead and is durable in the repository`);
     await waitForWorkerExit(spool, 'archive');
     await markDone(dataDir, names[0]!);
     for (const name of names) expect((await readFile(stored(name))).equals(contents.get(name)!)).toBe(true);
-    expect(await markers()).toEqual(names.slice(1));
+    expect(await markers()).toEqual(names);
     await expectMarkersTruthful();
 
     const second = await archive(names[1]!);
@@ -99,7 +99,8 @@ describe('walvault-archive push-ahead', () => {
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(64 * 1024, name));
     expect((await archive(names[0]!, ['--push-ahead=3'])).code).toBe(0);
     await waitForWorkerExit(spool, 'archive');
-    expect(await markers()).toEqual(names.slice(1, 4));
+    // The requested file itself (pushed by the pusher the launcher started for it) is not ahead.
+    expect(await markers()).toEqual(names.slice(0, 4));
     expect(exists(stored(names[4]!))).toBe(false);
   });
 
@@ -167,7 +168,7 @@ describe('walvault-archive push-ahead', () => {
     expect((await archive(names[0]!)).code).toBe(0);
     await waitForWorkerExit(spool, 'archive');
     await markDone(dataDir, names[0]!);
-    expect(await markers()).toEqual(names.slice(1).sort());
+    expect(await markers()).toEqual([...names].sort());
     await expectMarkersTruthful();
     const rest = await archiveAll(names.slice(1));
     expect(rest.map((r) => r.code)).toEqual([0, 0, 0]);
@@ -208,7 +209,8 @@ describe("the launcher's fast path", () => {
     expect((await archive(names[0]!)).code).toBe(0);
     await waitForWorkerExit(spool, 'archive');
     await markDone(dataDir, names[0]!);
-    expect(await markers()).toEqual(names.slice(1));
+    // names[0]'s marker stays until a pusher sees its .done (it sweeps acknowledged markers).
+    expect(await markers()).toEqual(names);
   };
 
   it('does not answer for a file whose content changed under the same name (another inode): exit 4, mismatch', async () => {
@@ -228,8 +230,12 @@ describe("the launcher's fast path", () => {
     await mkdir(repo2);
     const result = await archive(names[1]!, [], repo2);
     expect(result.code).toBe(0);
+    // Archived there (by a pusher started for repo2, which answers from its own marker); the markers
+    // for the first repository are gone.
     expect(result.stderr).toContain(`info: archived "${names[1]}" to "${stored(names[1]!, repo2)}"`);
-    expect(await markers()).not.toContain(names[1]);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).not.toContain(names[0]);
+    await expectMarkersTruthful(repo2);
   });
 
   it('does not accept a marker that is a copy rather than a link to the WAL file', async () => {
@@ -250,5 +256,94 @@ describe("the launcher's fast path", () => {
     const result = await archive(names[1]!, ['--push-ahead=0']);
     expect(result.code).toBe(0);
     expect(result.stderr).toContain('was already archived');
+  });
+});
+
+// The launcher starts the pusher itself when segments wait after %f and none runs: one Node start for
+// a backlog instead of one for the request plus one for the pusher it would start once loaded.
+// WALVAULT_NODE points at a wrapper that logs every Node start (and its arguments) before running node.
+describe('the pusher started by the launcher', () => {
+  let nodeLog: string;
+  let env: Record<string, string>;
+  beforeEach(async () => {
+    nodeLog = path.join(temp.dir, 'node-starts');
+    const wrapper = path.join(temp.dir, 'node-wrapper');
+    await writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${nodeLog}'\nexec node "$@"\n`);
+    await chmod(wrapper, 0o755);
+    env = { WALVAULT_NODE: wrapper };
+  });
+  const starts = async (): Promise<string[]> => (await readFile(nodeLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+  const archiveVia = (name: string, extra: string[] = []) => runNoWait('walvault-archive', [`--repo=${repo}`, ...extra, `pg_wal/${name}`, name], { cwd: dataDir, env });
+
+  it('stores %f first and answers the request from its marker: one Node start for the whole backlog', async () => {
+    const names = [1, 2, 3, 4, 5].map((n) => seg(1, n));
+    const contents = new Map(names.map((name) => [name, pseudoRandomBytes(MiB, name)]));
+    for (const name of names) await makeReady(dataDir, name, contents.get(name)!);
+    const first = await archiveVia(names[0]!);
+    expect(first.code).toBe(0);
+    // The request's line comes from the launcher; the pusher's own lines go to the same stderr.
+    expect(first.stderr).toContain(`walvault-archive: info: "${names[0]}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
+    expect(first.stderr).not.toMatch(/^walvault-archive: info: archived/m);
+    const launched = await starts();
+    expect(launched).toHaveLength(1);
+    expect(launched[0]).toContain(`--internal-worker=push-own --repo=${repo} pg_wal/${names[0]} ${names[0]}`);
+    await markDone(dataDir, names[0]!);
+    const rest = await archiveAll(names.slice(1));
+    expect(rest.map((r) => r.code)).toEqual([0, 0, 0, 0]);
+    await waitForWorkerExit(spool, 'archive');
+    for (const name of names) expect((await readFile(stored(name))).equals(contents.get(name)!)).toBe(true);
+    expect(await starts()).toHaveLength(1);
+  });
+
+  it('leaves %f to Node when the pusher cannot store it: the request reports the mismatch (exit 4)', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    // Another server's file under the same name is in the repository already.
+    const theirs = path.join(temp.dir, 'theirs');
+    await mkdir(theirs);
+    await writeFile(path.join(theirs, names[0]!), pseudoRandomBytes(MiB, 'another server'));
+    expect((await runNoWait('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', names[0]!, names[0]!], { cwd: theirs })).code).toBe(0);
+    const result = await archiveVia(names[0]!);
+    expect(result.code).toBe(4);
+    expect(result.stderr).toContain(`error: refusing to overwrite "${names[0]}"`);
+    // The pusher for %f, then the request (which may start a pusher of its own for the files after it).
+    const launched = await starts();
+    expect(launched[0]).toContain('--internal-worker=push-own');
+    expect(launched.filter((line) => !line.includes('--internal-worker'))).toHaveLength(1);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await markers()).not.toContain(names[0]);
+    await expectMarkersTruthful();
+  });
+
+  it('starts no pusher from the launcher while a timeline history file waits, for one segment alone, or with --push-ahead=0', async () => {
+    await makeReady(dataDir, seg(1, 5), pseudoRandomBytes(MiB, 'tl1-5'));
+    await makeReady(dataDir, '00000002.history', Buffer.from('1\t0/6000000\tno recovery target specified\n'));
+    await makeReady(dataDir, seg(2, 6), pseudoRandomBytes(MiB, 'tl2-6'));
+    expect((await archiveVia(seg(1, 5))).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    expect((await starts()).some((line) => line.includes('push-own'))).toBe(false);
+    await rm(path.join(dataDir, 'pg_wal'), { recursive: true });
+
+    await makeReady(dataDir, seg(1, 7), pseudoRandomBytes(MiB, 'alone'));
+    expect((await archiveVia(seg(1, 7))).stderr).toContain(`info: archived "${seg(1, 7)}"`);
+    await makeReady(dataDir, seg(1, 8), pseudoRandomBytes(MiB, 'eight'));
+    await makeReady(dataDir, seg(1, 9), pseudoRandomBytes(MiB, 'nine'));
+    expect((await archiveVia(seg(1, 8), ['--push-ahead=0'])).stderr).toContain(`info: archived "${seg(1, 8)}"`);
+    expect((await starts()).some((line) => line.includes('push-own'))).toBe(false);
+    expect(await markers()).toEqual([]);
+  });
+
+  it('a pusher that the config file turns off (push-ahead 0) exits at once, and the request archives %f itself', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    const config = path.join(temp.dir, 'walvault.json');
+    await writeFile(config, JSON.stringify({ repo, 'push-ahead': 0 }));
+    const result = await runNoWait('walvault-archive', [`--config=${config}`, `pg_wal/${names[0]}`, names[0]!], { cwd: dataDir, env });
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(`info: archived "${names[0]}"`);
+    const launched = await starts();
+    expect(launched.map((line) => line.includes('--internal-worker=push-own'))).toEqual([true, false]);
+    expect(await markers()).toEqual([]);
+    expect(exists(stored(names[1]!))).toBe(false);
   });
 });
