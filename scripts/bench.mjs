@@ -132,7 +132,11 @@ const median = (xs) => {
 /** A postgresql.conf string literal: the GUC lexer reads a backslash as an escape, so it is doubled too. */
 const sq = (text) => `'${text.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
 
-/** Processes (not PostgreSQL's own) whose command line mentions the bench directory: archive helpers and their daemons. */
+/**
+ * Processes (not PostgreSQL's own) whose command line mentions the bench directory, or which run in it
+ * (archive_command runs in the data directory, and helpers it starts inherit that): archive helpers
+ * and their daemons, such as walvault's pusher, whose command line names an S3 repository only.
+ */
 function helperPids(marker, exclude) {
   const pids = [];
   for (const entry of fs.readdirSync('/proc')) {
@@ -145,7 +149,13 @@ function helperPids(marker, exclude) {
     } catch {
       continue;
     }
-    if (!cmdline.includes(marker)) continue;
+    let cwd = '';
+    try {
+      cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
+    } catch {
+      // gone, or not ours to read
+    }
+    if (!cmdline.includes(marker) && !cwd.startsWith(marker)) continue;
     const argv0 = cmdline.split('\0')[0] ?? '';
     if (argv0.endsWith('/postgres') || argv0.startsWith('postgres:') || argv0.endsWith('/pg_ctl') || argv0 === 'runuser') continue;
     if (cmdline.includes('bench.mjs')) continue;
@@ -359,7 +369,9 @@ async function main() {
 
     // ---- the S3 server (s3rver, a real S3-speaking server) in its own process --------------------
     let s3 = null;
-    const needS3 = ['walvault-s3', 'walvault-s3-sync', 's3-loop', 'barman-cloud', 'restore-walvault-s3', 'restore-walvault-s3-noprefetch', 'restore-barman-cloud'].some(wanted);
+    const needS3 =
+      ['walvault-s3', 'walvault-s3-sync', 's3-loop', 'barman-cloud', 'restore-walvault-s3', 'restore-walvault-s3-noprefetch', 'restore-barman-cloud'].some(wanted) ||
+      (args.command ?? []).some((spec) => spec.includes('{s3}') && wanted(spec.slice(0, spec.indexOf('='))));
     if (needS3 && fs.existsSync(path.join(ROOT, 'node_modules', 's3rver'))) {
       const s3dir = path.join(tmp, 's3');
       fs.mkdirSync(s3dir);
