@@ -51,10 +51,12 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         done
         if [ -n "$wv_more" ] && { [ -d "$wv_spool" ] || mkdir -m 700 "$wv_spool" 2>/dev/null; }; then
           wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0
+          # Descriptors the archiver may have left open are not the pusher's to keep (Node's startWorker
+          # closes them too).
           if wv_snapshot_fits "${wv_self%/*}"; then
-            setsid "$wv_node" --expose-gc --snapshot-blob "${wv_self%/*}/walvault.blob" "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null &
+            setsid "$wv_node" --expose-gc --snapshot-blob "${wv_self%/*}/walvault.blob" "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
           else
-            setsid "$wv_node" --expose-gc "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null &
+            setsid "$wv_node" --expose-gc "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
           fi
           # Its pid, as "starting": requests meanwhile wait for it; the request below (when it comes to
           # that) starts no second one.
