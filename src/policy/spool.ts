@@ -154,9 +154,10 @@ export async function reserveWorkerLock(paths: SpoolPaths, pid: number): Promise
 }
 
 /**
- * The pusher the sh launcher started alongside this request (src/cli/fast-path-archive.sh passes its pid
- * in WALVAULT_STARTED_PUSHER), when it still runs: the request then starts none of its own. The variable
- * is removed, so that nothing this process starts inherits it.
+ * The pusher the sh launcher started for this request's file (src/cli/fast-path-archive.sh passes its pid
+ * in WALVAULT_STARTED_PUSHER; the request runs when that pusher did not answer in time), when it still
+ * runs: the request then starts none of its own. The variable is removed, so that nothing this process
+ * starts inherits it.
  */
 export function launcherStartedWorker(): number | undefined {
   const text = process.env.WALVAULT_STARTED_PUSHER;
