@@ -14,15 +14,9 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         case $wv_p in */*) wv_spool=${wv_p%/*}/walvault ;; *) wv_spool=walvault ;; esac
       fi
       wv_id="$wv_id|${WALVAULT_REPO-}|${WALVAULT_CONFIG-}|${WALVAULT_SPOOL-}|${WALVAULT_PUSH_AHEAD-}"
-      # The spool answers only when its owner line is ours: same options, same repository, config not newer.
-      wv_mine=
-      wv_owner() {
-        [ -z "$wv_mine" ] && read -r wv_o 2>/dev/null < "$wv_spool/archive.owner" && [ "$wv_o" = "$wv_id" ] \
-          && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/archive.owner" ]; } && wv_mine=1
-        [ -n "$wv_mine" ]
-      }
+      # The spool answers only when its owner line is ours (wv_owner, see the option scan).
       wv_pushed() {
-        wv_owner && [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ] || return 1
+        wv_owner archive && [ "$wv_p" -ef "$wv_spool/archive/$wv_f" ] || return 1
         [ "$wv_quiet" = true ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_spool/archive\")" >&2
         exit 0
       }
@@ -50,14 +44,7 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
           esac
         done
         if [ -n "$wv_more" ] && { [ -d "$wv_spool" ] || mkdir -m 700 "$wv_spool" 2>/dev/null; }; then
-          wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0
-          # Descriptors the archiver may have left open are not the pusher's to keep (Node's startWorker
-          # closes them too).
-          if wv_snapshot_fits "${wv_self%/*}"; then
-            setsid "$wv_node" --expose-gc --snapshot-blob "${wv_self%/*}/walvault.blob" "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-          else
-            setsid "$wv_node" --expose-gc "${wv_self%/*}/walvault-archive.js" --internal-worker=push-own "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
-          fi
+          wv_start_worker setsid push-own "$@"
           # Its pid, as "starting": requests meanwhile wait for it; the request below (when it comes to
           # that) starts no second one.
           WALVAULT_STARTED_PUSHER=$!
@@ -65,7 +52,7 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
           { echo "$WALVAULT_STARTED_PUSHER starting" > "$wv_spool/archive.pid"; } 2>/dev/null && wv_own=1
         fi
       fi
-      if wv_owner || [ -n "$wv_own" ]; then
+      if wv_owner archive || [ -n "$wv_own" ]; then
         # While the background pusher runs (its pid file names a live process), wait for it rather
         # than start Node: for a file it is pushing (a claim file names a live process) up to
         # --timeout-ish 60 s; for a segment or .backup file it has not picked up yet about 0.2 s, or

@@ -1,6 +1,7 @@
 # Shared by the archive and restore fast paths (inserted by scripts/build-launchers.mjs): reads the
 # options before the last two arguments into the owner line (wv_id), the spool and config locations,
-# and whether the fast path is off (@DISABLE_FLAG@ or a background worker's own invocation).
+# and whether the fast path is off (@DISABLE_FLAG@ or a background worker's own invocation); wv_owner
+# tells whether the spool belongs to these options.
 wv_n=0
 wv_id=v1
 wv_spool=${WALVAULT_SPOOL-}
@@ -26,3 +27,11 @@ for wv_a in "$@"; do
     --quiet | --quiet=true) wv_quiet=true ;;
   esac
 done
+# Whether the spool's owner line for side $1 (archive, restore) is ours: same options, same
+# repository, config file not newer. Once it was, it stays so for this call (wv_mine).
+wv_mine=
+wv_owner() {
+  [ -z "$wv_mine" ] && read -r wv_o 2>/dev/null < "$wv_spool/$1.owner" && [ "$wv_o" = "$wv_id" ] \
+    && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/$1.owner" ]; } && wv_mine=1
+  [ -n "$wv_mine" ]
+}

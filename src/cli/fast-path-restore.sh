@@ -26,33 +26,22 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
           if { [ -f recovery.signal ] || [ -f standby.signal ]; } \
             && ! { read -r wv_pid 2>/dev/null < "$wv_spool/restore.pid" && kill -0 "$wv_pid" 2>/dev/null; } \
             && { [ -d "$wv_spool" ] || mkdir -m 700 "$wv_spool" 2>/dev/null; }; then
-            wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0
-            # From the start-up snapshot when it fits: a worker that cannot start leaves no live pid,
-            # and the requests below then go to Node as before.
-            if wv_snapshot_fits "${wv_self%/*}"; then
-              "$wv_node" --expose-gc --snapshot-blob "${wv_self%/*}/walvault.blob" "${wv_self%/*}/walvault-restore.js" --internal-worker=prefetch "$@" </dev/null >/dev/null &
-            else
-              "$wv_node" --expose-gc "${wv_self%/*}/walvault-restore.js" --internal-worker=prefetch "$@" </dev/null >/dev/null &
-            fi
+            # A worker that cannot start leaves no live pid, and the requests below then go to Node as before.
+            wv_start_worker - prefetch "$@"
             { echo "$!" > "$wv_spool/restore.pid"; } 2>/dev/null && wv_start=1
           fi
           ;;
       esac
-      # The spool answers only when its owner line is ours: same options, same repository, config not newer.
+      # The spool answers only when its owner line is ours (wv_owner, see the option scan).
       # While the prefetcher runs (its pid file names a live process), ask it rather than start Node:
       # restore.ask/%f.$$ (created here, never reused: noclobber). It answers by putting the verified
       # file in the spool, or with a line in that file: "fetching" (wait up to 60 s), "missing ..."
       # (the repository said so when asked after the request was posted: exit 1), "error" (Node
       # reports it). Not picked up within ~3 s (a worker still starting, or stuck): Node.
-      wv_mine=
       wv_i=0
       wv_ask=
       while :; do
-        if [ -z "$wv_mine" ] && read -r wv_o 2>/dev/null < "$wv_spool/restore.owner" && [ "$wv_o" = "$wv_id" ] \
-          && { [ -z "$wv_cfg" ] || ! [ "$wv_cfg" -nt "$wv_spool/restore.owner" ]; }; then
-          wv_mine=1
-        fi
-        [ -n "$wv_mine" ] || [ -n "$wv_start" ] || break
+        wv_owner restore || [ -n "$wv_start" ] || break
         if [ -n "$wv_mine" ] && [ -f "$wv_spool/restore/$wv_f" ] && mv -f -- "$wv_spool/restore/$wv_f" "$wv_p" 2>/dev/null; then
           [ "$wv_quiet" = true ] || echo "walvault-restore: info: restored \"$wv_f\" to \"$wv_p\" (prefetched and verified in \"$wv_spool/restore\")" >&2
           exit 0

@@ -36,7 +36,6 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     return;
   }
   const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, launcherStartedWorker, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
-  const startedByLauncher = launcherStartedWorker();
   const spoolDir = stringOption(raw, 'spool') ?? defaultSpoolDir(request.sourcePath);
   const identity = spoolIdentity('archive', args);
   const configFile = stringOption(raw, 'config');
@@ -69,7 +68,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     await archiveFile(request);
     return;
   }
-  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity, configFile }, () => startedByLauncher ?? startWorker('push', args));
+  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity, configFile }, () => launcherStartedWorker() ?? startWorker('push', args));
 }
 
 /** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */
