@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { PassThrough, Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -20,7 +21,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { raceAbort } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import type { Backend, ListEntry, ObjectMeta, OpContext, PutBody, PutMeta, PutResult, StatResult, StoredObject } from './types.js';
+import type { Backend, FileBody, FilePart, ListEntry, ObjectMeta, OpContext, PutBody, PutMeta, PutResult, StatResult, StoredObject } from './types.js';
 
 /** How the backend makes "create only if absent" atomic. */
 export type ConditionalWritesMode = 'auto' | 'on' | 'off';
@@ -338,6 +339,22 @@ async function* partsOf(body: Readable, size: number): AsyncGenerator<Buffer> {
   if (pendingBytes > 0 || pending.length > 0) yield Buffer.concat(pending, pendingBytes);
 }
 
+/** What one PutObject or UploadPart sends: bytes in memory, or a range streamed from a scanned file. */
+type PartBody = Buffer | FilePart;
+
+/** The body fields of a PutObject or UploadPart. */
+interface BodyFields {
+  Body: Buffer | Readable;
+  ContentLength: number;
+  ChecksumAlgorithm?: 'CRC32';
+  ChecksumCRC32?: string;
+}
+
+/** Parts from the third on, as the multipart loop reads them. */
+async function* remainingParts(parts: FilePart[]): AsyncGenerator<FilePart> {
+  yield* parts.slice(2);
+}
+
 /** Splits the part of an s3:// URL after the scheme into bucket and prefix. */
 export function parseS3Target(target: string): { bucket: string; prefix: string } {
   const [bucket = '', ...rest] = target.split('/');
@@ -422,12 +439,16 @@ export class S3Backend implements Backend {
     this.endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (this.endpoint !== undefined && process.env.AWS_PROFILE === undefined ? 'us-east-1' : undefined);
     const timeout = options.requestTimeoutMs ?? 30_000;
+    const sdkNote = (...content: unknown[]): void => options.logger?.debug(`s3 sdk: ${content.map(String).join(' ')}`);
     this.client = new S3Client({
       ...(region === undefined ? {} : { region }),
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
       maxAttempts: options.maxAttempts ?? 3,
       requestHandler: { requestTimeout: timeout, connectionTimeout: Math.min(timeout, 10_000) },
+      // Without a logger of its own the SDK warns on stderr (PostgreSQL's log), e.g. about every failed
+      // streamed request, which walvault retries and reports itself.
+      logger: { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: sdkNote, error: sdkNote },
     });
   }
 
@@ -560,8 +581,55 @@ export class S3Backend implements Backend {
     }
   }
 
+  /** A scanned file: each part streamed from the file with the CRC32 the scan computed; see FileBody. */
+  async putFileIfAbsent(key: string, file: FileBody, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
+    const enforced = await this.enforced(ctx);
+    const [first, second] = file.parts;
+    if (first === undefined || second === undefined) return this.putSingle(key, first ?? Buffer.alloc(0), meta, enforced, ctx);
+    return this.putMultipart(key, first, second, remainingParts(file.parts), meta, enforced, ctx);
+  }
+
+  /**
+   * Sends one body. Bytes in memory get their CRC32 from the SDK, which also retries. A streamed range
+   * carries the scan's CRC32 (with only an algorithm named, the SDK would frame the stream as
+   * aws-chunked with a trailing checksum, which S3-compatible stores do not all understand), and since
+   * the SDK never retries a stream, it is opened afresh here for each attempt. A range that fails its
+   * check (the file changed) aborts the request before its last byte: its error is the one reported.
+   */
+  private async sendBody<T>(part: PartBody, send: (fields: BodyFields, signal: AbortSignal) => Promise<T>, key: string, ctx: OpContext): Promise<T> {
+    if (Buffer.isBuffer(part)) return send({ Body: part, ContentLength: part.length, ChecksumAlgorithm: 'CRC32' }, ctx.signal);
+    const attempts = this.options.maxAttempts ?? 3;
+    for (let attempt = 1; ; attempt += 1) {
+      const request = new AbortController();
+      const cancel = (): void => request.abort(ctx.signal.reason);
+      ctx.signal.addEventListener('abort', cancel, { once: true });
+      if (ctx.signal.aborted) cancel();
+      const body = part.open();
+      let bodyError: unknown;
+      body.on('error', (error) => {
+        bodyError ??= error;
+        request.abort(error);
+      });
+      try {
+        return await send({ Body: body, ContentLength: part.length, ChecksumCRC32: part.crc32 }, request.signal);
+      } catch (error) {
+        if (bodyError !== undefined) throw bodyError;
+        const decided = isConditionalConflict(error) || isConditionUnsupported(error) || isPreconditionFailed(error);
+        const again = attempt < attempts && !ctx.signal.aborted && !decided && mapS3Error(error, this.errorContext('upload', key, ctx)).transient;
+        if (!again) throw error;
+        this.options.logger?.debug(`s3: ${codeOf(error)} sending "${this.describe(key)}", attempt ${attempt} of ${attempts}; sending it again`);
+      } finally {
+        ctx.signal.removeEventListener('abort', cancel);
+        body.destroy();
+      }
+      // Full jitter, as the SDK's own retries: up to 100 ms, 200 ms, ... (20 s at most).
+      await sleep(Math.random() * Math.min(20_000, 100 * 2 ** attempt), undefined, { signal: ctx.signal }).catch(() => undefined);
+      if (ctx.signal.aborted) throw mapS3Error(ctx.signal.reason, this.errorContext('upload', key, ctx));
+    }
+  }
+
   /** Next part of the body, or the deadline, whichever comes first; read errors are the source's, not the store's. */
-  private nextPart(parts: AsyncIterator<Buffer>, key: string, ctx: OpContext): Promise<Buffer | undefined> {
+  private nextPart<P extends PartBody>(parts: AsyncIterator<P>, key: string, ctx: OpContext): Promise<P | undefined> {
     const mapAbort = (reason: unknown): unknown => mapS3Error(reason, this.errorContext('upload', key, ctx));
     // Once the deadline has passed, no further part is read.
     if (ctx.signal.aborted) return Promise.reject(mapAbort(ctx.signal.reason));
@@ -573,18 +641,15 @@ export class S3Backend implements Backend {
     return (await this.stat(key, ctx)).exists;
   }
 
-  private async putSingle(key: string, data: Buffer, meta: ObjectMeta | null, enforced: boolean, ctx: OpContext): Promise<PutResult> {
+  private async putSingle(key: string, data: PartBody, meta: ObjectMeta | null, enforced: boolean, ctx: OpContext): Promise<PutResult> {
     if (!enforced && (await this.exists(key, ctx))) return { created: false };
     try {
-      await this.client.send(
-        new PutObjectCommand({
-          ...this.writeParams(key, meta),
-          Body: data,
-          ContentLength: data.length,
-          ChecksumAlgorithm: 'CRC32',
-          ...(enforced ? { IfNoneMatch: '*' } : {}),
-        }),
-        { abortSignal: ctx.signal },
+      await this.sendBody(
+        data,
+        (fields, signal) =>
+          this.client.send(new PutObjectCommand({ ...this.writeParams(key, meta), ...fields, ...(enforced ? { IfNoneMatch: '*' } : {}) }), { abortSignal: signal }),
+        key,
+        ctx,
       );
       return { created: true };
     } catch (error) {
@@ -620,11 +685,11 @@ export class S3Backend implements Backend {
    * Streams a large body in parts. The name is claimed only by the (conditional) complete, so a
    * failed or refused upload never leaves a partial object; its parts are aborted.
    */
-  private async putMultipart(
+  private async putMultipart<P extends PartBody>(
     key: string,
-    first: Buffer,
-    second: Buffer,
-    rest: AsyncIterator<Buffer>,
+    first: P,
+    second: P,
+    rest: AsyncIterator<P>,
     meta: ObjectMeta,
     enforced: boolean,
     ctx: OpContext,
@@ -647,22 +712,20 @@ export class S3Backend implements Backend {
       const inFlight = new Set<Promise<void>>();
       const failures: unknown[] = [];
       let partNumber = 0;
-      let next: Buffer | undefined = first;
-      let after: Buffer | undefined = second;
+      let next: P | undefined = first;
+      let after: P | undefined = second;
+      const upload = { Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId };
       while (next !== undefined) {
-        const body = next;
+        const body: P = next;
         const number = (partNumber += 1);
-        const upload = this.client
-          .send(new UploadPartCommand({ Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId, PartNumber: number, Body: body, ContentLength: body.length, ChecksumAlgorithm: 'CRC32' }), {
-            abortSignal: ctx.signal,
-          })
+        const sent = this.sendBody(body, (fields, signal) => this.client.send(new UploadPartCommand({ ...upload, PartNumber: number, ...fields }), { abortSignal: signal }), key, ctx)
           .then((result) => {
             completed.push({ PartNumber: number, ETag: result.ETag, ...(result.ChecksumCRC32 === undefined ? {} : { ChecksumCRC32: result.ChecksumCRC32 }) });
           })
           .catch((error: unknown) => {
             failures.push(error);
           });
-        const tracked: Promise<void> = upload.finally(() => inFlight.delete(tracked));
+        const tracked: Promise<void> = sent.finally(() => inFlight.delete(tracked));
         inFlight.add(tracked);
         if (inFlight.size >= PART_CONCURRENCY) await Promise.race(inFlight);
         if (failures.length > 0) break;

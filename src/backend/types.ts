@@ -48,6 +48,29 @@ export interface PullBody {
 /** What putIfAbsent stores: a stream, a pulled body, or bytes already in memory. */
 export type PutBody = Readable | PullBody | Buffer;
 
+/** One byte range of a file body whose checksum is known before it is sent (see FileBody). */
+export interface FilePart {
+  offset: number;
+  length: number;
+  /** CRC32 of the range as S3 wants it in x-amz-checksum-crc32: base64 of the big-endian value. */
+  crc32: string;
+  /**
+   * A fresh stream of the range, each call a new one (to send it again after a failure). It fails
+   * before its last byte when the bytes are not the ones scanned, so a request it feeds never completes.
+   */
+  open(): Readable;
+}
+
+/**
+ * A local file scanned once before it is stored (size, hash, per-part checksums): the backend streams
+ * each part from the file, so a push holds a few chunks in memory whatever the file's size.
+ */
+export interface FileBody {
+  size: number;
+  /** Consecutive ranges of at most the backend's `singleRequestBytes` covering the file; none when it is empty. */
+  parts: FilePart[];
+}
+
 /**
  * The metadata of a put: known up front, or a function the backend calls once the body has been
  * consumed (the caller hashes while the body is stored; see Backend.metaTiming). The function may
@@ -108,6 +131,11 @@ export interface Backend {
    * to its end before `{created: false}` is returned (the caller's hash of it is then complete).
    */
   putIfAbsent(key: string, body: PutBody, meta: PutMeta, ctx: OpContext): Promise<PutResult>;
+  /**
+   * The same for a scanned file (before-body backends may offer it): the metadata is known, and the
+   * parts are streamed from the file instead of held in memory.
+   */
+  putFileIfAbsent?(key: string, file: FileBody, meta: ObjectMeta, ctx: OpContext): Promise<PutResult>;
   /** Looks a key up; `{exists: false}` when missing. */
   stat(key: string, ctx: OpContext): Promise<StatResult>;
   /**

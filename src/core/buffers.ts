@@ -23,24 +23,3 @@ export function takeCopyBuffer(): Buffer {
 export function returnCopyBuffer(buffer: Buffer): void {
   if (buffer.length === COPY_CHUNK && spare.length < MAX_SPARE) spare.push(buffer);
 }
-
-/** Idle whole-file buffers, by capacity (see takeWholeBuffer). */
-const spareWhole: Buffer[] = [];
-/** Idle whole-file buffers kept (one per push slot is the common case). */
-const MAX_SPARE_WHOLE = 2;
-
-/**
- * Takes a buffer of `capacity` bytes for a file read whole before a one-request upload (a 16 MiB
- * segment to S3), reusing one given back: a fresh 16 MiB buffer per segment leaves the previous ones
- * resident until V8 gets round to collecting them, which broke the 100 MiB bound with two pushes.
- */
-export function takeWholeBuffer(capacity: number): Buffer {
-  const index = spareWhole.findIndex((buffer) => buffer.length === capacity);
-  if (index >= 0) return spareWhole.splice(index, 1)[0] as Buffer;
-  return Buffer.allocUnsafeSlow(capacity);
-}
-
-/** Gives a whole-file buffer back; only once nothing (an upload, a read) can still touch it. */
-export function returnWholeBuffer(buffer: Buffer): void {
-  if (spareWhole.length < MAX_SPARE_WHOLE) spareWhole.push(buffer);
-}

@@ -3,12 +3,13 @@ import { createReadStream, readSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Backend, ObjectMeta, PullBody } from '../backend/types.js';
+import { crc32 } from 'node:zlib';
+import type { Backend, FileBody, FilePart, ObjectMeta, PullBody } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import { COPY_CHUNK, returnWholeBuffer, takeWholeBuffer } from '../core/buffers.js';
-import { formatHash, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
+import { COPY_CHUNK, returnCopyBuffer, takeCopyBuffer } from '../core/buffers.js';
+import { collectGarbage, formatHash, GC_INTERVAL_BYTES, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
 import { formatDuration, type Logger } from '../core/log.js';
 import { formatLsn, lsnAtOffset, objectKey, validateFileName } from '../wal/names.js';
 import { firstDifference } from './compare.js';
@@ -173,24 +174,10 @@ class HashingSource implements PullBody {
   }
 }
 
-/** Reads a source of known size into `whole` (at least that big), hashing it; fails if the source has more or fewer bytes. */
-async function readWhole(source: HashingSource, size: number, whole: Buffer): Promise<Buffer> {
-  let filled = 0;
-  while (filled < size) {
-    // In COPY_CHUNK slices: the hasher copies each read into WASM memory, which grows to the largest one.
-    const bytesRead = await source.pull(whole.subarray(filled, Math.min(size, filled + COPY_CHUNK)));
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  // One more byte would mean the file grew: facts() then refuses.
-  if (filled === size) await source.pull(Buffer.alloc(1));
-  source.facts();
-  return whole.subarray(0, size);
-}
-
 /** Wraps read errors of the source so they are reported as source problems, not storage problems. */
-function readSource(sourcePath: string): Readable {
-  const stream = createReadStream(sourcePath, { highWaterMark: STREAM_CHUNK });
+function readSource(sourcePath: string, range?: { start: number; length: number }): Readable {
+  const span = range === undefined ? {} : { start: range.start, end: range.start + range.length - 1 };
+  const stream = createReadStream(sourcePath, { highWaterMark: STREAM_CHUNK, ...span });
   const out = new PassThrough({ highWaterMark: STREAM_CHUNK });
   stream.on('error', (error) => {
     out.destroy(sourceReadError(sourcePath, error));
@@ -217,6 +204,129 @@ function expectSameContent(sourcePath: string, facts: SourceFacts, hasher: Hashi
   });
 }
 
+/** A range of the source as the scan saw it: its checksum for the store, its hash for the send pass. */
+interface ScannedRange {
+  offset: number;
+  length: number;
+  crc32: number;
+  hash: string;
+}
+
+/**
+ * The scan before a streamed upload: one read of the source through a reused buffer, giving its size
+ * and hash (the metadata) and, per range of `partBytes`, the CRC32 the store checks and the hash the
+ * send pass checks.
+ */
+async function scanSource(sourcePath: string, expectedSize: number, partBytes: number, deadline: Deadline): Promise<{ facts: SourceFacts; ranges: ScannedRange[] }> {
+  const { create64 } = await loadXxhash();
+  const { handle } = await openSource(sourcePath);
+  const buffer = takeCopyBuffer();
+  let settled = false;
+  try {
+    const whole = create64();
+    // One range: its hash is the whole file's.
+    const single = expectedSize <= partBytes;
+    const ranges: ScannedRange[] = [];
+    let part = { offset: 0, crc32: 0, hasher: single ? whole : create64() };
+    let position = 0;
+    const closePart = (): void => {
+      if (position === part.offset) return;
+      ranges.push({ offset: part.offset, length: position - part.offset, crc32: part.crc32, hash: single ? '' : formatHash(part.hasher.digest()) });
+      part = { offset: position, crc32: 0, hasher: create64() };
+    };
+    for (;;) {
+      const room = Math.min(buffer.length, part.offset + partBytes - position);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await deadline.race(handle.read(buffer, 0, room, position)));
+      } catch (error) {
+        throw deadline.signal.aborted ? error : sourceReadError(sourcePath, error);
+      }
+      if (bytesRead === 0) break;
+      const data = buffer.subarray(0, bytesRead);
+      whole.update(data);
+      if (!single) part.hasher.update(data);
+      part.crc32 = crc32(data, part.crc32);
+      position += bytesRead;
+      if (position === part.offset + partBytes) closePart();
+    }
+    settled = true;
+    closePart();
+    if (position !== expectedSize) throw changedError(sourcePath);
+    const hash = formatHash(whole.digest());
+    if (single && ranges[0] !== undefined) ranges[0].hash = hash;
+    return { facts: { size: position, hash }, ranges };
+  } finally {
+    // A read still in flight (deadline passed) may yet write into the buffer: then it is dropped.
+    if (settled) returnCopyBuffer(buffer);
+    await handle.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Passes bytes through holding the latest chunk back: the last one is released only once everything
+ * hashed to what the scan saw, so a request fed by this stream never completes with other bytes.
+ */
+function releasedIfUnchanged(sourcePath: string, expected: { length: number; hash: string; fileSize?: number }, api: XxhashApi): Transform {
+  const hasher = api.create64();
+  let held: Buffer | undefined;
+  let bytes = 0;
+  return new Transform({
+    highWaterMark: STREAM_CHUNK,
+    transform(chunk: Buffer, _encoding, done: TransformCallback) {
+      hasher.update(chunk);
+      if (Math.floor((bytes + chunk.length) / GC_INTERVAL_BYTES) !== Math.floor(bytes / GC_INTERVAL_BYTES)) collectGarbage();
+      bytes += chunk.length;
+      const previous = held;
+      held = chunk;
+      done(null, previous);
+    },
+    flush(done: TransformCallback) {
+      if (bytes !== expected.length || formatHash(hasher.digest()) !== expected.hash) {
+        done(changedError(sourcePath));
+        return;
+      }
+      const release = (): void => {
+        if (held !== undefined) this.push(held);
+        done();
+      };
+      if (expected.fileSize === undefined) {
+        release();
+        return;
+      }
+      // The last range: a file that grew since the scan is refused, as the other paths do.
+      nodeFs.stat(sourcePath).then(
+        (info) => (info.size === expected.fileSize ? release() : done(changedError(sourcePath))),
+        (error: unknown) => done(sourceReadError(sourcePath, error)),
+      );
+    },
+  });
+}
+
+/** A scanned source as the backend streams it: each part re-read from the file and checked on the way. */
+function fileBody(sourcePath: string, size: number, ranges: ScannedRange[], api: XxhashApi): FileBody {
+  const parts = ranges.map(
+    (range, index): FilePart => ({
+      offset: range.offset,
+      length: range.length,
+      crc32: crc32Header(range.crc32),
+      open: () => {
+        const checked = releasedIfUnchanged(sourcePath, { ...range, fileSize: index === ranges.length - 1 ? size : undefined }, api);
+        pipeline(readSource(sourcePath, { start: range.offset, length: range.length }), checked).catch(() => undefined);
+        return checked;
+      },
+    }),
+  );
+  return { size, parts };
+}
+
+/** A CRC32 as the x-amz-checksum-crc32 header carries it: base64 of the big-endian 4 bytes. */
+function crc32Header(value: number): string {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value >>> 0);
+  return bytes.toString('base64');
+}
+
 /** Outcome of one store attempt: whether it created the object, and the source's facts read on the way. */
 interface StoreOutcome {
   created: boolean;
@@ -232,13 +342,14 @@ function encodeStream(input: Readable, transforms: Duplex[]): { body: Readable; 
 }
 
 /**
- * Stores the source under its key if absent, reading it once where the backend allows:
+ * Stores the source under its key if absent:
  * - metadata after the body (POSIX): one pass, hashing while storing; the backend asks for the
  *   metadata only once the body has ended. No codec: the backend pulls the file through a reused buffer.
- * - metadata before the body (S3), no codec, file fits one request: read once into a reused buffer,
- *   hash, send.
- * - metadata before the body, a codec or a larger file: a hash pass, then the streamed store pass,
- *   which must see the same bytes.
+ * - metadata before the body (S3), no codec: a scan (size, hash, per-part checksums) through a reused
+ *   buffer, then the backend streams each part from the file, checked against the scan on the way.
+ *   A push holds a few chunks, never a segment.
+ * - metadata before the body with a codec: a hash pass, then the streamed store pass, which must see
+ *   the same bytes (the backend holds the compressed parts).
  */
 async function storeIfAbsent(request: ArchiveRequest, key: string, source: SourceHead): Promise<StoreOutcome> {
   const { backend, sourcePath } = request;
@@ -259,32 +370,26 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
     await feeding;
     return { created, facts: factsOf() };
   }
-  // Codecs on a before-body backend: two streamed passes (a whole source buffer on top of the
-  // compressed part would double the memory per push).
-  if (timing.when === 'before-body' && (!plain || source.size > timing.singleRequestBytes)) {
-    const facts = await hashSource(sourcePath, request.deadline);
-    const hasher = await HashingStream.create();
-    const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, expectSameContent(sourcePath, facts, hasher), ...encoder.transforms]);
-    const { created } = await backend.putIfAbsent(key, body, metaOf(facts), ctx);
-    await feeding;
-    return { created, facts };
-  }
-  const reader = await HashingSource.open(sourcePath, source.size);
-  try {
-    if (timing.when === 'after-body') {
+  if (timing.when === 'after-body') {
+    const reader = await HashingSource.open(sourcePath, source.size);
+    try {
       const { created } = await backend.putIfAbsent(key, reader, () => metaOf(reader.facts()), ctx);
       return { created, facts: reader.facts() };
+    } finally {
+      await reader.close();
     }
-    const buffer = takeWholeBuffer(timing.singleRequestBytes);
-    const whole = await request.deadline.race(readWhole(reader, source.size, buffer));
-    const facts = reader.facts();
-    const { created } = await backend.putIfAbsent(key, whole, metaOf(facts), ctx);
-    // Reused only after a put that completed: after a failure the upload may still hold it.
-    returnWholeBuffer(buffer);
-    return { created, facts };
-  } finally {
-    await reader.close();
   }
+  if (plain && backend.putFileIfAbsent !== undefined) {
+    const { facts, ranges } = await scanSource(sourcePath, source.size, timing.singleRequestBytes, request.deadline);
+    const { created } = await backend.putFileIfAbsent(key, fileBody(sourcePath, facts.size, ranges, await loadXxhash()), metaOf(facts), ctx);
+    return { created, facts };
+  }
+  const facts = await hashSource(sourcePath, request.deadline);
+  const hasher = await HashingStream.create();
+  const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, expectSameContent(sourcePath, facts, hasher), ...encoder.transforms]);
+  const { created } = await backend.putIfAbsent(key, body, metaOf(facts), ctx);
+  await feeding;
+  return { created, facts };
 }
 
 /** How the stored copy relates to the source. */

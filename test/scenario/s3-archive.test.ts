@@ -2,7 +2,8 @@
 // deadlines, permanent errors and multipart uploads, against s3rver (bare, or behind the fault proxy).
 import { promises as fs } from 'node:fs';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { crc32 } from 'node:zlib';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PROBE_RECORD_KEY } from '../../src/backend/s3.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
@@ -36,9 +37,22 @@ beforeEach(() => {
 });
 
 /** Archives through the policy with a fresh deadline. */
-async function archive(prefix: string, sourcePath: string, options: { timeoutMs?: number; bare?: boolean; backend?: Parameters<typeof s3Backend>[2] } = {}) {
+async function archive(
+  prefix: string,
+  sourcePath: string,
+  options: { timeoutMs?: number; bare?: boolean; backend?: Parameters<typeof s3Backend>[2]; beforeUpload?: () => Promise<void> } = {},
+) {
   const log = memoryLogger();
   const backend = s3Backend(server, prefix, { bare: options.bare, logger: log, ...options.backend });
+  const { beforeUpload } = options;
+  if (beforeUpload !== undefined) {
+    // Runs between the scan of the file and the upload streamed from it.
+    const upload = backend.putFileIfAbsent.bind(backend);
+    backend.putFileIfAbsent = async (...args) => {
+      await beforeUpload();
+      return upload(...args);
+    };
+  }
   const deadline = new Deadline(options.timeoutMs ?? 20_000, `archiving "${SEGMENT}"`);
   try {
     const result = await archiveFile({ backend, sourcePath, fileName: SEGMENT, encode: { compress: 'none' }, deadline, log });
@@ -310,6 +324,91 @@ describe('permanent failures fail fast', () => {
     });
     expect(result, result.stderr).toMatchObject({ code: 5 });
     expect(result.stderr).toContain('AWS SDK default chain');
+  });
+});
+
+/** A CRC32 the way x-amz-checksum-crc32 carries it. */
+function crc32Header(data: Buffer): string {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(crc32(data));
+  return bytes.toString('base64');
+}
+
+describe('uploads streamed from the file', () => {
+  const partSize = 256 * 1024;
+
+  it('one PutObject carries the CRC32 of a scan beforehand (no aws-chunked framing) and the store keeps the exact bytes', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'streamed', 3 * 1024 * 1024 + 5);
+    const { result } = await archive(prefix, file.path);
+    expect(result.outcome).toBe('archived');
+    const puts = requestsFor(segmentKey(prefix, SEGMENT)).filter((request) => request.method === 'PUT');
+    // The proxy checks the CRC32 against the body, as S3 does, and would have answered 400 BadDigest.
+    expect(puts).toMatchObject([{ checksumCrc32: crc32Header(file.data), contentEncoding: undefined, outcome: 'forwarded' }]);
+    const stored = await getRaw(server, segmentKey(prefix, SEGMENT));
+    expect(stored?.body.equals(file.data)).toBe(true);
+    expect(stored?.metadata['walvault-content-hash']).toBe(await hashBuffer(file.data));
+  });
+
+  it('each part of a multipart upload carries its own CRC32', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'streamed-parts', 2 * partSize + 100);
+    await archive(prefix, file.path, { backend: { partSize } });
+    const parts = requestsFor(segmentKey(prefix, SEGMENT)).filter((request) => request.query.includes('partNumber='));
+    const expected = [file.data.subarray(0, partSize), file.data.subarray(partSize, 2 * partSize), file.data.subarray(2 * partSize)].map(crc32Header);
+    expect(parts.map((request) => request.checksumCrc32)).toEqual(expected);
+    expect(parts.every((request) => request.outcome === 'forwarded' && request.contentEncoding === undefined)).toBe(true);
+    expect((await getRaw(server, segmentKey(prefix, SEGMENT)))?.body.equals(file.data)).toBe(true);
+  });
+
+  it('the file changing between the scan and the upload: the request is abandoned before its last byte, nothing is stored, a source error', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'changing', 3 * 1024 * 1024);
+    const changed = Buffer.from(file.data);
+    changed[changed.length - 10] ^= 0xff;
+    const failure = await archive(prefix, file.path, { beforeUpload: () => fs.writeFile(file.path, changed) }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(WalvaultError);
+    expect((failure as WalvaultError).kind).toBe('source');
+    expect((failure as WalvaultError).message).toContain('changed while it was being archived');
+    // The proxy reads a checksummed body whole before forwarding it: the client gave up before the end
+    // (the proxy notices the closed connection a moment later).
+    await vi.waitFor(() => {
+      expect(requestsFor(segmentKey(prefix, SEGMENT)).filter((request) => request.method === 'PUT').map((request) => request.outcome)).toEqual(['incomplete']);
+    });
+    expect(await getRaw(server, segmentKey(prefix, SEGMENT))).toBeNull();
+  });
+
+  it('a part changing between the scan and the upload: the multipart upload is aborted, no object, no open upload', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'changing-part', 3 * partSize);
+    const changed = Buffer.from(file.data);
+    changed[partSize + 17] ^= 0xff;
+    const failure = await archive(prefix, file.path, { backend: { partSize }, beforeUpload: () => fs.writeFile(file.path, changed) }).catch((error: unknown) => error);
+    expect((failure as WalvaultError).kind).toBe('source');
+    const key = segmentKey(prefix, SEGMENT);
+    // Part 2 (one chunk, all held back) was abandoned before any of its bytes reached the store.
+    expect(requestsFor(key).filter((request) => request.query.includes('partNumber=2') && request.outcome === 'forwarded')).toEqual([]);
+    expect(requestsFor(key).some((request) => request.outcome === 'abort')).toBe(true);
+    expect(await getRaw(server, key)).toBeNull();
+    expect(await server.openUploads()).toEqual([]);
+  });
+
+  it('the file growing after the scan: nothing is stored', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'growing', 1024 * 1024);
+    const failure = await archive(prefix, file.path, { beforeUpload: () => fs.appendFile(file.path, 'more') }).catch((error: unknown) => error);
+    expect((failure as WalvaultError).kind).toBe('source');
+    expect(await getRaw(server, segmentKey(prefix, SEGMENT))).toBeNull();
+  });
+
+  it('a store refusing the checksum (400 BadDigest) fails the archive and stores nothing', async () => {
+    const prefix = freshPrefix();
+    const file = await randomFile(work.dir, 'bad-digest', 64 * 1024);
+    server.inject({ fault: { type: 'status', status: 400, code: 'BadDigest', message: 'The CRC32 you specified did not match the calculated checksum.' }, match: { method: 'PUT', key: SEGMENT } });
+    const failure = await archive(prefix, file.path).catch((error: unknown) => error);
+    expect((failure as WalvaultError).kind).toBe('backend');
+    expect((failure as WalvaultError).message).toContain('BadDigest');
+    expect(await getRaw(server, segmentKey(prefix, SEGMENT))).toBeNull();
   });
 });
 

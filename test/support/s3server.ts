@@ -8,8 +8,11 @@
 // - AbortMultipartUpload (DELETE ?uploadId): 405 MethodNotAllowed. The proxy removes the upload's
 //   parts from s3rver's storage directory and answers 204; on the bare endpoint aborts fail.
 // - ListMultipartUploads (GET ?uploads): NotImplemented; tests use `openUploads()` instead.
-// - Transfer checksums (x-amz-checksum-*, aws-chunked trailers): not verified, not returned. Bodies
-//   sent with aws-chunked encoding would be stored with their chunk framing (walvault never sends them).
+// - Transfer checksums (x-amz-checksum-*, aws-chunked trailers): not verified, not returned. The proxy
+//   verifies an x-amz-checksum-crc32 header as S3 does: it reads the whole body first, answers 400
+//   BadDigest on a mismatch, and forwards nothing when the client gives up before the body's end (S3
+//   stores nothing then either). Bodies sent with aws-chunked encoding would be stored with their chunk
+//   framing (walvault never sends them).
 // - Signature V4 is checked only partially; SSE, storage classes other than its fixed list, object
 //   lock and versioning are not implemented.
 // - ListObjectsV2 continuation tokens use DES, which OpenSSL 3 refuses: the child runs with
@@ -18,6 +21,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { promises as fs } from 'node:fs';
 import http from 'node:http';
+import zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,6 +64,10 @@ export interface RequestRecord {
   key: string;
   query: string;
   ifNoneMatch: string | undefined;
+  /** The x-amz-checksum-crc32 header, when the request carried one (the proxy checks it). */
+  checksumCrc32: string | undefined;
+  /** The content-encoding header (aws-chunked framing must never be sent). */
+  contentEncoding: string | undefined;
   /** What the proxy did: forwarded, refused (412), a fault type, or 'abort' (emulated). */
   outcome: string;
 }
@@ -195,7 +203,28 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     return response.statusCode === 200;
   };
 
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncateAfter?: number): Promise<void> =>
+  /**
+   * A body with an x-amz-checksum-crc32 header, read whole and checked as S3 does: its bytes, 'bad'
+   * (mismatch) or 'incomplete' (the client went away first); undefined without the header.
+   */
+  const checkedBody = async (req: http.IncomingMessage): Promise<Buffer | 'bad' | 'incomplete' | undefined> => {
+    const header = req.headers['x-amz-checksum-crc32'];
+    if (typeof header !== 'string') return undefined;
+    const chunks: Buffer[] = [];
+    const complete = await new Promise<boolean>((resolve) => {
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => resolve(true));
+      req.on('close', () => resolve(req.complete));
+      req.on('error', () => resolve(false));
+    });
+    if (!complete) return 'incomplete';
+    const body = Buffer.concat(chunks);
+    const expected = Buffer.alloc(4);
+    expected.writeUInt32BE(zlib.crc32(body));
+    return expected.toString('base64') === header ? body : 'bad';
+  };
+
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncateAfter?: number, body?: Buffer): Promise<void> =>
     new Promise((resolve) => {
       const headers = { ...req.headers };
       delete headers.expect;
@@ -229,7 +258,8 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
         res.socket?.destroy();
         resolve();
       });
-      req.pipe(request);
+      if (body === undefined) req.pipe(request);
+      else request.end(body);
     });
 
   const sendError = (req: http.IncomingMessage, res: http.ServerResponse, status: number, code: string, message: string, key: string): void => {
@@ -250,6 +280,8 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
       key,
       query: url.search,
       ifNoneMatch: req.headers['if-none-match'] as string | undefined,
+      checksumCrc32: req.headers['x-amz-checksum-crc32'] as string | undefined,
+      contentEncoding: req.headers['content-encoding'],
       outcome: 'forwarded',
     };
     state.requests.push(record);
@@ -283,6 +315,17 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
       }
     }
 
+    const body = method === 'PUT' ? await checkedBody(req) : undefined;
+    if (body === 'incomplete') {
+      record.outcome = 'incomplete';
+      req.socket.destroy();
+      return;
+    }
+    if (body === 'bad') {
+      record.outcome = '400';
+      sendError(req, res, 400, 'BadDigest', 'The CRC32 you specified did not match the calculated checksum.', key);
+      return;
+    }
     const isObjectPut = method === 'PUT' && key !== '' && !url.searchParams.has('uploadId') && !url.searchParams.has('tagging') && req.headers['x-amz-copy-source'] === undefined;
     const isComplete = method === 'POST' && key !== '' && url.searchParams.has('uploadId');
     if (method === 'DELETE' && key !== '' && url.searchParams.has('uploadId')) {
@@ -308,11 +351,11 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
           sendError(req, res, 412, 'PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', key);
           return;
         }
-        await forward(req, res);
+        await forward(req, res, undefined, body);
       });
       return;
     }
-    await forward(req, res);
+    await forward(req, res, undefined, body);
   };
 
   const proxy = http.createServer((req, res) => {
