@@ -3,7 +3,6 @@ import { createReadStream, readSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { crc32 } from 'node:zlib';
 import type { Backend, FileBody, FilePart, ObjectMeta, PullBody } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
@@ -219,6 +218,8 @@ interface ScannedRange {
  */
 async function scanSource(sourcePath: string, expectedSize: number, partBytes: number, deadline: Deadline): Promise<{ facts: SourceFacts; ranges: ScannedRange[] }> {
   const { create64 } = await loadXxhash();
+  // node:zlib only here: the local paths (restore included, through the fast entry) never load it.
+  const { crc32 } = await import('node:zlib');
   const { handle } = await openSource(sourcePath);
   const buffer = takeCopyBuffer();
   let settled = false;
