@@ -10,7 +10,7 @@ import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
 import { archiveFile } from '../../src/policy/archive.js';
 import { getRaw, memoryLogger, putRaw, randomFile, runCli, s3Backend, s3Flags, segmentKey } from '../support/s3scenario.js';
-import { faults, startS3Server, type S3TestServer } from '../support/s3server.js';
+import { faults, startS3Server, type RequestRecord, type S3TestServer } from '../support/s3server.js';
 import { makeTempDir } from '../support/tmp.js';
 
 let server: S3TestServer;
@@ -354,7 +354,12 @@ describe('uploads streamed from the file', () => {
     const prefix = freshPrefix();
     const file = await randomFile(work.dir, 'streamed-parts', 2 * partSize + 100);
     await archive(prefix, file.path, { backend: { partSize } });
-    const parts = requestsFor(segmentKey(prefix, SEGMENT)).filter((request) => request.query.includes('partNumber='));
+    // Parts go up concurrently: order the records by part number, not by arrival.
+    const partNumber = (request: RequestRecord): number => Number(new URLSearchParams(request.query).get('partNumber'));
+    const parts = requestsFor(segmentKey(prefix, SEGMENT))
+      .filter((request) => request.query.includes('partNumber='))
+      .sort((a, b) => partNumber(a) - partNumber(b));
+    expect(parts.map(partNumber)).toEqual([1, 2, 3]);
     const expected = [file.data.subarray(0, partSize), file.data.subarray(partSize, 2 * partSize), file.data.subarray(2 * partSize)].map(crc32Header);
     expect(parts.map((request) => request.checksumCrc32)).toEqual(expected);
     expect(parts.every((request) => request.outcome === 'forwarded' && request.contentEncoding === undefined)).toBe(true);
