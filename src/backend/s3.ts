@@ -816,7 +816,9 @@ export class S3Backend implements Backend {
    * body into an error (never a silently truncated segment), and the deadline into a stop.
    */
   private guardBody(source: Readable | undefined, expected: number, key: string, ctx: OpContext): Readable {
-    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    // 128 KiB: the socket's chunks die young. 1 GiB restores from s3rver, peak RSS over three sets of
+    // five: 88.6-90.4 MiB at most with this, 89.8-95.9 MiB with 1 MiB, at the same speed.
+    const out = new PassThrough({ highWaterMark: 128 * 1024 });
     // The connection may fail before the caller has attached its pipeline: without a listener that
     // 'error' would crash the process. The error stays on the stream (out.errored) for the pipeline.
     out.on('error', () => undefined);

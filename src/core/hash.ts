@@ -22,15 +22,25 @@ export function formatHash(digest: bigint): string {
 /** Bytes between forced collections; see collectGarbage. */
 export const GC_INTERVAL_BYTES = 4 * 1024 * 1024;
 
+/** Every how many collections one is a major one; see collectGarbage. */
+const MAJOR_EVERY = 4;
+let collections = 0;
+
 /**
  * Every chunk a stream reads is a fresh buffer, freed only when V8 collects it; left alone it lets
  * ~35 MiB of dead chunks stay resident, on top of Node's own ~60 MiB, breaking the 100 MiB bound.
  * The launcher starts node with --expose-gc so transfers run a minor collection (which frees young
  * buffers) every 4 MiB. Measured on a 1 GiB restore: peak RSS 97 MiB without, 71 MiB with, no
  * measurable time cost (a scavenge of a few-MiB heap takes well under a millisecond).
+ * A chunk still in the pipeline at two minor collections is promoted, and dead promoted chunks wait
+ * for a major collection, which V8 runs on its own only after tens of MiB: so every 4th (every 16 MiB
+ * of transfer) is a major one. Measured with the S3 SDK loaded, a 1 GiB restore from s3rver, six runs
+ * each: peak RSS 88-96 MiB with minor collections only, 84-89 MiB with this; a major collection of
+ * that heap takes 0.1-2 ms.
  */
 export function collectGarbage(): void {
-  (globalThis as { gc?: (options: { type: 'minor' }) => void }).gc?.({ type: 'minor' });
+  collections += 1;
+  (globalThis as { gc?: (options: { type: 'minor' | 'major' }) => void }).gc?.({ type: collections % MAJOR_EVERY === 0 ? 'major' : 'minor' });
 }
 
 /**

@@ -5,6 +5,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bin } from '../support/cli.js';
+import { startS3Server } from '../support/s3server.js';
+import { s3Flags } from '../support/s3scenario.js';
 import { makeTempDir } from '../support/tmp.js';
 
 const GiB = 1 << 30;
@@ -12,9 +14,9 @@ const SEGMENT = '000000010000000000000001';
 let temp: { dir: string; remove(): Promise<void> };
 
 /** Runs a command under GNU time and returns its exit code and the peak RSS (KiB) of the largest process. */
-async function measured(args: string[], cwd: string): Promise<{ code: number; peakKiB: number; stderr: string }> {
+async function measured(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number; peakKiB: number; stderr: string }> {
   try {
-    const { stderr } = await promisify(execFile)('/usr/bin/time', ['-f', 'peak=%M', ...args], { cwd });
+    const { stderr } = await promisify(execFile)('/usr/bin/time', ['-f', 'peak=%M', ...args], { cwd, env: { ...process.env, ...env } });
     return { code: 0, peakKiB: Number(/peak=(\d+)/.exec(stderr)?.[1]), stderr };
   } catch (error) {
     const failure = error as { code: number; stderr: string };
@@ -48,5 +50,28 @@ describe('a 1 GiB segment', () => {
     // cmp exits 0 only when both files are identical.
     await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG')]);
     process.stdout.write(`1 GiB segment: archive peak ${Math.round(archived.peakKiB / 1024)} MiB, restore peak ${Math.round(restored.peakKiB / 1024)} MiB\n`);
+  }, 300_000);
+});
+
+describe('a 1 GiB segment on S3', () => {
+  it('goes up in parts streamed from the file and comes back byte for byte, each process below 100 MiB', async () => {
+    const server = await startS3Server();
+    try {
+      const flags = s3Flags(server, 'large');
+      // No push-ahead, no prefetch: the measured process is the one doing the transfer.
+      const archived = await measured([bin('walvault-archive'), ...flags, '--push-ahead=0', `pg_wal/${SEGMENT}`, SEGMENT], temp.dir, server.env);
+      expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
+      expect(archived.code).toBe(0);
+      expect(archived.peakKiB).toBeLessThan(100 * 1024);
+      // 64 parts of 16 MiB, each its own streamed UploadPart.
+      expect(server.requests.filter((request) => request.key.endsWith(SEGMENT) && request.query.includes('partNumber=')).length).toBe(64);
+      const restored = await measured([bin('walvault-restore'), ...flags, '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG.s3'], temp.dir, server.env);
+      expect(restored.code).toBe(0);
+      expect(restored.peakKiB).toBeLessThan(100 * 1024);
+      await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG.s3')]);
+      process.stdout.write(`1 GiB segment on S3: archive peak ${Math.round(archived.peakKiB / 1024)} MiB, restore peak ${Math.round(restored.peakKiB / 1024)} MiB\n`);
+    } finally {
+      await server.close();
+    }
   }, 300_000);
 });
