@@ -94,6 +94,50 @@ describe('what a plain local call loads', () => {
   });
 });
 
+describe('NODE_EXTRA_CA_CERTS (Node parses the whole bundle at every start)', () => {
+  /** Runs a launcher through a node wrapper that records the variable as node would see it. */
+  async function seenByNode(name: 'walvault-archive' | 'walvault-restore', args: string[], env: Record<string, string> = {}): Promise<{ result: RunResult; seen: string[] }> {
+    const record = path.join(temp.dir, `ca-seen-${name}-${Date.now()}`);
+    const wrapper = path.join(temp.dir, 'node-recording-ca');
+    await writeFile(wrapper, `#!/bin/sh\necho "\${NODE_EXTRA_CA_CERTS-unset}" >> '${record}'\nexec node "$@"\n`, { mode: 0o755 });
+    const bundle = path.join(temp.dir, 'extra-ca.pem');
+    await writeFile(bundle, '');
+    const result = await run(name, args, { cwd: dataDir, env: { WALVAULT_NODE: wrapper, NODE_EXTRA_CA_CERTS: bundle, ...env } });
+    const seen = (await readFile(record, 'utf8').catch(() => '')).split('\n').filter((line) => line !== '');
+    await rm(record, { force: true });
+    return { result, seen: seen.map((value) => (value === bundle ? 'bundle' : value)) };
+  }
+
+  it('a repository on a filesystem: archive and restore start node without it', async () => {
+    const name = '00000001000000000000000A';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-a'));
+    const archived = await seenByNode('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', source, name]);
+    expect(archived.result, archived.result.stderr).toMatchObject({ code: 0 });
+    expect(archived.seen).toEqual(['unset']);
+    const restored = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+    expect(restored.result, restored.result.stderr).toMatchObject({ code: 0 });
+    expect(restored.seen).toEqual(['unset']);
+    // The repository from WALVAULT_REPO counts too.
+    const fromEnv = await seenByNode('walvault-restore', ['--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], { WALVAULT_REPO: `nfs://${repo}` });
+    expect(fromEnv.seen).toEqual(['unset']);
+  });
+
+  it('an S3 repository, or one the launcher cannot see (config file), keeps it for the TLS connections', async () => {
+    const s3 = await seenByNode('walvault-restore', ['--repo=s3://walvault-test/ca', '--s3-endpoint=http://127.0.0.1:9', '--prefetch=0', '--timeout=2', SEGMENT, 'pg_wal/RECOVERYXLOG']);
+    expect(s3.seen).toEqual(['bundle']);
+    // A flag wins over the variable, as in the option table.
+    const flagWins = await seenByNode('walvault-restore', ['--repo=s3://walvault-test/ca', '--s3-endpoint=http://127.0.0.1:9', '--prefetch=0', '--timeout=2', SEGMENT, 'pg_wal/RECOVERYXLOG'], { WALVAULT_REPO: repo });
+    expect(flagWins.seen).toEqual(['bundle']);
+    const config = path.join(temp.dir, 'walvault-ca.json');
+    await writeFile(config, JSON.stringify({ repo }));
+    const name = '00000001000000000000000B';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-b'));
+    const fromConfig = await seenByNode('walvault-archive', [`--config=${config}`, '--push-ahead=0', source, name]);
+    expect(fromConfig.result, fromConfig.result.stderr).toMatchObject({ code: 0 });
+    expect(fromConfig.seen).toEqual(['bundle']);
+  });
+});
+
 /** Runs a launcher with `sh -x`: its stderr then also shows the commands the launcher ran. */
 function runTraced(launcher: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {
   const clean: Record<string, string> = {};
