@@ -20,7 +20,7 @@ export function formatHash(digest: bigint): string {
 }
 
 /** Bytes between forced collections; see collectGarbage. */
-export const GC_INTERVAL_BYTES = 4 * 1024 * 1024;
+const GC_INTERVAL_BYTES = 4 * 1024 * 1024;
 
 /** Every how many collections one is a major one; see collectGarbage. */
 const MAJOR_EVERY = 4;
@@ -38,9 +38,14 @@ let collections = 0;
  * each: peak RSS 88-96 MiB with minor collections only, 84-89 MiB with this; a major collection of
  * that heap takes 0.1-2 ms.
  */
-export function collectGarbage(): void {
+function collectGarbage(): void {
   collections += 1;
   (globalThis as { gc?: (options: { type: 'minor' | 'major' }) => void }).gc?.({ type: collections % MAJOR_EVERY === 0 ? 'major' : 'minor' });
+}
+
+/** Called by a stream as its byte count goes from `before` to `after`: collects once every GC_INTERVAL_BYTES. */
+export function collectGarbageAfter(before: number, after: number): void {
+  if (Math.floor(after / GC_INTERVAL_BYTES) !== Math.floor(before / GC_INTERVAL_BYTES)) collectGarbage();
 }
 
 /**
@@ -68,7 +73,7 @@ export class HashingStream extends Transform {
     }
     const before = this.bytes;
     this.bytes += chunk.length;
-    if (Math.floor(this.bytes / GC_INTERVAL_BYTES) !== Math.floor(before / GC_INTERVAL_BYTES)) collectGarbage();
+    collectGarbageAfter(before, this.bytes);
     callback(null, chunk);
   }
 

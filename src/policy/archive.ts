@@ -8,7 +8,7 @@ import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { COPY_CHUNK, returnCopyBuffer, takeCopyBuffer } from '../core/buffers.js';
-import { collectGarbage, formatHash, GC_INTERVAL_BYTES, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
+import { collectGarbageAfter, formatHash, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
 import { formatDuration, type Logger } from '../core/log.js';
 import { formatLsn, lsnAtOffset, objectKey, validateFileName } from '../wal/names.js';
 import { firstDifference } from './compare.js';
@@ -285,7 +285,7 @@ function releasedIfUnchanged(sourcePath: string, expected: { length: number; has
     highWaterMark: UPLOAD_CHUNK,
     transform(chunk: Buffer, _encoding, done: TransformCallback) {
       hasher.update(chunk);
-      if (Math.floor((bytes + chunk.length) / GC_INTERVAL_BYTES) !== Math.floor(bytes / GC_INTERVAL_BYTES)) collectGarbage();
+      collectGarbageAfter(bytes, bytes + chunk.length);
       bytes += chunk.length;
       const previous = held;
       held = chunk;
