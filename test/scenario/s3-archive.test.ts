@@ -370,7 +370,7 @@ describe('uploads streamed from the file', () => {
     const prefix = freshPrefix();
     const file = await randomFile(work.dir, 'changing', 3 * 1024 * 1024);
     const changed = Buffer.from(file.data);
-    changed[changed.length - 10] ^= 0xff;
+    changed.writeUInt8(changed.readUInt8(changed.length - 10) ^ 0xff, changed.length - 10);
     const failure = await archive(prefix, file.path, { beforeUpload: () => fs.writeFile(file.path, changed) }).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(WalvaultError);
     expect((failure as WalvaultError).kind).toBe('source');
@@ -387,7 +387,7 @@ describe('uploads streamed from the file', () => {
     const prefix = freshPrefix();
     const file = await randomFile(work.dir, 'changing-part', 3 * partSize);
     const changed = Buffer.from(file.data);
-    changed[partSize + 17] ^= 0xff;
+    changed.writeUInt8(changed.readUInt8(partSize + 17) ^ 0xff, partSize + 17);
     const failure = await archive(prefix, file.path, { backend: { partSize }, beforeUpload: () => fs.writeFile(file.path, changed) }).catch((error: unknown) => error);
     expect((failure as WalvaultError).kind).toBe('source');
     const key = segmentKey(prefix, SEGMENT);
