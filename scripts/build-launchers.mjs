@@ -17,10 +17,10 @@ const fastPath = (entry) => {
   const options = readSource('fast-path-options.sh').replace(/^(# .*\n)+/, '').replace('@DISABLE_FLAG@', disableFlags[kind]).trimEnd();
   return readSource(`fast-path-${kind}.sh`).replace('@FAST_PATH_OPTIONS@', () => options).trimEnd();
 };
-// archive and restore start from the start-up snapshot when it fits this node (src/cli/launcher-snapshot.sh).
-const start = (entry) => (entry === 'walvault' ? 'wv_run "${self%/*}/@ENTRY@.js" "$@"' : readSource('launcher-snapshot.sh').trimEnd());
+// archive and restore start from the start-up bundle when it fits (src/cli/launcher-bundle.sh, launcher-worker.sh).
+const start = (entry) => (entry === 'walvault' ? 'wv_run "$wv_dir/@ENTRY@.js" "$@"' : readSource('launcher-bundle.sh').trimEnd());
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
-  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@SNAPSHOT_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-snapshot-check.sh').trimEnd())).replaceAll('@ENTRY@', entry));
+  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@ENTRY_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-worker.sh').trimEnd())).replaceAll('@ENTRY@', entry));
   chmodSync(target, 0o755);
 }

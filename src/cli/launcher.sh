@@ -3,15 +3,19 @@
 # Node cannot exit while a filesystem call hangs in its thread pool (a hung NFS server): after its
 # deadline it writes the exit code it means on fd 3 and kills itself; this script exits with that code.
 wv_node=${WALVAULT_NODE:-node}
-@SNAPSHOT_CHECK@
+# This script's folder, where the code is. npm links the bin entries: follow the link (readlink is a
+# process of its own, ~1 ms, so only for a link).
+wv_self=$0
+if [ -L "$0" ]; then wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0; fi
+case $wv_self in */*) ;; *) wv_self=./$wv_self ;; esac
+wv_dir=${wv_self%/*}
+@ENTRY_CHECK@
 @FAST_PATH@
-# --expose-gc lets long transfers collect freed chunk buffers early (see src/core/hash.ts).
-self=$(readlink -f "$0" 2>/dev/null) || self=$0
 exec 4>&1 5>&2
 # The group's stderr goes to /dev/null only to silence the shell's own "Killed" notice (it would land
 # in PostgreSQL's log); node writes its one-line messages to the original stderr (fd 5).
 wv_run() {
-  { status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "$wv_node" --expose-gc "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
+  { status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "$wv_node" "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
 }
 @START@
 exec 4>&- 5>&-

@@ -1,4 +1,4 @@
-// The body of walvault-archive (src/cli/walvault-archive.ts runs it; the start-up snapshot links it in directly).
+// The body of walvault-archive (src/cli/walvault-archive.ts runs it; the start-up bundle links it in directly).
 // PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import type { CommandContext } from './main.js';

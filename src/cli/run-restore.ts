@@ -1,4 +1,4 @@
-// The body of walvault-restore (src/cli/walvault-restore.ts runs it; the start-up snapshot links it in directly).
+// The body of walvault-restore (src/cli/walvault-restore.ts runs it; the start-up bundle links it in directly).
 // PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
 import { EXIT_CODES } from '../core/errors.js';
 import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';

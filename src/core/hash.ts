@@ -1,5 +1,7 @@
 // Content hashes (xxh64 of the original bytes) recorded at archive time and checked on every read.
 import { Transform, type TransformCallback } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import xxhash from 'xxhash-wasm';
 
 /** The xxhash-wasm API (xxh32/xxh64), loaded once per process and shared by hashing and the codecs' frame checksums. */
@@ -29,8 +31,7 @@ let collections = 0;
 /**
  * Every chunk a stream reads is a fresh buffer, freed only when V8 collects it; left alone it lets
  * ~35 MiB of dead chunks stay resident, on top of Node's own ~60 MiB, breaking the 100 MiB bound.
- * The launcher starts node with --expose-gc so transfers run a minor collection (which frees young
- * buffers) every 4 MiB. Measured on a 1 GiB restore: peak RSS 97 MiB without, 71 MiB with, no
+ * So transfers run a minor collection (which frees young buffers) every 4 MiB. Measured on a 1 GiB restore: peak RSS 97 MiB without, 71 MiB with, no
  * measurable time cost (a scavenge of a few-MiB heap takes well under a millisecond).
  * A chunk still in the pipeline at two minor collections is promoted, and dead promoted chunks wait
  * for a major collection, which V8 runs on its own only after tens of MiB: so every 4th (every 16 MiB
@@ -40,7 +41,28 @@ let collections = 0;
  */
 function collectGarbage(): void {
   collections += 1;
-  (globalThis as { gc?: (options: { type: 'minor' | 'major' }) => void }).gc?.({ type: collections % MAJOR_EVERY === 0 ? 'major' : 'minor' });
+  gc ??= exposeGc();
+  gc?.({ type: collections % MAJOR_EVERY === 0 ? 'major' : 'minor' });
+}
+
+type Collector = (options: { type: 'minor' | 'major' }) => void;
+let gc: Collector | null | undefined;
+
+/**
+ * V8's gc(), made on first need: starting node with --expose-gc costs every call ~2 ms of start-up
+ * (measured: `node --expose-gc -e 0` against `node -e 0`), and a short call never collects. With the
+ * flag set now, a new context gets gc() (~1 ms, once per process). null when V8 refuses.
+ */
+function exposeGc(): Collector | null {
+  const given = (globalThis as { gc?: Collector }).gc;
+  if (typeof given === 'function') return given;
+  try {
+    setFlagsFromString('--expose-gc');
+    const made: unknown = runInNewContext('typeof gc === "function" ? gc : null');
+    return typeof made === 'function' ? (made as Collector) : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Called by a stream as its byte count goes from `before` to `after`: collects once every GC_INTERVAL_BYTES. */
@@ -52,36 +74,55 @@ export function collectGarbageAfter(before: number, after: number): void {
  * A pass-through stream that hashes and counts the bytes flowing through it, and can remember the
  * first bytes (the WAL long page header and more) for header checks (verify).
  */
-export class HashingStream extends Transform {
-  bytes = 0;
-  head: Buffer = Buffer.alloc(0);
-
-  private constructor(private readonly hasher: Hasher64, private readonly headLimit: number) {
-    super();
-  }
-
-  /** Creates a hashing stream; `headLimit` bytes at the start (none by default) are kept in `head`. */
-  static async create(options: { headLimit?: number } = {}): Promise<HashingStream> {
-    const { create64 } = await loadXxhash();
-    return new HashingStream(create64(), options.headLimit ?? 0);
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.hasher.update(chunk);
-    if (this.head.length < this.headLimit) {
-      this.head = Buffer.concat([this.head, chunk.subarray(0, this.headLimit - this.head.length)]);
-    }
-    const before = this.bytes;
-    this.bytes += chunk.length;
-    collectGarbageAfter(before, this.bytes);
-    callback(null, chunk);
-  }
-
+export interface HashingStream extends Transform {
+  /** Bytes that went through so far. */
+  readonly bytes: number;
+  /** The first bytes, up to the `headLimit` it was created with. */
+  readonly head: Buffer;
   /** The hash of everything that went through; valid once the stream has ended. */
-  digest(): string {
-    return formatHash(this.hasher.digest());
-  }
+  digest(): string;
 }
+
+/**
+ * The class is made on first use, not when this module loads: declaring it needs node:stream
+ * (~1.5 ms to load), which a call that moves no bytes (a bad name, "not found") never needs.
+ */
+let HashingStreamClass: (new (hasher: Hasher64, headLimit: number) => HashingStream) | undefined;
+
+function hashingStreamClass(): new (hasher: Hasher64, headLimit: number) => HashingStream {
+  HashingStreamClass ??= class extends Transform implements HashingStream {
+    bytes = 0;
+    head: Buffer = Buffer.alloc(0);
+
+    constructor(private readonly hasher: Hasher64, private readonly headLimit: number) {
+      super();
+    }
+
+    override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+      this.hasher.update(chunk);
+      if (this.head.length < this.headLimit) {
+        this.head = Buffer.concat([this.head, chunk.subarray(0, this.headLimit - this.head.length)]);
+      }
+      const before = this.bytes;
+      this.bytes += chunk.length;
+      collectGarbageAfter(before, this.bytes);
+      callback(null, chunk);
+    }
+
+    digest(): string {
+      return formatHash(this.hasher.digest());
+    }
+  };
+  return HashingStreamClass;
+}
+
+export const HashingStream = {
+  /** Creates a hashing stream; `headLimit` bytes at the start (none by default) are kept in `head`. */
+  async create(options: { headLimit?: number } = {}): Promise<HashingStream> {
+    const { create64 } = await loadXxhash();
+    return new (hashingStreamClass())(create64(), options.headLimit ?? 0);
+  },
+};
 
 /** Hashes a buffer in one go (tests, small documents). */
 export async function hashBuffer(data: Uint8Array): Promise<string> {

@@ -19,6 +19,7 @@ import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend } from '../backend/types.js';
+import { monotonicMs } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
@@ -105,7 +106,7 @@ async function readyFiles(walDir: string): Promise<string[]> {
  * more segments are waiting. Never answers success for a file that is not durable in the repository.
  */
 export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => number | undefined): Promise<ArchiveResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   const fileName = validateFileName(request.fileName);
   const paths = spoolPaths(options.spoolDir, 'archive');
   const walDir = path.dirname(request.sourcePath);
@@ -115,8 +116,8 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   let trusted = owner !== null && owner.replace(/\n$/, '') === options.identity;
 
   const answered = (how: string): ArchiveResult => {
-    request.log.info(`"${fileName}" ${how}; it is durable in the repository (${Math.round(performance.now() - started)} ms)`);
-    return { outcome: 'already-archived', key: '', location: options.spoolDir, bytes: 0, durationMs: performance.now() - started };
+    request.log.info(`"${fileName}" ${how}; it is durable in the repository (${Math.round(monotonicMs() - started)} ms)`);
+    return { outcome: 'already-archived', key: '', location: options.spoolDir, bytes: 0, durationMs: monotonicMs() - started };
   };
   if (trusted) {
     if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead');
@@ -201,7 +202,7 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
   // Helping must never make this request late: its pushes get half of what is left of its deadline.
   const budget = request.deadline.remaining();
   if (budget < 4 * HELP_MAX_MS) return;
-  const until = performance.now() + HELP_MAX_MS;
+  const until = monotonicMs() + HELP_MAX_MS;
   const starting = async (): Promise<boolean> => {
     const text = await nodeFs.readFile(paths.pidFile, 'utf8').catch(() => '');
     return text.trim() === `${workerPid} starting` && processAlive(workerPid);
@@ -219,7 +220,7 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
       log: request.log,
     },
     { pushed: [], failed: [], locked: false },
-    async () => ownFailed() || performance.now() > until || !(await starting()),
+    async () => ownFailed() || monotonicMs() > until || !(await starting()),
   );
 }
 
@@ -285,7 +286,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
   const pollMs = options.pollMs ?? 10;
   const inflight = new Map<string, Promise<void>>();
   let failed = false;
-  let idleSince = performance.now();
+  let idleSince = monotonicMs();
   // Names this worker has pushed: a scan that read the markers just before a push finished must not push it again.
   const pushedHere = new Set<string>();
   // The request's own file when this worker pushes it too: PostgreSQL is asking for it, so it is not ahead.
@@ -314,7 +315,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
     } finally {
       deadline.dispose();
       if (claimed) await unclaim(paths, fileName);
-      idleSince = performance.now();
+      idleSince = monotonicMs();
     }
   };
 
@@ -342,7 +343,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
         continue;
       }
       if (scan === lastScan && !failed) {
-        if (performance.now() - idleSince > idleMs) break;
+        if (monotonicMs() - idleSince > idleMs) break;
         await sleep(pollMs);
         continue;
       }
@@ -383,8 +384,8 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
           launched += 1;
         }
       }
-      if (launched > 0 || inflight.size > 0) idleSince = performance.now();
-      if (inflight.size === 0 && (failed || performance.now() - idleSince > idleMs)) break;
+      if (launched > 0 || inflight.size > 0) idleSince = monotonicMs();
+      if (inflight.size === 0 && (failed || monotonicMs() - idleSince > idleMs)) break;
       if (inflight.size >= options.parallel) await Promise.race(inflight.values());
       else await sleep(pollMs);
     }

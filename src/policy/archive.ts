@@ -5,6 +5,7 @@ import { PassThrough, Transform, type Duplex, type Readable, type TransformCallb
 import { pipeline } from 'node:stream/promises';
 import type { Backend, FileBody, FilePart, ObjectMeta, PullBody } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
+import { monotonicMs } from '../core/clock.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { COPY_CHUNK, returnCopyBuffer, takeCopyBuffer } from '../core/buffers.js';
@@ -436,7 +437,7 @@ async function compareWithStored(request: ArchiveRequest, key: string, facts: So
  * throws WalvaultError('mismatch') when a different file is stored under that name, changing nothing.
  */
 export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   const fileName = validateFileName(request.fileName);
   const key = objectKey(fileName);
   const { backend, deadline, log } = request;
@@ -447,7 +448,7 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
 
   for (let round = 0; round < 3; round += 1) {
     const { created, facts } = await withRetries(() => storeIfAbsent(request, key, source), retry);
-    const durationMs = performance.now() - started;
+    const durationMs = monotonicMs() - started;
     if (created) {
       log.info(`archived "${fileName}" to "${location}" (${facts.size} bytes, ${formatDuration(durationMs)})`);
       return { outcome: 'archived', key, location, bytes: facts.size, durationMs };
@@ -460,7 +461,7 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
       });
     }
     await withRetries(() => backend.persist(key, comparison.meta, { signal: deadline.signal }), retry);
-    const total = performance.now() - started;
+    const total = monotonicMs() - started;
     log.warn(`"${fileName}" was already archived at "${location}" with identical content; made sure it is durable, reporting success (${formatDuration(total)})`);
     return { outcome: 'already-archived', key, location, bytes: facts.size, durationMs: total };
   }

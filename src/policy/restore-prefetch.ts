@@ -19,6 +19,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend } from '../backend/types.js';
 import type { DecodeOptions } from '../codec/index.js';
+import { monotonicMs } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { HashingStream } from '../core/hash.js';
@@ -72,7 +73,7 @@ async function discardStale(paths: SpoolPaths, current: string, log: Logger): Pr
  * then records where recovery is and starts the background prefetcher if it is not running.
  */
 export async function restoreWithPrefetch(request: RestoreRequest, options: PrefetchOptions, start: () => void): Promise<RestoreResult> {
-  const started = performance.now();
+  const started = monotonicMs();
   const fileName = validateFileName(request.fileName);
   const paths = spoolPaths(options.spoolDir, 'restore');
   const segment = classify(fileName) === 'segment';
@@ -86,7 +87,7 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
       await nodeFs.rename(path.join(paths.entries, fileName), request.targetPath);
       await noteCursor(paths, fileName, info.size).catch(() => undefined);
       if (!(await workerAlive(paths))) start();
-      const durationMs = performance.now() - started;
+      const durationMs = monotonicMs() - started;
       request.log.info(`restored "${fileName}" to "${request.targetPath}" (${info.size} bytes, prefetched and verified, ${Math.round(durationMs)} ms)`);
       return { bytes: info.size, location: options.spoolDir, durationMs, verified: true };
     } catch {
@@ -264,7 +265,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   let failed = false;
   let position = await readCursor(paths);
   let lastNoted = position === null ? '' : `${position.name} ${position.segmentSize}`;
-  let lastProgress = performance.now();
+  let lastProgress = monotonicMs();
 
   const fetchOne = async (fileName: string): Promise<void> => {
     const deadline = new Deadline(options.timeoutMs, `prefetching "${fileName}"`);
@@ -274,12 +275,12 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         placed.add(fileName);
         summary.fetched.push(fileName);
       } else if (outcome === 'missing') {
-        missingAt.set(fileName, performance.now());
+        missingAt.set(fileName, monotonicMs());
         summary.missing.push(fileName);
       } else {
         // Never handed over; the request for it restores it in the foreground, which reports the corruption.
         summary.corrupt.push(fileName);
-        missingAt.set(fileName, performance.now());
+        missingAt.set(fileName, monotonicMs());
       }
     } catch (error) {
       failed = true;
@@ -337,7 +338,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     if (position !== null && name.slice(0, 8) === position.name.slice(0, 8) && name <= position.name) return;
     const segmentSize = isValidSegmentSize(bytes) ? bytes : (position?.segmentSize ?? 0);
     position = { name, segmentSize };
-    lastProgress = performance.now();
+    lastProgress = monotonicMs();
   };
 
   /** Serves one request: the file in the spool, or an answer; every outcome is decided by a lookup started after the request was seen. */
@@ -400,7 +401,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       if (ask.taken) continue;
       asks.set(file, ask);
       ask.taken = true;
-      lastProgress = performance.now();
+      lastProgress = monotonicMs();
       let valid = true;
       try {
         validateFileName(ask.name);
@@ -428,7 +429,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
       const notedText = noted === null ? '' : `${noted.name} ${noted.segmentSize}`;
       if (noted !== null && notedText !== lastNoted && (position === null || noted.name > position.name || noted.name.slice(0, 8) !== position.name.slice(0, 8))) {
         position = noted;
-        lastProgress = performance.now();
+        lastProgress = monotonicMs();
       }
       lastNoted = notedText;
       if (noted !== null && position !== null && position.segmentSize === 0) position = { name: position.name, segmentSize: noted.segmentSize };
@@ -440,7 +441,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           placed.delete(name);
           if (position !== null && name.slice(0, 8) === position.name.slice(0, 8) && name > position.name) {
             position = { name, segmentSize: position.segmentSize };
-            lastProgress = performance.now();
+            lastProgress = monotonicMs();
           }
         }
       }
@@ -463,7 +464,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
             const name = segmentFileName(id.timeline, base + BigInt(step), position.segmentSize);
             const missingSince = missingAt.get(name);
             if (missingSince !== undefined) {
-              if (performance.now() - missingSince < 1000) break; // the end of the archive (for now)
+              if (monotonicMs() - missingSince < 1000) break; // the end of the archive (for now)
               missingAt.delete(name);
             }
             if (placed.has(name) || inflight.has(name)) continue;
@@ -472,7 +473,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
         }
       }
       const limit = position === null ? idleMs / 3 : idleMs;
-      if (inflight.size === 0 && asks.size === 0 && performance.now() - lastProgress > limit) break;
+      if (inflight.size === 0 && asks.size === 0 && monotonicMs() - lastProgress > limit) break;
       // Wake up for the next request at once rather than after a download: requests come every few ms.
       await sleep(pollMs);
     }

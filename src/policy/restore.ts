@@ -6,6 +6,7 @@ import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import type { Backend } from '../backend/types.js';
 import type { DecodeOptions } from '../codec/index.js';
+import { monotonicMs } from '../core/clock.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { HashingStream } from '../core/hash.js';
@@ -51,7 +52,7 @@ export function resolveOnError(mode: OnErrorMode, dataDirectory: string): 'missi
 
 /** Fetches, decodes and verifies into a temp file beside the target, then renames it into place. */
 async function fetchInto(request: RestoreRequest, key: string): Promise<RestoreResult | null> {
-  const started = performance.now();
+  const started = monotonicMs();
   const ctx = { signal: request.deadline.signal };
   const object = await request.backend.read(key, ctx);
   if (object === null) return null;
@@ -71,7 +72,7 @@ async function fetchInto(request: RestoreRequest, key: string): Promise<RestoreR
       });
     }
     await nodeFs.rename(temp, request.targetPath);
-    return { bytes: hasher.bytes, location, durationMs: performance.now() - started, verified: meta !== null };
+    return { bytes: hasher.bytes, location, durationMs: monotonicMs() - started, verified: meta !== null };
   } catch (error) {
     await nodeFs.unlink(temp).catch(() => undefined);
     if (error instanceof WalvaultError) throw error;

@@ -223,8 +223,8 @@ describe('walvault-restore requests to the running prefetcher', () => {
     expect(probe.stderr).toBe(`walvault-restore: info: "00000002.history" not found in "${path.join(repo, 'wal', '00000002.history')}"\n`);
     const worker = await waitForWorkerStart(spool, 'restore');
     expect(worker).not.toBeNull();
-    // Started from the start-up snapshot (the build made one for this node), like the launcher's own calls.
-    expect((await readFile(`/proc/${worker}/cmdline`, 'utf8')).split('\0')).toContain('--snapshot-blob');
+    // Started from the start-up bundle (its loader), like the launcher's own calls.
+    expect((await readFile(`/proc/${worker}/cmdline`, 'utf8')).split('\0').some((arg) => arg.endsWith('/walvault-restore.cjs'))).toBe(true);
     const first = await ask(names[0]!);
     expect(first.code).toBe(0);
     expect((await recovered()).equals(contents.get(names[0]!)!)).toBe(true);

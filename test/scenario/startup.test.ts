@@ -1,9 +1,10 @@
 // Start-up cost: PostgreSQL starts walvault-archive / walvault-restore once per WAL file, so the plain
 // local paths must not load what they do not use (yargs, the codecs, age, the S3 SDK, the other side's
-// background machinery). Checked through the real launcher with a module-resolution trace (which
-// needs NODE_OPTIONS, so these calls take the normal start, not the start-up snapshot). Then the
-// snapshot: used when it fits, and any snapshot that does not load falls back to the normal start.
-import { spawn } from 'node:child_process';
+// background machinery, and Node built-ins a call that moves no bytes never needs). Checked through
+// the real launcher, both ways it starts node: from the start-up bundle (the default; its loader
+// reports what it loaded) and from the ES modules (WALVAULT_NO_BUNDLE, with a module-resolution
+// trace). Then the bundle itself: used when it fits, with the code cache the build recorded.
+import { spawn, spawnSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,64 +34,110 @@ afterAll(async () => {
 });
 
 let traces = 0;
-/** Runs a command with the module trace on; returns its result and the modules it resolved (paths below the package, or node: names). */
-async function traced(name: 'walvault-archive' | 'walvault-restore', args: string[]): Promise<{ result: RunResult; modules: string[] }> {
+type StartMode = 'bundle' | 'modules';
+/**
+ * Runs a command with the module trace on; returns its result and what it loaded: paths below the
+ * package (dist/..., node_modules/...) or node: names. From the bundle, packages appear as
+ * node_modules/<name> and the first line says whether V8 took the code cache (code-cache:...).
+ */
+async function traced(name: 'walvault-archive' | 'walvault-restore', args: string[], mode: StartMode): Promise<{ result: RunResult; modules: string[] }> {
   traces += 1;
   const traceFile = path.join(temp.dir, `trace-${traces}`);
-  const result = await run(name, args, { cwd: dataDir, env: { NODE_OPTIONS: `--import=${tracer}`, WALVAULT_TEST_MODULE_TRACE: traceFile } });
+  const env: Record<string, string> = mode === 'modules' ? { NODE_OPTIONS: `--import=${tracer}`, WALVAULT_NO_BUNDLE: '1', WALVAULT_TEST_MODULE_TRACE: traceFile } : { WALVAULT_TEST_MODULE_TRACE: traceFile };
+  const result = await run(name, args, { cwd: dataDir, env });
   const text = await readFile(traceFile, 'utf8').catch(() => '');
   await rm(traceFile, { force: true });
-  const modules = [...new Set(text.split('\n').filter((line) => line !== ''))].map((url) => url.replace(/^file:\/\/.*?\/(dist|node_modules)\//, '$1/'));
+  const modules = [...new Set(text.split('\n').filter((line) => line !== ''))].map((entry) =>
+    entry.startsWith('file:') ? entry.replace(/^file:\/\/.*?\/(dist|node_modules)\//, '$1/') : /^(node|code-cache):/.test(entry) ? entry : `node_modules/${entry}`,
+  );
   return { result, modules };
 }
 
 /** Modules the plain local paths must never load. */
-const HEAVY = [/node_modules\/yargs/, /node_modules\/@aws-sdk/, /node_modules\/age-encryption/, /node_modules\/@bokuweb/, /node_modules\/lz4-wasm/, /dist\/codec\/(gzip|lz4|zstd|age|relay)\.js/, /dist\/backend\/s3\.js/, /node:zlib/];
+const HEAVY = [/node_modules\/yargs/, /node_modules\/@aws-sdk/, /node_modules\/age-encryption/, /node_modules\/@bokuweb/, /node_modules\/lz4-wasm/, /dist\/codec\/(gzip|lz4|zstd|age|relay)\.js/, /dist\/backend\/s3\.js/, /^node:zlib$/];
 
 const loadedHeavy = (modules: string[]): string[] => modules.filter((module) => HEAVY.some((pattern) => pattern.test(module)));
 
-describe('what a plain local call loads', () => {
+/** Our modules of one side's background machinery (seen only in the ES-module trace: the bundle has them all inside). */
+const machinery = (modules: string[], pattern: RegExp): string[] => modules.filter((module) => pattern.test(module));
+
+describe.each<StartMode>(['bundle', 'modules'])('what a plain local call loads, started from the %s', (mode) => {
   it('archive --push-ahead=0 stores the segment without yargs, codecs, the S3 SDK or the push-ahead machinery', async () => {
-    const source = await writeWalFile(dataDir, SEGMENT, pseudoRandomBytes(1 << 20, 'startup'));
-    const { result, modules } = await traced('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', source, SEGMENT]);
+    const name = mode === 'bundle' ? '000000010000000000000003' : '000000010000000000000013';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, `startup-${name}`));
+    const { result, modules } = await traced('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', source, name], mode);
     expect(result, result.stderr).toMatchObject({ code: 0 });
-    expect(modules).toContain('dist/policy/archive.js');
     expect(loadedHeavy(modules)).toEqual([]);
-    expect(modules.filter((module) => /policy\/(archive-async|restore-prefetch|spool)\.js/.test(module))).toEqual([]);
+    if (mode === 'bundle') {
+      expect(modules[0]).toBe('code-cache:accepted');
+      // The file is pulled, not streamed, and temp file names need no node:crypto (each ~1.5-2.7 ms to load).
+      expect(modules.filter((module) => ['node:stream', 'node:crypto', 'node:perf_hooks', 'node:child_process'].includes(module))).toEqual([]);
+      expect(modules).toContain('node:fs/promises');
+    } else {
+      expect(modules).toContain('dist/policy/archive.js');
+      expect(machinery(modules, /policy\/(archive-async|restore-prefetch|spool)\.js/)).toEqual([]);
+    }
   });
 
   it('archive with push-ahead (the default) loads the pusher side but not the prefetcher nor the heavy modules', async () => {
-    const name = '000000010000000000000004';
-    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-4'));
-    const { result, modules } = await traced('walvault-archive', [`--repo=${repo}`, '--spool=walvault-spool', source, name]);
+    const name = mode === 'bundle' ? '000000010000000000000004' : '000000010000000000000014';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, `startup-${name}`));
+    const { result, modules } = await traced('walvault-archive', [`--repo=${repo}`, '--spool=walvault-spool', source, name], mode);
     expect(result, result.stderr).toMatchObject({ code: 0 });
-    expect(modules).toContain('dist/policy/archive-async.js');
     expect(loadedHeavy(modules)).toEqual([]);
-    expect(modules.filter((module) => /policy\/restore-prefetch\.js/.test(module))).toEqual([]);
+    if (mode === 'modules') {
+      expect(modules).toContain('dist/policy/archive-async.js');
+      expect(machinery(modules, /policy\/restore-prefetch\.js/)).toEqual([]);
+    }
   });
 
   it('restore --prefetch=0 restores the segment, and answers "not found", without the heavy modules or the prefetcher', async () => {
-    const restored = await traced('walvault-restore', [`--repo=${repo}`, '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG']);
+    const name = mode === 'bundle' ? '000000010000000000000003' : '000000010000000000000013';
+    const restored = await traced('walvault-restore', [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], mode);
     expect(restored.result, restored.result.stderr).toMatchObject({ code: 0 });
-    expect(restored.modules).toContain('dist/policy/restore.js');
     expect(loadedHeavy(restored.modules)).toEqual([]);
-    expect(restored.modules.filter((module) => /policy\/(archive-async|restore-prefetch|spool)\.js/.test(module))).toEqual([]);
-    const missing = await traced('walvault-restore', [`--repo=${repo}`, '--prefetch=0', '00000002.history', 'pg_wal/RECOVERYHISTORY']);
+    if (mode === 'modules') {
+      expect(restored.modules).toContain('dist/policy/restore.js');
+      expect(machinery(restored.modules, /policy\/(archive-async|restore-prefetch|spool)\.js/)).toEqual([]);
+    }
+    const missing = await traced('walvault-restore', [`--repo=${repo}`, '--prefetch=0', '00000002.history', 'pg_wal/RECOVERYHISTORY'], mode);
     expect(missing.result.code).toBe(1);
     expect(loadedHeavy(missing.modules)).toEqual([]);
   });
 
   it('the trace sees what a call does load: --compress=zstd loads the zstd codec, --help loads yargs', async () => {
-    const name = '000000010000000000000005';
-    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-5'));
-    const compressed = await traced('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', '--compress=zstd', source, name]);
+    const name = mode === 'bundle' ? '000000010000000000000005' : '000000010000000000000015';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, `startup-${name}`));
+    const compressed = await traced('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', '--compress=zstd', source, name], mode);
     expect(compressed.result, compressed.result.stderr).toMatchObject({ code: 0 });
-    expect(compressed.modules).toContain('dist/codec/zstd.js');
+    expect(compressed.modules.some((module) => (mode === 'bundle' ? module.startsWith('node_modules/@bokuweb/zstd-wasm') : module === 'dist/codec/zstd.js'))).toBe(true);
     expect(compressed.modules.some((module) => module.startsWith('node_modules/yargs'))).toBe(false);
-    const help = await traced('walvault-archive', ['--help']);
+    const help = await traced('walvault-archive', ['--help'], mode);
     expect(help.result.code).toBe(0);
     expect(help.result.stdout).toContain('archive_command');
     expect(help.modules.some((module) => module.startsWith('node_modules/yargs'))).toBe(true);
+  });
+});
+
+describe('a call from the bundle that moves no bytes', () => {
+  // Each of these built-ins costs ~1-3 ms to load, paid by every call PostgreSQL makes: a bad file
+  // name and a "not found" (history files probed at every recovery start) need none of them.
+  const NOT_NEEDED = ['node:stream', 'node:fs/promises', 'node:crypto', 'node:os', 'node:perf_hooks', 'node:v8', 'node:child_process'];
+
+  it('a bad file name: refused, with the code cache and none of the built-ins a transfer needs', async () => {
+    const { result, modules } = await traced('walvault-archive', ['--repo=/nonexistent', '--push-ahead=0', 'pg_wal/x', '../bad'], 'bundle');
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('invalid WAL file name "../bad"');
+    expect(modules[0]).toBe('code-cache:accepted');
+    expect(modules.filter((module) => NOT_NEEDED.includes(module))).toEqual([]);
+  });
+
+  it('a history file not in the archive: exit 1, and none of them either', async () => {
+    const { result, modules } = await traced('walvault-restore', [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY'], 'bundle');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('"00000009.history" not found');
+    expect(modules[0]).toBe('code-cache:accepted');
+    expect(modules.filter((module) => NOT_NEEDED.includes(module))).toEqual([]);
   });
 });
 
@@ -157,62 +204,88 @@ function runTraced(launcher: string, args: string[], env: Record<string, string>
 /** Node starts the launcher made (its `wv_run` calls, from the `sh -x` trace). */
 const nodeRuns = (stderr: string): string[] => stderr.split('\n').filter((line) => /^\+ wv_run /.test(line));
 
-describe('the start-up snapshot', () => {
+describe('the start-up bundle', () => {
   const projectDist = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist');
+  const fromBundle = (line: string | undefined): boolean => line !== undefined && /walvault-(archive|restore)\.cjs /.test(line);
 
-  it('archive and restore start from it when it fits this node, in one node run', async () => {
+  it('archive and restore start from it, in one node run, with the code cache the build recorded', async () => {
     const name = '000000010000000000000006';
     const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-6'));
     const archived = await runTraced(bin('walvault-archive'), [`--repo=${repo}`, '--push-ahead=0', source, name]);
     expect(archived.code, archived.stderr).toBe(0);
     expect(nodeRuns(archived.stderr)).toHaveLength(1);
-    expect(nodeRuns(archived.stderr)[0]).toContain('--snapshot-blob');
+    expect(fromBundle(nodeRuns(archived.stderr)[0])).toBe(true);
     expect(archived.stderr).toContain(`walvault-archive: info: archived "${name}"`);
     const restored = await runTraced(bin('walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
     expect(restored.code, restored.stderr).toBe(0);
     expect(nodeRuns(restored.stderr)).toHaveLength(1);
-    expect(nodeRuns(restored.stderr)[0]).toContain('--snapshot-blob');
+    expect(fromBundle(nodeRuns(restored.stderr)[0])).toBe(true);
     expect((await readFile(path.join(dataDir, 'pg_wal/RECOVERYXLOG'))).equals(await readFile(path.join(dataDir, source)))).toBe(true);
-    // Packages outside the snapshot (here yargs, for --help) load on first use.
+    // Packages outside the bundle (here yargs, for --help) load on first use.
     const help = await runTraced(bin('walvault-restore'), ['--help']);
     expect(help.code, help.stderr).toBe(0);
     expect(nodeRuns(help.stderr)).toHaveLength(1);
     expect(help.stdout).toContain("restore_command = 'walvault-restore --repo=URL %f %p'");
   });
 
-  it('a blob that does not load (damaged, other node, other flags) never turns into "not found" or a failed archive: the normal start runs', async () => {
-    // A private copy of dist with a damaged blob and a stamp that matches this node.
+  it('a damaged, foreign or missing code cache only costs the compilation; a stale bundle is not used', async () => {
+    // A private copy of dist, to damage. The cache names the bundle file it belongs to, so the copy
+    // records its own, as an install does (package.json postinstall).
     const copy = path.join(temp.dir, 'package');
-    await cp(projectDist, path.join(copy, 'dist'), { recursive: true });
+    await cp(projectDist, path.join(copy, 'dist'), { recursive: true, preserveTimestamps: true });
     await symlink(path.join(projectDist, '../node_modules'), path.join(copy, 'node_modules'));
     const cli = path.join(copy, 'dist/cli');
-    await writeFile(path.join(cli, 'walvault.blob'), Buffer.alloc(200_000, 7));
+    const cacheFile = path.join(cli, 'walvault-bundle.cjs.cache');
+    await rm(cacheFile);
+    const made = spawnSync(process.execPath, [path.join(cli, 'make-code-cache.js')], { encoding: 'utf8' });
+    expect(made.status, made.stderr).toBe(0);
+    expect(made.stderr).toBe('');
+    const recorded = await readFile(cacheFile);
+    const header = recorded.subarray(0, recorded.indexOf(10) + 1);
     const name = '000000010000000000000007';
     const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-7'));
-    const archived = await runTraced(path.join(cli, 'walvault-archive'), [`--repo=${repo}`, '--push-ahead=0', source, name]);
-    expect(archived.code, archived.stderr).toBe(0);
-    expect(nodeRuns(archived.stderr).map((line) => line.includes('--snapshot-blob'))).toEqual([true, false]);
-    expect(archived.stderr).toContain(`walvault-archive: info: archived "${name}"`);
-    const restored = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
-    expect(restored.code, restored.stderr).toBe(0);
-    expect(nodeRuns(restored.stderr)).toHaveLength(2);
-    const missing = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY']);
-    expect(missing.code, missing.stderr).toBe(1);
-    expect(missing.stderr).toContain('"00000009.history" not found');
+    let archivedOnce = false;
+    /** Archives (then "already archived"), restores and asks for a missing file; returns what the trace said of the cache. */
+    const roundTrip = async (): Promise<string[]> => {
+      const seen: string[] = [];
+      const trace = path.join(temp.dir, 'cache-trace');
+      const env = { WALVAULT_TEST_MODULE_TRACE: trace };
+      const archived = await runTraced(path.join(cli, 'walvault-archive'), [`--repo=${repo}`, '--push-ahead=0', source, name], env);
+      expect(archived.code, archived.stderr).toBe(0);
+      expect(archived.stderr).toContain(archivedOnce ? 'already archived' : `archived "${name}"`);
+      archivedOnce = true;
+      const restored = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], env);
+      expect(restored.code, restored.stderr).toBe(0);
+      expect((await readFile(path.join(dataDir, 'pg_wal/RECOVERYXLOG'))).equals(await readFile(path.join(dataDir, source)))).toBe(true);
+      const missing = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY'], env);
+      expect(missing.code, missing.stderr).toBe(1);
+      expect(missing.stderr).toContain('"00000009.history" not found');
+      for (const result of [archived, restored, missing]) expect(nodeRuns(result.stderr)).toHaveLength(1);
+      seen.push(...(await readFile(trace, 'utf8')).split('\n').filter((line) => line.startsWith('code-cache:')));
+      await rm(trace, { force: true });
+      return seen;
+    };
+    expect(await roundTrip()).toEqual(['code-cache:accepted', 'code-cache:accepted', 'code-cache:accepted']);
+    // Garbage under this bundle's header: V8 rejects it and compiles.
+    await writeFile(cacheFile, Buffer.concat([header, Buffer.alloc(100_000, 7)]));
+    expect(await roundTrip()).toEqual(['code-cache:rejected', 'code-cache:rejected', 'code-cache:rejected']);
+    // The recorded cache, but the bundle file was replaced (the header names another file): not even offered.
+    await writeFile(cacheFile, recorded);
+    await writeFile(path.join(cli, 'walvault-bundle.cjs'), await readFile(path.join(cli, 'walvault-bundle.cjs')));
+    await utimes(path.join(cli, 'walvault-bundle.cjs'), new Date(Date.now() + 60_000), new Date(Date.now() + 60_000));
+    expect(await roundTrip()).toEqual(['code-cache:none', 'code-cache:none', 'code-cache:none']);
+    await rm(cacheFile);
+    expect(await roundTrip()).toEqual(['code-cache:none', 'code-cache:none', 'code-cache:none']);
 
-    // Compiled code newer than the blob (tsc after the build): the blob would run stale code, so it is not tried.
-    const future = new Date(Date.now() + 60_000);
-    await utimes(path.join(cli, 'main.js'), future, future);
+    // Compiled code newer than the bundle (tsc after the build): the bundle would run stale code, so the ES modules run.
+    await utimes(path.join(cli, 'main.js'), new Date(Date.now() + 120_000), new Date(Date.now() + 120_000));
     const stale = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
     expect(stale.code, stale.stderr).toBe(0);
-    expect(nodeRuns(stale.stderr).map((line) => line.includes('--snapshot-blob'))).toEqual([false]);
-    await utimes(path.join(cli, 'walvault.blob'), new Date(Date.now() + 120_000), new Date(Date.now() + 120_000));
-    expect(nodeRuns((await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'])).stderr)).toHaveLength(2);
-
-    // A stamp naming another node binary: the blob is not even tried.
-    await writeFile(path.join(cli, 'walvault.blob.stamp'), '1:2:3:4\n');
-    const other = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
-    expect(other.code, other.stderr).toBe(0);
-    expect(nodeRuns(other.stderr).map((line) => line.includes('--snapshot-blob'))).toEqual([false]);
+    expect(nodeRuns(stale.stderr).map(fromBundle)).toEqual([false]);
+    expect(nodeRuns(stale.stderr)[0]).toContain('walvault-restore.js');
+    // WALVAULT_NO_BUNDLE asks for the ES modules too.
+    const asked = await runTraced(bin('walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], { WALVAULT_NO_BUNDLE: '1' });
+    expect(asked.code, asked.stderr).toBe(0);
+    expect(nodeRuns(asked.stderr).map(fromBundle)).toEqual([false]);
   });
 });
