@@ -228,6 +228,30 @@ describe('the start-up bundle', () => {
     expect(help.stdout).toContain("restore_command = 'walvault-restore --repo=URL %f %p'");
   });
 
+  it('through a symbolic link (npm links the bin entries), and by a relative path, the launcher finds its bundle', async () => {
+    const linkDir = path.join(temp.dir, 'bin');
+    await mkdir(linkDir, { recursive: true });
+    // A relative link, as npm makes them (node_modules/.bin/walvault-restore -> ../walvault/dist/cli/walvault-restore).
+    await symlink(path.relative(linkDir, bin('walvault-restore')), path.join(linkDir, 'walvault-restore'));
+    const linked = await runTraced(path.join(linkDir, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY']);
+    expect(linked.code, linked.stderr).toBe(1);
+    expect(linked.stderr).toContain('"00000009.history" not found');
+    expect(fromBundle(nodeRuns(linked.stderr)[0])).toBe(true);
+    // Started as `sh walvault-restore` from its own folder ($0 without a slash).
+    const cliDir = path.dirname(bin('walvault-restore'));
+    const relative = await new Promise<RunResult>((resolve, reject) => {
+      const child = spawn('sh', ['-x', 'walvault-restore', `--repo=${repo}`, '--prefetch=0', '00000009.history', path.join(dataDir, 'pg_wal/RECOVERYHISTORY')], { cwd: cliDir, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: 0 }));
+    });
+    expect(relative.code, relative.stderr).toBe(1);
+    expect(fromBundle(nodeRuns(relative.stderr)[0])).toBe(true);
+  });
+
   it('a damaged, foreign or missing code cache only costs the compilation; a stale bundle is not used', async () => {
     // A private copy of dist, to damage. The cache names the bundle file it belongs to, so the copy
     // records its own, as an install does (package.json postinstall).
