@@ -638,32 +638,69 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
 
     // ---- process overhead of one synchronous archive ----------------------------------------------
     const timeIt = (argv, options = {}) => {
+      const spawnOptions = { stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', ...options };
       const t0 = performance.now();
-      const res = isRoot ? spawnSync('runuser', ['-u', 'postgres', '--', ...argv], { stdio: 'ignore', ...options }) : spawnSync(argv[0], argv.slice(1), { stdio: 'ignore', ...options });
-      return { ms: performance.now() - t0, status: res.status };
+      const res = isRoot ? spawnSync('runuser', ['-u', 'postgres', '--', ...argv], spawnOptions) : spawnSync(argv[0], argv.slice(1), spawnOptions);
+      const ms = performance.now() - t0;
+      // walvault-archive's log line says how long the archive itself took ("(N bytes, 21 ms)" or "1.05 s"):
+      // the wall time minus that is the process's own cost (start, load, parse, open, exit).
+      const work = /\(\d+ bytes, ([\d.]+) (ms|s)\)/.exec(res.stderr ?? '');
+      const workMs = work === null ? undefined : Number(work[1]) * (work[2] === 's' ? 1000 : 1);
+      return { ms, status: res.status, workMs };
     };
     if (mainWanted) {
-      const reps = 9;
-      const sample = (fn) => median(Array.from({ length: reps }, fn));
+      // Interleaved (one sample of each case per round, repeated), so a noisy moment hits all alike.
+      const reps = 21;
       const seg = backlog.find((n) => /^[0-9A-F]{24}$/.test(n));
-      results.overhead.shMs = sample(() => timeIt(['sh', '-c', 'exit 0']).ms);
-      results.overhead.nodeMs = sample(() => timeIt(['node', '-e', '0']).ms);
+      // A small file through the whole durable path (temp file, fsyncs, link, directory fsync): the
+      // process cost of one archive without 16 MiB of copying.
+      const smallDir = path.join(tmp, 'small');
+      fs.mkdirSync(smallDir, { recursive: true });
+      const small = path.join(smallDir, '00000099.history');
+      fs.writeFileSync(small, '98\t0/9000000\tno recovery target specified\n');
+      fs.chmodSync(smallDir, 0o755);
+      fs.chmodSync(small, 0o644);
       // Node parses every certificate of NODE_EXTRA_CA_CERTS at start-up (tens of ms for a whole bundle);
-      // where it is set, also measure the start without it (what a service started without it pays).
-      if (process.env.NODE_EXTRA_CA_CERTS) results.overhead.nodeCleanMs = sample(() => timeIt(['env', '-u', 'NODE_EXTRA_CA_CERTS', 'node', '-e', '0']).ms);
-      results.overhead.minimalMs = sample(() => timeIt(['node', minimalScript, `pg_wal/${seg}`, `${freshDir('one')}/${seg}`], { cwd: data }).ms);
+      // where it is set, also measure node -e 0 without it, and run the minimal script without it: the
+      // start walvault's launcher gives node for a repository on a filesystem.
+      const clean = { ...process.env };
+      delete clean.NODE_EXTRA_CA_CERTS;
+      const cases = [
+        ['shMs', () => timeIt(['sh', '-c', 'exit 0'])],
+        ['nodeMs', () => timeIt(['node', '-e', '0'])],
+        ['minimalMs', () => timeIt(['node', minimalScript, `pg_wal/${seg}`, `${freshDir('one')}/${seg}`], { cwd: data, env: clean })],
+        ['minimalSmallMs', () => timeIt(['node', minimalScript, small, `${freshDir('small-min')}/00000099.history`], { cwd: data, env: clean })],
+      ];
+      if (process.env.NODE_EXTRA_CA_CERTS) cases.push(['nodeCleanMs', () => timeIt(['node', '-e', '0'], { env: clean })]);
       if (walvault) {
         const wv = walvault.archive.split(' ');
-        results.overhead.walvaultOneMs = sample(() => timeIt([...wv, `--repo=${freshDir('one')}`, '--push-ahead=0', `pg_wal/${seg}`, seg], { cwd: data }).ms);
-        results.overhead.walvaultUsageMs = sample(() => timeIt([...wv, '--repo=/nonexistent', '--push-ahead=0', 'pg_wal/x', '../bad'], { cwd: data }).ms);
         // A restore_command the sh fast path cannot answer: a history file not in the archive (Node starts).
         const emptyRepo = freshDir('probe');
-        results.overhead.walvaultProbeMs = sample(() => timeIt([...walvault.restore.split(' '), `--repo=${emptyRepo}`, '--on-error=missing', '00000099.history', 'pg_wal/RECOVERYHISTORY'], { cwd: data }).ms);
+        cases.push(
+          ['walvaultOneMs', () => timeIt([...wv, `--repo=${freshDir('one')}`, '--push-ahead=0', `pg_wal/${seg}`, seg], { cwd: data })],
+          ['walvaultSmallMs', () => timeIt([...wv, `--repo=${freshDir('small-wv')}`, '--push-ahead=0', small, '00000099.history'], { cwd: data })],
+          ['walvaultUsageMs', () => timeIt([...wv, '--repo=/nonexistent', '--push-ahead=0', 'pg_wal/x', '../bad'], { cwd: data })],
+          ['walvaultProbeMs', () => timeIt([...walvault.restore.split(' '), `--repo=${emptyRepo}`, '--on-error=missing', '00000099.history', 'pg_wal/RECOVERYHISTORY'], { cwd: data })],
+        );
+      }
+      const samples = new Map(cases.map(([key]) => [key, []]));
+      const processCost = new Map();
+      for (let round = 0; round < reps; round++) {
+        for (const [key, measure] of cases) {
+          const { ms, workMs } = measure();
+          samples.get(key).push(ms);
+          if (workMs !== undefined) processCost.set(key, [...(processCost.get(key) ?? []), ms - workMs]);
+        }
+      }
+      for (const [key, values] of samples) results.overhead[key] = median(values);
+      for (const [key, values] of processCost) if (values.length === reps) results.overhead[key.replace(/Ms$/, 'ProcessMs')] = median(values);
+      if (walvault) {
         // An answer from the spool: a segment pushed ahead earlier (the launcher alone, no Node).
+        const wv = walvault.archive.split(' ');
         const repo = freshDir('spool');
         timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[0]}`, backlog[0]], { cwd: data });
         await sleep(1500);
-        results.overhead.walvaultSpoolMs = sample(() => timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[1]}`, backlog[1]], { cwd: data }).ms);
+        results.overhead.walvaultSpoolMs = median(Array.from({ length: reps }, () => timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[1]}`, backlog[1]], { cwd: data }).ms));
         fs.rmSync(path.join(data, 'pg_wal', 'walvault'), { recursive: true, force: true });
       }
       log(`overhead: ${JSON.stringify(results.overhead)}`);
@@ -910,9 +947,13 @@ function renderReport(results) {
       ms !== undefined && lines.push(`| ${label} | ${ms.toFixed(1)} | ${(ms / o.nodeMs).toFixed(2)}× |${clean ? ` ${(ms / o.nodeCleanMs).toFixed(2)}× |` : ''}`);
     row('`sh -c "exit 0"`', o.shMs);
     row('`node -e 0`', o.nodeMs);
-    row('`node -e 0` without NODE_EXTRA_CA_CERTS (through `env -u`)', o.nodeCleanMs);
-    row('minimal Node script, one 16 MiB segment (copy, fsync, link)', o.minimalMs);
+    row('`node -e 0` without NODE_EXTRA_CA_CERTS (removed from its environment)', o.nodeCleanMs);
+    row(`minimal Node script, one 16 MiB segment (copy, fsync, link)${clean ? ', without NODE_EXTRA_CA_CERTS' : ''}`, o.minimalMs);
     row('walvault-archive --push-ahead=0, one 16 MiB segment', o.walvaultOneMs);
+    row('the same, process cost: wall time minus the archive\'s own time from its log line', o.walvaultOneProcessMs);
+    row(`minimal Node script, one small file (copy, fsync, link)${clean ? ', without NODE_EXTRA_CA_CERTS' : ''}`, o.minimalSmallMs);
+    row('walvault-archive --push-ahead=0, one small file (history file into a fresh repository)', o.walvaultSmallMs);
+    row('the same, process cost: wall time minus the archive\'s own time from its log line', o.walvaultSmallProcessMs);
     row('walvault-archive, bad name (start-up, parse, refuse)', o.walvaultUsageMs);
     row('walvault-restore, history file not in the archive (exit 1)', o.walvaultProbeMs);
     row('walvault-archive, segment already pushed ahead (answered from the spool)', o.walvaultSpoolMs);
