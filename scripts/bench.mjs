@@ -681,7 +681,10 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       if (walvault) {
         const wv = walvault.archive.split(' ');
         // A restore_command the sh fast path cannot answer: a history file not in the archive (Node starts).
-        const emptyRepo = freshDir('probe');
+        // Not a freshDir: the copies of each round are deleted after it, this one stays.
+        const emptyRepo = path.join(tmp, 'probe-repo');
+        fs.mkdirSync(emptyRepo, { recursive: true, mode: 0o700 });
+        chownPg(emptyRepo);
         cases.push(
           ['walvaultOneMs', () => timeIt([...wv, `--repo=${freshDir('one')}`, '--push-ahead=0', `pg_wal/${seg}`, seg], { cwd: data })],
           ['walvaultSmallMs', () => timeIt([...wv, `--repo=${freshDir('small-wv')}`, '--push-ahead=0', small, '00000099.history'], { cwd: data })],
@@ -697,6 +700,8 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
           samples.get(key).push(ms);
           if (workMs !== undefined) processCost.set(key, [...(processCost.get(key) ?? []), ms - workMs]);
         }
+        // Untimed: the round's copies go (this VM writes slower as new files pile up, see the archive runs).
+        disposeRepos();
       }
       for (const [key, values] of samples) results.overhead[key] = median(values);
       for (const [key, values] of processCost) if (values.length === reps) results.overhead[key.replace(/Ms$/, 'ProcessMs')] = median(values);
@@ -708,6 +713,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         await sleep(1500);
         results.overhead.walvaultSpoolMs = median(Array.from({ length: reps }, () => timeIt([...wv, `--repo=${repo}`, `pg_wal/${backlog[1]}`, backlog[1]], { cwd: data }).ms));
         fs.rmSync(path.join(data, 'pg_wal', 'walvault'), { recursive: true, force: true });
+        disposeRepos();
       }
       log(`overhead: ${JSON.stringify(results.overhead)}`);
     }
