@@ -8,7 +8,8 @@
 // file: walvault's own modules are inlined (each initialised on first use, as rolldown orders them),
 // and every package and every Node built-in except fs and path (which Node's own start has loaded
 // already) is loaded on first use, through a stand-in, not when the bundle starts.
-import { readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { build } from 'rolldown';
 
@@ -78,13 +79,11 @@ exports.loadedOnDemand = () => [...walvaultLoaded.keys()];
 (function (require) {
 `;
 const bundle = new URL('walvault-bundle.cjs', cli);
-writeFileSync(bundle, `${prologue}${code}\n})(walvaultRequire);\n})`);
-// The launchers use the bundle only when it is newer than the compiled code ([ bundle -nt main.js ]);
-// some shells compare whole seconds, so make it at least a second newer.
-const codeSeconds = Math.floor(statSync(new URL('main.js', cli)).mtimeMs / 1000);
-const bundleSeconds = Math.max(Math.floor(Date.now() / 1000), codeSeconds + 1);
-utimesSync(bundle, bundleSeconds, bundleSeconds);
-
+// The first line names this build by the content that follows: the code cache is recorded for one
+// build and used only with it (src/cli/bundle-loader.cjs), wherever the files are copied or installed.
+const body = `${prologue}${code}\n})(walvaultRequire);\n})`;
+const buildId = createHash('sha256').update(body).digest('hex').slice(0, 32);
+writeFileSync(bundle, `// walvault-bundle ${buildId}\n${body}`);
 const loader = readFileSync(new URL('../src/cli/bundle-loader.cjs', import.meta.url), 'utf8');
 for (const entry of ['walvault-archive', 'walvault-restore']) writeFileSync(new URL(`${entry}.cjs`, cli), loader.replaceAll('@ENTRY@', entry));
 

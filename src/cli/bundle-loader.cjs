@@ -17,13 +17,15 @@ const fd = openSync(bundlePath, 'r');
 const info = fstatSync(fd);
 const source = readFileSync(fd, 'utf8');
 closeSync(fd);
-// The cache belongs to exactly this bundle file: V8 itself checks only the source's length (and its
-// own version and flags), so the cache starts with the bundle's identity.
-const key = `walvault-code-cache ${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}\n`;
+// The cache belongs to exactly this build: V8 itself checks only the source's length (and its own
+// version and flags), so the cache starts with the build id that the bundle's first line gives (a
+// hash of its content, written by the build) and the bundle's size.
+const buildId = /^\/\/ walvault-bundle ([0-9a-f]{32})\n/.exec(source.slice(0, 64))?.[1];
+const key = buildId === undefined ? undefined : `walvault-code-cache ${buildId} ${info.size}\n`;
 let cachedData;
 try {
-  const cache = readFileSync(`${bundlePath}.cache`);
-  if (cache.toString('latin1', 0, key.length) === key) cachedData = cache.subarray(key.length);
+  const cache = key === undefined ? undefined : readFileSync(`${bundlePath}.cache`);
+  if (cache !== undefined && cache.toString('latin1', 0, key.length) === key) cachedData = cache.subarray(key.length);
 } catch {
   // no cache: V8 compiles the source
 }
@@ -34,7 +36,7 @@ script.runInThisContext()(bundle.exports, require, bundle, bundlePath, __dirname
 // The build records the cache by running calls with WALVAULT_CODE_CACHE_OUT (src/cli/make-code-cache.ts):
 // at exit, the code of every function compiled so far, the cache it started with included.
 const cacheOut = process.env.WALVAULT_CODE_CACHE_OUT;
-if (cacheOut) {
+if (cacheOut && key !== undefined) {
   delete process.env.WALVAULT_CODE_CACHE_OUT;
   process.on('exit', () => writeFileSync(cacheOut, Buffer.concat([Buffer.from(key, 'latin1'), script.createCachedData()])));
 }

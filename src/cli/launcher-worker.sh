@@ -1,10 +1,11 @@
 # What node runs (inserted by scripts/build-launchers.mjs; used for the call below and by
 # wv_start_worker): the start-up bundle's loader (src/cli/bundle-loader.cjs: all of archive and restore
-# in one script, compiled from its V8 code cache, ~as fast as `node -e 0`) when the bundle is newer
-# than the compiled code (a `tsc` after the build would otherwise run stale code); else the ES module
-# entry point. Sets wv_js.
+# in one script, compiled from its V8 code cache, ~as fast as `node -e 0`) when the build made one;
+# else the ES module entry point. No check of mtimes against the compiled code: npm's install gives
+# the files the times of their extraction, in no useful order (`npm run build` makes all of them
+# together; a `tsc` alone leaves the bundle as it was). Sets wv_js.
 wv_entry() {
-  if [ -z "${WALVAULT_NO_BUNDLE-}" ] && [ "$wv_dir/walvault-bundle.cjs" -nt "$wv_dir/main.js" ]; then
+  if [ -z "${WALVAULT_NO_BUNDLE-}" ] && [ -f "$wv_dir/walvault-bundle.cjs" ]; then
     wv_js=$wv_dir/@ENTRY@.cjs
   else
     wv_js=$wv_dir/@ENTRY@.js

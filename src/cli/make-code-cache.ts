@@ -3,8 +3,11 @@
 // function only when it first runs, and a code cache holds the functions compiled so far; so the
 // cache is recorded by real calls in a scratch directory, each starting from the cache the previous
 // one left, covering what PostgreSQL's calls run: archive a segment and a history file (again: the
-// "already archived" answer), restore both, "not found", a bad file name. A cache this Node (or these
-// V8 flags) cannot use is rejected by V8 and costs only the compilation. Never fails an install.
+// "already archived" answer), restore both, "not found", a bad file name. The first call starts from
+// the cache there is: one of this build that V8 accepts is extended, one it rejects (recorded by
+// another Node, or these V8 flags) is replaced, and one of another build is not even offered (the
+// loader checks the build id). The package ships the cache `npm pack` recorded; the postinstall
+// records it again for the installing Node. Never fails an install.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,10 +18,11 @@ import { fileURLToPath } from 'node:url';
 export const BUNDLE_FILES = { bundle: 'walvault-bundle.cjs', cache: 'walvault-bundle.cjs.cache' } as const;
 
 /** Records the code cache in `directory`; returns why not when it cannot (the calls then compile the bundle). */
-export function makeCodeCache(directory: string): { ok: true } | { ok: false; why: string } {
+export function makeCodeCache(folder: string): { ok: true } | { ok: false; why: string } {
+  // Absolute: the calls below run in a scratch directory (postinstall passes "dist/cli").
+  const directory = path.resolve(folder);
   const bundle = path.join(directory, BUNDLE_FILES.bundle);
   const cache = path.join(directory, BUNDLE_FILES.cache);
-  rmSync(cache, { force: true });
   if (!existsSync(bundle)) return { ok: false, why: `"${bundle}" is missing` };
   const work = mkdtempSync(path.join(tmpdir(), 'walvault-code-cache-'));
   try {
@@ -44,7 +48,7 @@ export function makeCodeCache(directory: string): { ok: true } | { ok: false; wh
     for (const [entry, args, exitCode] of calls) {
       const ran = spawnSync(process.execPath, [path.join(directory, `${entry}.cjs`), ...args], { cwd: work, env: { ...env, WALVAULT_CODE_CACHE_OUT: next }, encoding: 'utf8', timeout: 60_000 });
       if (ran.status !== exitCode || !existsSync(next)) {
-        rmSync(cache, { force: true });
+        // What is there stays: the package's own cache, or what the calls before this one recorded.
         rmSync(next, { force: true });
         return { ok: false, why: `${entry} ${args.join(' ')} exited with ${ran.status ?? ran.signal}, not ${exitCode}: ${ran.stderr.trim().split('\n').slice(0, 3).join(' | ')}` };
       }

@@ -252,9 +252,9 @@ describe('the start-up bundle', () => {
     expect(fromBundle(nodeRuns(relative.stderr)[0])).toBe(true);
   });
 
-  it('a damaged, foreign or missing code cache only costs the compilation; a stale bundle is not used', async () => {
-    // A private copy of dist, to damage. The cache names the bundle file it belongs to, so the copy
-    // records its own, as an install does (package.json postinstall).
+  it('a damaged, foreign or missing code cache only costs the compilation; without the bundle the ES modules run', async () => {
+    // A private copy of dist, to damage; it records its cache again, as an install may (package.json
+    // postinstall), which checks make-code-cache itself.
     const copy = path.join(temp.dir, 'package');
     await cp(projectDist, path.join(copy, 'dist'), { recursive: true, preserveTimestamps: true });
     await symlink(path.join(projectDist, '../node_modules'), path.join(copy, 'node_modules'));
@@ -293,20 +293,31 @@ describe('the start-up bundle', () => {
     // Garbage under this bundle's header: V8 rejects it and compiles.
     await writeFile(cacheFile, Buffer.concat([header, Buffer.alloc(100_000, 7)]));
     expect(await roundTrip()).toEqual(['code-cache:rejected', 'code-cache:rejected', 'code-cache:rejected']);
-    // The recorded cache, but the bundle file was replaced (the header names another file): not even offered.
+    // The recorded cache and a bundle of another build: not even offered to V8. Another build id at
+    // the same size, then the same id with other content (another size).
     await writeFile(cacheFile, recorded);
-    await writeFile(path.join(cli, 'walvault-bundle.cjs'), await readFile(path.join(cli, 'walvault-bundle.cjs')));
-    await utimes(path.join(cli, 'walvault-bundle.cjs'), new Date(Date.now() + 60_000), new Date(Date.now() + 60_000));
+    const bundleFile = path.join(cli, 'walvault-bundle.cjs');
+    const original = await readFile(bundleFile, 'utf8');
+    const later = new Date(Date.now() + 60_000);
+    await writeFile(bundleFile, original.replace(/^\/\/ walvault-bundle [0-9a-f]{32}\n/, `// walvault-bundle ${'0'.repeat(32)}\n`));
+    await utimes(bundleFile, later, later);
     expect(await roundTrip()).toEqual(['code-cache:none', 'code-cache:none', 'code-cache:none']);
+    await writeFile(bundleFile, `${original}\n// another build`);
+    await utimes(bundleFile, later, later);
+    expect(await roundTrip()).toEqual(['code-cache:none', 'code-cache:none', 'code-cache:none']);
+    // Copied or installed elsewhere (another inode, another mtime), the same build keeps its cache.
+    await writeFile(bundleFile, original);
+    await utimes(bundleFile, later, later);
+    expect(await roundTrip()).toEqual(['code-cache:accepted', 'code-cache:accepted', 'code-cache:accepted']);
     await rm(cacheFile);
     expect(await roundTrip()).toEqual(['code-cache:none', 'code-cache:none', 'code-cache:none']);
 
-    // Compiled code newer than the bundle (tsc after the build): the bundle would run stale code, so the ES modules run.
-    await utimes(path.join(cli, 'main.js'), new Date(Date.now() + 120_000), new Date(Date.now() + 120_000));
-    const stale = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
-    expect(stale.code, stale.stderr).toBe(0);
-    expect(nodeRuns(stale.stderr).map(fromBundle)).toEqual([false]);
-    expect(nodeRuns(stale.stderr)[0]).toContain('walvault-restore.js');
+    // The bundle missing (a build stopped before it): the ES modules run.
+    await rm(bundleFile);
+    const noBundle = await runTraced(path.join(cli, 'walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+    expect(noBundle.code, noBundle.stderr).toBe(0);
+    expect(nodeRuns(noBundle.stderr).map(fromBundle)).toEqual([false]);
+    expect(nodeRuns(noBundle.stderr)[0]).toContain('walvault-restore.js');
     // WALVAULT_NO_BUNDLE asks for the ES modules too.
     const asked = await runTraced(bin('walvault-restore'), [`--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], { WALVAULT_NO_BUNDLE: '1' });
     expect(asked.code, asked.stderr).toBe(0);
