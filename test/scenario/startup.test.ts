@@ -204,6 +204,21 @@ function runTraced(launcher: string, args: string[], env: Record<string, string>
 /** Node starts the launcher made (its `wv_run` calls, from the `sh -x` trace). */
 const nodeRuns = (stderr: string): string[] => stderr.split('\n').filter((line) => /^\+ wv_run /.test(line));
 
+describe('forced collections without --expose-gc', () => {
+  it('a 16 MiB restore collects every 4 MiB (gc() made at run time; node starts without the flag)', async () => {
+    const name = '000000010000000000000008';
+    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(16 << 20, 'startup-8'));
+    const archived = await run('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', source, name], { cwd: dataDir });
+    expect(archived.code, archived.stderr).toBe(0);
+    const loader = path.join(path.dirname(bin('walvault-restore')), 'walvault-restore.cjs');
+    const traced = spawnSync(process.execPath, ['--trace-gc', loader, `--repo=${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir, encoding: 'utf8' });
+    expect(traced.status, traced.stderr).toBe(0);
+    // V8's --trace-gc names a collection that gc() asked for "testing".
+    const forced = traced.stdout.split('\n').filter((line) => line.includes('testing'));
+    expect(forced.length).toBeGreaterThanOrEqual(3);
+  });
+});
+
 describe('the start-up bundle', () => {
   const projectDist = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist');
   const fromBundle = (line: string | undefined): boolean => line !== undefined && /walvault-(archive|restore)\.cjs /.test(line);
