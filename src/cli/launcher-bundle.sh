@@ -1,4 +1,3 @@
-# Start from the start-up bundle when it fits (inserted by scripts/build-launchers.mjs; see wv_entry).
-status=
+# Start from the start-up bundle when there is one (inserted by scripts/build-launchers.mjs; see wv_entry).
 wv_entry
 wv_run "$wv_js" "$@"

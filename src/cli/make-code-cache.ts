@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The files of the start-up bundle, all in dist/cli next to the launchers. */
-export const BUNDLE_FILES = { bundle: 'walvault-bundle.cjs', cache: 'walvault-bundle.cjs.cache' } as const;
+const BUNDLE_FILES = { bundle: 'walvault-bundle.cjs', cache: 'walvault-bundle.cjs.cache' } as const;
 
 /** Records the code cache in `directory`; returns why not when it cannot (the calls then compile the bundle). */
 export function makeCodeCache(folder: string): { ok: true } | { ok: false; why: string } {
