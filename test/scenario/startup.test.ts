@@ -185,13 +185,13 @@ describe('NODE_EXTRA_CA_CERTS (Node parses the whole bundle at every start)', ()
   });
 });
 
-/** Runs a launcher with `sh -x`: its stderr then also shows the commands the launcher ran. */
-function runTraced(launcher: string, args: string[], env: Record<string, string> = {}): Promise<RunResult> {
+/** Runs a launcher with `sh -x` (in `cwd`, the data directory by default): its stderr then also shows the commands the launcher ran. */
+function runTraced(launcher: string, args: string[], env: Record<string, string> = {}, cwd = dataDir): Promise<RunResult> {
   const clean: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && key !== 'NODE_OPTIONS' && value !== undefined) clean[key] = value;
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn('sh', ['-x', launcher, ...args], { cwd: dataDir, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('sh', ['-x', launcher, ...args], { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -254,15 +254,7 @@ describe('the start-up bundle', () => {
     expect(fromBundle(nodeRuns(linked.stderr)[0])).toBe(true);
     // Started as `sh walvault-restore` from its own folder ($0 without a slash).
     const cliDir = path.dirname(bin('walvault-restore'));
-    const relative = await new Promise<RunResult>((resolve, reject) => {
-      const child = spawn('sh', ['-x', 'walvault-restore', `--repo=${repo}`, '--prefetch=0', '00000009.history', path.join(dataDir, 'pg_wal/RECOVERYHISTORY')], { cwd: cliDir, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on('error', reject);
-      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, durationMs: 0 }));
-    });
+    const relative = await runTraced('walvault-restore', [`--repo=${repo}`, '--prefetch=0', '00000009.history', path.join(dataDir, 'pg_wal/RECOVERYHISTORY')], {}, cliDir);
     expect(relative.code, relative.stderr).toBe(1);
     expect(fromBundle(nodeRuns(relative.stderr)[0])).toBe(true);
   });
