@@ -18,7 +18,9 @@
 //
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
 //                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
-//                      [--command 'KEY=ARCHIVE COMMAND'] ...
+//                      [--command 'KEY=ARCHIVE COMMAND'] ... [--timeline]
+// --timeline logs, after each archive run, when each backlog file was stored in the repository and
+// when PostgreSQL marked it .done (ms after the reload that started archiving; from file ctimes).
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
 // and %f as usual, `{repo}` becomes a fresh empty directory per run (the same one wherever it appears), `{s3}` the options of a fresh
 // prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
@@ -437,9 +439,11 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
     // Every repository an archive run wrote (S3: the prefix's folder in s3rver's directory). Runs keep
     // only what a later phase reads (repoOf): see disposeRepos.
     const written = new Set();
+    let lastRepo = null;
     const freshDir = (label) => {
       const dir = path.join(tmp, `repo-${label}-${++repoSeq}`);
       written.add(dir);
+      lastRepo = dir;
       fs.mkdirSync(dir, { mode: 0o700 });
       chownPg(dir);
       return dir;
@@ -544,6 +548,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       setArchiving(settings);
       let polledPeak = 0;
       const t0 = performance.now();
+      const wall0 = Date.now();
       reload();
       const deadline = t0 + Math.max(300_000, N * 5_000);
       let lastPoll = 0;
@@ -566,11 +571,29 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       }
       await sleep(100);
       const after = archiverStats();
+      if (args.timeline) printTimeline(tool.key, wall0, lastRepo);
       resetBacklog();
       disposeRepos();
       let timedRss = 0;
       if (fs.existsSync(rssFile)) for (const line of fs.readFileSync(rssFile, 'utf8').split('\n')) if (/^\d+$/.test(line.trim())) timedRss = Math.max(timedRss, Number(line));
       return { seconds, failed: after.failed - before.failed, rssKiB: Math.max(timedRss, polledPeak) };
+    };
+
+    // --timeline: when each backlog file was stored (its repository file's ctime: the temp file's
+    // unlink after link and directory fsync) and acknowledged (its .done's ctime: the archiver's rename),
+    // in ms after the reload that started archiving.
+    const printTimeline = (key, wall0, repo) => {
+      const at = (file) => {
+        try {
+          return Math.round(fs.statSync(file).ctimeMs - wall0);
+        } catch {
+          return null;
+        }
+      };
+      const stored = backlog.map((name) => (repo === null ? null : at(path.join(repo, name)) ?? at(path.join(repo, 'wal', name.slice(0, 16), name))));
+      const done = backlog.map((name) => at(path.join(statusDir, `${name}.done`)));
+      log(`timeline ${key}: stored ${stored.join(' ')}`);
+      log(`timeline ${key}: done   ${done.join(' ')}`);
     };
 
     // Runs go round-robin (a warm-up of every tool, then run r of every tool, ...): this VM's disk

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import { EARLY_FLUSH_BYTES, PosixBackend } from '../../src/backend/posix/core.js';
+import { openWriteback } from '../../src/backend/posix/writeback.js';
 import type { Backend } from '../../src/backend/types.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
@@ -141,7 +142,48 @@ describe('archive, one pass over the source (local repository)', () => {
 });
 
 describe('archive, early flushes while the body is written (local repository)', () => {
-  it('starts an fdatasync about every 2 MiB of a 16 MiB segment, and all of them end before the file gets its name', async () => {
+  it('starts the writeback of every 2 MiB of a 16 MiB segment once it is written (fadvise, no fdatasync), and the file gets its name after the copy', async () => {
+    const content = pseudoRandomBytes(16 * MiB, 'early writeback');
+    await writeWalFile(dataDir, SEGMENT, content);
+    const events: string[] = [];
+    const ranges: [number, number][] = [];
+    const backend = new PosixBackend({
+      kind: 'local',
+      root: repo,
+      ops: {
+        writeback: (filePath) => {
+          const real = openWriteback(filePath);
+          expect(real).not.toBeNull();
+          events.push('opened');
+          return {
+            start: (offset, length) => {
+              ranges.push([offset, length]);
+              real?.start(offset, length);
+            },
+            close: () => {
+              events.push('closed');
+              real?.close();
+            },
+          };
+        },
+        datasync: async () => {
+          events.push('fdatasync');
+        },
+        link: async (existing, target) => {
+          events.push(`link ${path.basename(target)}`);
+          const { link } = await import('node:fs/promises');
+          await link(existing, target);
+        },
+      },
+    });
+    await archive(SEGMENT, { backend });
+    expect(events).toEqual(['opened', 'closed', `link ${SEGMENT}`]);
+    // Contiguous ranges of EARLY_FLUSH_BYTES from the start: everything written, each once.
+    expect(ranges).toEqual(Array.from({ length: (16 * MiB) / EARLY_FLUSH_BYTES }, (_, index) => [index * EARLY_FLUSH_BYTES, EARLY_FLUSH_BYTES]));
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+  });
+
+  it('starts an fdatasync about every 2 MiB of a 16 MiB segment where early writeback is not available, and all of them end before the file gets its name', async () => {
     const content = pseudoRandomBytes(16 * MiB, 'early flush');
     await writeWalFile(dataDir, SEGMENT, content);
     const events: string[] = [];
@@ -149,6 +191,7 @@ describe('archive, early flushes while the body is written (local repository)', 
       kind: 'local',
       root: repo,
       ops: {
+        writeback: () => null,
         datasync: async (handle) => {
           events.push('flush started');
           await handle.datasync();
@@ -168,13 +211,14 @@ describe('archive, early flushes while the body is written (local repository)', 
     expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
   });
 
-  it('fails the store when early flushes keep failing (EIO is retried first): nothing under the final name, no temp file left', async () => {
+  it('fails the store when early fdatasyncs keep failing (EIO is retried first): nothing under the final name, no temp file left', async () => {
     await writeWalFile(dataDir, SEGMENT, pseudoRandomBytes(8 * MiB, 'failing flush'));
     let flushes = 0;
     const backend = new PosixBackend({
       kind: 'local',
       root: repo,
       ops: {
+        writeback: () => null,
         datasync: async (handle) => {
           flushes += 1;
           if (flushes >= 2) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
@@ -213,12 +257,28 @@ describe('archive, blocking copies for background pushes (local repository)', ()
   it('copies with pullSync only when the caller says it is a background push, with the same early flushes', async () => {
     const content = pseudoRandomBytes(5 * MiB + 123, 'blocking copy');
     let flushes = 0;
-    const backend = new PosixBackend({ kind: 'local', root: repo, ops: { datasync: async (handle) => { flushes += 1; await handle.datasync(); } } });
+    const backend = new PosixBackend({ kind: 'local', root: repo, ops: { writeback: () => null, datasync: async (handle) => { flushes += 1; await handle.datasync(); } } });
     const signal = new AbortController().signal;
     expect(await backend.putIfAbsent('wal/0000000100000000/000000010000000000000001', bodyOver(content, 'blocking'), await meta(content), { signal, blockingCopy: true })).toEqual({ created: true });
     expect(flushes).toBe(2);
     expect(await backend.putIfAbsent('wal/0000000100000000/000000010000000000000002', bodyOver(content, 'async'), await meta(content), { signal })).toEqual({ created: true });
     for (const name of ['000000010000000000000001', '000000010000000000000002']) expect((await readFile(storedPath(name))).equals(content)).toBe(true);
+    // With early writeback (the default where it works), a blocking copy starts it for each 2 MiB written.
+    const ranges: number[][] = [];
+    const withWriteback = new PosixBackend({
+      kind: 'local',
+      root: repo,
+      ops: {
+        writeback: (filePath) => {
+          const real = openWriteback(filePath);
+          return { start: (offset, length) => (ranges.push([offset, length]), real?.start(offset, length)), close: () => real?.close() };
+        },
+      },
+    });
+    expect(await withWriteback.putIfAbsent('wal/0000000100000000/000000010000000000000003', bodyOver(content, 'blocking'), await meta(content), { signal, blockingCopy: true })).toEqual({ created: true });
+    // Writes on the thread pool may end out of order; each range is started once, after its write.
+    expect([...ranges].sort((a, b) => (a[0] ?? 0) - (b[0] ?? 0))).toEqual([[0, 2 * MiB], [2 * MiB, 2 * MiB]]);
+    expect((await readFile(storedPath('000000010000000000000003'))).equals(content)).toBe(true);
   });
 
   it("runs blocking copies one at a time, first come first served (the others' disk work goes on meanwhile)", async () => {
