@@ -58,7 +58,10 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
         # --timeout-ish 60 s; for a segment or .backup file it has not picked up yet about 0.2 s, or
         # about 1 s while the pusher is still loading (its pid file says "starting"; Node competing
         # for the CPU would slow both), 5 s for the pusher started here for %f.
-        wv_i=0 wv_s=0 wv_seg= wv_load=100
+        # Each wait lasts 10 ms, or less: the pusher sends SIGURG to the process named in
+        # archive.waiter as soon as that process's file has its marker (trapped here, wait returns).
+        trap : URG
+        wv_i=0 wv_s=0 wv_seg= wv_load=100 wv_waiter=
         [ -n "$wv_own" ] && wv_load=500
         case $wv_f in *.backup) wv_seg=1 ;; *) [ ${#wv_f} -eq 24 ] && wv_seg=1 ;; esac
         while :; do
@@ -75,8 +78,19 @@ if [ -n "$wv_fast" ] && [ $# -ge 2 ]; then
           fi
           [ -n "$wv_w" ] || break
           wv_i=$((wv_i + 1))
-          sleep 0.01
+          if [ -z "$wv_waiter" ]; then
+            # Registered, then checked again at the top: a marker placed before the pusher read this
+            # line is seen by that check, one placed after it comes with the signal.
+            { echo "$$ $wv_f" > "$wv_spool/archive.waiter"; } 2>/dev/null
+            wv_waiter=1
+            continue
+          fi
+          sleep 0.01 &
+          wv_sl=$!
+          # Interrupted by the signal: the sleep is still running (or not yet reaped), so its pid is still its own.
+          wait "$wv_sl" || kill "$wv_sl" 2>/dev/null
         done
+        trap - URG
       fi
       ;;
   esac

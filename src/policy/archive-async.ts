@@ -58,6 +58,23 @@ async function placeMarker(walPath: string, marker: string): Promise<void> {
   }
 }
 
+/**
+ * Wakes the sh launcher that waits for `fileName`'s marker (src/cli/fast-path-archive.sh writes
+ * "PID NAME" to archive.waiter before it waits) instead of leaving it to notice on its next 10 ms poll.
+ * SIGURG, whose default action is to be ignored: should that pid belong to another process by now, it is
+ * not harmed. Best effort: the launcher polls anyway.
+ */
+async function wakeWaiter(paths: SpoolPaths, fileName: string): Promise<void> {
+  const line = await nodeFs.readFile(paths.waiter, 'utf8').catch(() => '');
+  const [pid, name] = line.trim().split(' ');
+  if (name !== fileName || pid === undefined || !/^[1-9][0-9]*$/.test(pid)) return;
+  try {
+    process.kill(Number(pid), 'SIGURG');
+  } catch {
+    // gone already
+  }
+}
+
 /** Writes a claim (our pid) for a file being archived, so the worker and requests don't push it twice. */
 async function claim(paths: SpoolPaths, fileName: string): Promise<void> {
   await nodeFs.writeFile(path.join(paths.work, fileName), `${process.pid}\n`);
@@ -305,6 +322,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
       await archiveFile({ ...options.request(fileName, deadline), blockingCopy: true });
       await ensureDirectory(paths.entries);
       await placeMarker(walPath, path.join(paths.entries, fileName));
+      await wakeWaiter(paths, fileName);
       summary.pushed.push(fileName);
       pushedHere.add(fileName);
     } catch (error) {

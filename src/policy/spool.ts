@@ -39,6 +39,8 @@ export interface SpoolPaths {
   pidFile: string;
   /** In-flight claims (archive) or partial downloads (restore). */
   work: string;
+  /** "PID NAME" of the sh launcher waiting for NAME's archive marker (archive side; see wakeWaiter). */
+  waiter: string;
 }
 
 /** Paths of one side of a spool. */
@@ -49,6 +51,7 @@ export function spoolPaths(root: string, side: SpoolSide): SpoolPaths {
     owner: path.join(root, `${side}.owner`),
     pidFile: path.join(root, `${side}.pid`),
     work: path.join(root, `${side}.work`),
+    waiter: path.join(root, `${side}.waiter`),
   };
 }
 

@@ -295,6 +295,32 @@ describe('the pusher started by the launcher', () => {
     expect(await starts()).toHaveLength(1);
   });
 
+  it('wakes the request waiting for %f as soon as its marker is placed (SIGURG to the pid in archive.waiter), not at its next poll', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    // A pusher that starts 0.3 s late, so the request surely waits; and a `sleep` that would wait 30 s
+    // per poll (exec'd, so the launcher's kill reaches it): only the signal can end the wait in time.
+    const slowNode = path.join(temp.dir, 'slow-node');
+    await writeFile(slowNode, `#!/bin/sh\n/bin/sleep 0.3\nexec node "$@"\n`);
+    await chmod(slowNode, 0o755);
+    const bin = path.join(temp.dir, 'bin');
+    await mkdir(bin);
+    const sleeps = path.join(temp.dir, 'sleeps');
+    await writeFile(path.join(bin, 'sleep'), `#!/bin/sh\necho "$*" >> '${sleeps}'\nexec /bin/sleep 30\n`);
+    await chmod(path.join(bin, 'sleep'), 0o755);
+    const started = Date.now();
+    const first = await runNoWait('walvault-archive', [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], { cwd: dataDir, env: { WALVAULT_NODE: slowNode, PATH: `${bin}:${process.env.PATH}` } });
+    expect(first.code).toBe(0);
+    expect(first.stderr).toContain(`"${names[0]}" was pushed ahead and is durable in the repository`);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect((await readFile(sleeps, 'utf8')).trim().split('\n')[0]).toBe('0.01');
+    expect((await readFile(path.join(spool, 'archive.waiter'), 'utf8')).trim()).toMatch(new RegExp(`^[0-9]+ ${names[0]}$`));
+    await markDone(dataDir, names[0]!);
+    expect((await archiveAll(names.slice(1))).map((r) => r.code)).toEqual([0, 0]);
+    await waitForWorkerExit(spool, 'archive');
+    await expectMarkersTruthful();
+  });
+
   it('leaves %f to Node when the pusher cannot store it: the request reports the mismatch (exit 4)', async () => {
     const names = [1, 2, 3].map((n) => seg(1, n));
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
