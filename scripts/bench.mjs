@@ -48,6 +48,8 @@ const only = args.only ? new Set(String(args.only).split(',')) : null;
 const skip = new Set(args.skip ? String(args.skip).split(',') : []);
 const wanted = (key) => (only === null || only.has(key)) && !skip.has(key);
 const CODEC_SEGMENTS = Number(args['codec-segments'] ?? 32);
+/** Pause before every timed archive run, the same for every tool (see the round-robin below). */
+const SETTLE_MS = 1000;
 const CODEC_REPEATS = Number(args['codec-repeats'] ?? 1);
 const wantedCodec = (key) => (only === null || only.has('codecs') || only.has(key)) && !skip.has('codecs') && !skip.has(key);
 /** Whether any row outside the codec phase is selected (else the random backlog and process-cost runs are skipped). */
@@ -544,6 +546,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         settings.command = `/usr/bin/time -f %M -a -o ${rssFile} sh -c ${shq(settings.command)}`;
       }
       await switchLibrary(settings.library ?? '', settings.library ? [`${settings.libraryOff}`] : []);
+      await sleep(SETTLE_MS);
       const before = archiverStats();
       setArchiving(settings);
       let polledPeak = 0;
@@ -599,7 +602,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
     // Runs go round-robin (a warm-up of every tool, then run r of every tool, ...): this VM's disk
     // gets slower as gigabytes are written (the same tool measured 0.78 s, then 2.27 s five runs
     // later), so measuring one tool's runs back to back would favour the tools measured first.
-    // basic_archive leads each round (the library is switched twice per round, untimed).
+    // basic_archive goes first in the warm-up (the library is switched twice per round, untimed).
     archiveTools.sort((a, b) => (b.inServer ? 1 : 0) - (a.inServer ? 1 : 0));
     const measured = new Map();
     for (const tool of archiveTools) {
@@ -611,14 +614,15 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         await abandonRow(tool.key, error);
       }
     }
-    // The tool measured right after basic_archive runs ~5% slower (seen side by side: the same build
-    // 0.69x basic_archive there, 0.73-0.76x later in the round; the disk's state after basic_archive's
-    // 512 MiB, not the archiver, which is restarted untimed): the others take turns in that place.
-    const inServer = archiveTools.filter((tool) => tool.inServer);
-    const others = archiveTools.filter((tool) => !tool.inServer);
+    // Every tool, basic_archive too, takes every place in the round in turn: this VM's disk is
+    // throttled like a token bucket (session 8: ~1.4 GB/s while the bucket lasts, ~330 MB/s after a few
+    // GiB, refilling over minutes), so a run that follows another's 512 MiB finds less of it; before,
+    // basic_archive led every round and the tool right after it ran up to 3x slower in some runs.
+    // Each timed run also starts after the same pause (SETTLE_MS; the library switches of some runs
+    // would otherwise rest the disk for them only).
     for (let r = 0; r < REPEATS; r++) {
-      const turn = others.length === 0 ? 0 : r % others.length;
-      for (const tool of [...inServer, ...others.slice(turn), ...others.slice(0, turn)]) {
+      const turn = r % archiveTools.length;
+      for (const tool of [...archiveTools.slice(turn), ...archiveTools.slice(0, turn)]) {
         const state = measured.get(tool.key);
         if (state === undefined || tool.slow) continue;
         try {
