@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import { EARLY_FLUSH_BYTES, PosixBackend } from '../../src/backend/posix/core.js';
-import { openWriteback } from '../../src/backend/posix/writeback.js';
+import { openWriteback, type Writeback } from '../../src/backend/posix/writeback.js';
 import type { Backend } from '../../src/backend/types.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
@@ -141,39 +141,49 @@ describe('archive, one pass over the source (local repository)', () => {
   });
 });
 
+/** link(2) that records `link NAME` in `events` first. */
+const recordingLink =
+  (events: string[]) =>
+  async (existing: string, target: string): Promise<void> => {
+    events.push(`link ${path.basename(target)}`);
+    const { link } = await import('node:fs/promises');
+    await link(existing, target);
+  };
+
+/** The real early writeback, recording each range it starts, and its opening and closing in `events`. */
+const recordingWriteback =
+  (ranges: number[][], events: string[] = []) =>
+  (filePath: string): Writeback => {
+    const real = openWriteback(filePath);
+    expect(real).not.toBeNull();
+    events.push('opened');
+    return {
+      start: (offset, length) => {
+        ranges.push([offset, length]);
+        real?.start(offset, length);
+      },
+      close: () => {
+        events.push('closed');
+        real?.close();
+      },
+    };
+  };
+
 describe('archive, early flushes while the body is written (local repository)', () => {
   it('starts the writeback of every 2 MiB of a 16 MiB segment once it is written (fadvise, no fdatasync), and the file gets its name after the copy', async () => {
     const content = pseudoRandomBytes(16 * MiB, 'early writeback');
     await writeWalFile(dataDir, SEGMENT, content);
     const events: string[] = [];
-    const ranges: [number, number][] = [];
+    const ranges: number[][] = [];
     const backend = new PosixBackend({
       kind: 'local',
       root: repo,
       ops: {
-        writeback: (filePath) => {
-          const real = openWriteback(filePath);
-          expect(real).not.toBeNull();
-          events.push('opened');
-          return {
-            start: (offset, length) => {
-              ranges.push([offset, length]);
-              real?.start(offset, length);
-            },
-            close: () => {
-              events.push('closed');
-              real?.close();
-            },
-          };
-        },
+        writeback: recordingWriteback(ranges, events),
         datasync: async () => {
           events.push('fdatasync');
         },
-        link: async (existing, target) => {
-          events.push(`link ${path.basename(target)}`);
-          const { link } = await import('node:fs/promises');
-          await link(existing, target);
-        },
+        link: recordingLink(events),
       },
     });
     await archive(SEGMENT, { backend });
@@ -197,11 +207,7 @@ describe('archive, early flushes while the body is written (local repository)', 
           await handle.datasync();
           events.push('flush ended');
         },
-        link: async (existing, target) => {
-          events.push(`link ${path.basename(target)}`);
-          const { link } = await import('node:fs/promises');
-          await link(existing, target);
-        },
+        link: recordingLink(events),
       },
     });
     await archive(SEGMENT, { backend });
@@ -268,12 +274,7 @@ describe('archive, blocking copies for background pushes (local repository)', ()
     const withWriteback = new PosixBackend({
       kind: 'local',
       root: repo,
-      ops: {
-        writeback: (filePath) => {
-          const real = openWriteback(filePath);
-          return { start: (offset, length) => (ranges.push([offset, length]), real?.start(offset, length)), close: () => real?.close() };
-        },
-      },
+      ops: { writeback: recordingWriteback(ranges) },
     });
     expect(await withWriteback.putIfAbsent('wal/0000000100000000/000000010000000000000003', bodyOver(content, 'blocking'), await meta(content), { signal, blockingCopy: true })).toEqual({ created: true });
     // Writes on the thread pool may end out of order; each range is started once, after its write.
