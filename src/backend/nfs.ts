@@ -32,7 +32,9 @@ export function createNfsBackend(options: NfsOptions): Backend {
     fileMode: options.fileMode,
     dirMode: options.dirMode,
     requiredFsTypes: options.fsTypes ?? DEFAULT_NFS_FSTYPES,
-    ops: options.ops,
+    // Early flushes stay fdatasyncs (an NFS COMMIT) on the thread pool: the WASI writeback runs on the
+    // main thread, where a hung server would also stop the deadline that ends the process.
+    ops: { writeback: () => null, ...options.ops },
     host: options.host,
   });
 }

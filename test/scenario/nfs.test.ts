@@ -72,6 +72,26 @@ describe('nfs backend', () => {
     expect(JSON.parse(await readFile(path.join(repo, 'wal', SEGMENT.slice(0, 16), `${SEGMENT}~meta`), 'utf8')).contentSize).toBe(1 << 20);
   });
 
+  it('flushes early with fdatasync (on the thread pool), never with the WASI writeback that runs on the main thread', async () => {
+    let datasyncs = 0;
+    const backend = createNfsBackend({
+      root: repo,
+      fsTypes: [fsType],
+      ops: {
+        datasync: async (handle) => {
+          datasyncs += 1;
+          await handle.datasync();
+        },
+      },
+    });
+    const content = pseudoRandomBytes(4 << 20, 'nfs early flush');
+    const source = await writeWalFile(dataDir, SEGMENT, content);
+    const { log } = capture();
+    const result = await archiveFile({ backend, sourcePath: path.join(dataDir, source), fileName: SEGMENT, encode: { compress: 'none' }, deadline: new Deadline(10_000, 'test'), log });
+    expect(result.outcome).toBe('archived');
+    expect(datasyncs).toBe(2);
+  });
+
   it('still refuses when EEXIST is about someone else\'s file', async () => {
     const backend = createNfsBackend({ root: repo, fsTypes: [fsType] });
     await mkdir(path.join(repo, 'wal', SEGMENT.slice(0, 16)), { recursive: true });

@@ -12,8 +12,9 @@
 // one WASI instance per process, with "/" preopened, opens the file being written a second time
 // through it (read-only, the right to advise only) and advises DONTNEED on each range written.
 // Durability does not change: the final fsync before the file gets its name still covers everything.
-// Measured (README, "Performance"): the pusher's copy of a 16 MiB segment took 7.1 ms instead of 11.7
-// with the fdatasyncs, and 32 segments archived by PostgreSQL took 0.41-0.44 s instead of 0.43-0.52.
+// Measured (README, "Where the time goes now"): the pusher's copy of a 16 MiB segment took 7.1 ms
+// instead of 11.7 with the fdatasyncs. The NFS backend keeps the fdatasyncs (see nfs.ts): these calls
+// run on the main thread.
 import type { WASI as WasiClass } from 'node:wasi';
 
 /** The WASI preview1 calls used here (uvwasi's, called directly: no WebAssembly code runs). */
