@@ -50,7 +50,7 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'on-error', type: 'string', default: 'auto', choices: ['auto', 'missing', 'abort'], programs: ['restore'], description: 'restore failures other than "not found": missing = exit 1, abort = exit 128 (recovery stops), auto = abort in archive recovery, missing in standby mode' },
   { name: 'spool', type: 'string', programs: ['archive', 'restore'], description: 'folder for push-ahead markers and prefetched files; default: a "walvault" folder in pg_wal (on its filesystem, skipped by base backups)' },
   { name: 'push-ahead', type: 'number', default: 16, programs: ['archive'], description: 'archive: how many following .ready segments a background worker may store ahead of PostgreSQL\'s requests (0: one file per call, synchronous)' },
-  { name: 'parallel', type: 'number', programs: ['archive', 'restore'], description: 'how many files the background worker pushes (default 3, S3: 2) or prefetches (default 4) at once' },
+  { name: 'parallel', type: 'number', programs: ['archive', 'restore'], description: 'how many files the background worker pushes (default 5, S3: 2) or prefetches (default 4) at once' },
   { name: 'prefetch', type: 'number', default: 8, programs: ['restore'], description: 'restore: how many segments after the requested one a background worker fetches ahead (0: off)' },
   { name: 'prefetch-max-bytes', type: 'number', default: 268435456, programs: ['restore'], description: 'restore: upper bound of the prefetch spool in bytes, downloads in flight included' },
 ];
