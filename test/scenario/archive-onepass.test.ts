@@ -193,6 +193,16 @@ describe('archive, early flushes while the body is written (local repository)', 
     expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
   });
 
+  it('opens no early writeback for a file smaller than EARLY_FLUSH_BYTES (a history file loads no WASI)', async () => {
+    const content = pseudoRandomBytes(EARLY_FLUSH_BYTES - 1, 'small');
+    await writeWalFile(dataDir, SEGMENT, content);
+    let opened = 0;
+    const backend = new PosixBackend({ kind: 'local', root: repo, ops: { writeback: () => ((opened += 1), null), datasync: async () => undefined } });
+    await archive(SEGMENT, { backend });
+    expect(opened).toBe(0);
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+  });
+
   it('starts an fdatasync about every 2 MiB of a 16 MiB segment where early writeback is not available, and all of them end before the file gets its name', async () => {
     const content = pseudoRandomBytes(16 * MiB, 'early flush');
     await writeWalFile(dataDir, SEGMENT, content);

@@ -109,15 +109,6 @@ export async function filesystemTypeOf(target: string): Promise<{ type: string; 
   return best;
 }
 
-/** Writes `length` bytes of `data` at the file's current end (a write may take fewer bytes than asked). */
-async function writeAll(handle: nodeFs.FileHandle, data: Buffer, length: number): Promise<void> {
-  let offset = 0;
-  while (offset < length) {
-    const { bytesWritten } = await handle.write(data, offset, length - offset);
-    offset += bytesWritten;
-  }
-}
-
 /** Writes `length` bytes of `data` at `position` (a write may take fewer bytes than asked). */
 async function writeAllAt(handle: nodeFs.FileHandle, data: Buffer, length: number, position: number): Promise<void> {
   let offset = 0;
@@ -163,11 +154,14 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
   const buffers = [takeCopyBuffer(), takeCopyBuffer()];
   let clean = false;
   const flushes: Promise<void>[] = [];
-  const writeback = ops.writeback(filePath);
+  /** Opened at the first early flush: a file under EARLY_FLUSH_BYTES (a history file) loads no WASI. */
+  let writeback: Writeback | null | undefined;
   let unflushed = 0;
   /** Starts the early flush of the `length` bytes before `end`, once `written` (their write) resolved. */
   const flushEarly = (end: number, length: number, written: Promise<void>): void => {
-    const flush = writeback !== null ? written.then(() => writeback.start(end - length, length)) : written.then(() => ops.datasync(handle));
+    if (writeback === undefined) writeback = ops.writeback(filePath);
+    const opened = writeback;
+    const flush = opened !== null ? written.then(() => opened.start(end - length, length)) : written.then(() => ops.datasync(handle));
     // Awaited below; until then a failure must not count as unhandled.
     flush.catch(() => undefined);
     flushes.push(flush);
@@ -387,7 +381,7 @@ export class PosixBackend implements Backend {
     const handle = await nodeFs.open(temp, 'wx', this.fileMode);
     try {
       await handle.chmod(this.fileMode);
-      if (Buffer.isBuffer(body)) await writeAll(handle, body, body.length);
+      if (Buffer.isBuffer(body)) await writeAllAt(handle, body, body.length, 0);
       else await copyPulled(handle, body, ctx, this.ops, temp);
     } finally {
       await handle.close();
