@@ -6,7 +6,7 @@
 // archive_command (or archive_library), reload, and time the server's own archiver until every backlog
 // file is .done; pause archiving, turn the backlog's .done back into .ready, next tool. Recovery: copy
 // the base backup, set restore_command, time the server's start (replay of the whole archive, end of
-// recovery, promotion; timed until the server logs "ready to accept connections"). Medians over --repeats, taken round-robin across the archive tools (run r of every tool, then run r+1: this VM's disk slows down as gigabytes are written; the tools after basic_archive take turns in their order); the first run of each tool is a warm-up that also
+// recovery, promotion; timed until the server logs "ready to accept connections"). Medians over --repeats, taken round-robin across the archive tools (run r of every tool, then run r+1: this VM's disk slows down as gigabytes are written; every tool takes every place in the round in turn); the first run of each tool is a warm-up that also
 // measures peak memory (GNU time's max RSS of each archive command, plus /proc polling of helpers
 // that run in the background).
 //
@@ -614,9 +614,9 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         await abandonRow(tool.key, error);
       }
     }
-    // Every tool, basic_archive too, takes every place in the round in turn: this VM's disk is
-    // throttled like a token bucket (session 8: ~1.4 GB/s while the bucket lasts, ~330 MB/s after a few
-    // GiB, refilling over minutes), so a run that follows another's 512 MiB finds less of it; before,
+    // Every tool, basic_archive too, takes every place in the round in turn: this VM's disk has slow
+    // phases (session 8: ~1.4 GB/s at first, ~330 MB/s for minutes after a few GiB), so a run that
+    // follows another's 512 MiB can find it slower; before,
     // basic_archive led every round and the tool right after it ran up to 3x slower in some runs.
     // Each timed run also starts after the same pause (SETTLE_MS; the library switches of some runs
     // would otherwise rest the disk for them only).

@@ -1,8 +1,8 @@
 // Entry of the start-up bundle (scripts/build-bundle.mjs bundles it and everything it imports into one
 // CommonJS script, dist/cli/walvault-bundle.cjs). The loaders dist/cli/walvault-archive.cjs and
 // walvault-restore.cjs compile it with its V8 code cache and call start() with their program name;
-// the launchers fall back to the ESM entry points when the bundle is missing or older than the
-// compiled code (see src/cli/launcher-bundle.sh).
+// the launchers fall back to the ESM entry points when the bundle is missing or WALVAULT_NO_BUNDLE is
+// set (wv_entry in src/cli/launcher-worker.sh).
 import { writeStderr } from '../core/log.js';
 import { runCommand } from './main.js';
 import { archiveMain } from './run-archive.js';
