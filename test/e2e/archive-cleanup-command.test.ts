@@ -31,6 +31,8 @@ describe('walvault cleanup as archive_cleanup_command', () => {
       await primary.switchWalAndWaitArchived();
     }
     await primary.sql('checkpoint');
+    // The restartpoint the standby makes below is at this checkpoint, so %r is its REDO file.
+    const [checkpointLsn, expectedRedo] = (await primary.sql('select checkpoint_lsn, pg_walfile_name(redo_lsn) from pg_control_checkpoint()'))[0]!;
     await primary.sql(`insert into t select generate_series(1, 1000)`);
     const last = await primary.switchWalAndWaitArchived();
     const before = await segmentsIn(repo);
@@ -45,16 +47,22 @@ describe('walvault cleanup as archive_cleanup_command', () => {
       },
     });
     await standby.start();
+    // "restored log file" is logged before the file is replayed: wait until replay has passed the
+    // primary's checkpoint record, or the restartpoint below would be at an older checkpoint.
     const deadline = Date.now() + 90_000;
-    while (!(await standby.log()).includes(`restored log file "${last}" from archive`)) {
-      if (Date.now() > deadline) throw new Error(`standby never replayed ${last}\n${await standby.logTail()}`);
+    const replayed = async (): Promise<boolean> =>
+      (await standby.scalar(`select coalesce(pg_last_wal_replay_lsn() > '${checkpointLsn}'::pg_lsn, false)`)) === 't';
+    while (!(await replayed())) {
+      if (Date.now() > deadline) throw new Error(`standby never replayed the checkpoint at ${checkpointLsn} (archived up to ${last})\n${await standby.logTail()}`);
       await sleep(200);
     }
     await standby.sql('checkpoint'); // a restartpoint: runs archive_cleanup_command with %r
     const redo = (await standby.controlData())["Latest checkpoint's REDO WAL file"]!;
+    expect(redo).toBe(expectedRedo);
     // cleanup's summary line (stdout, which the server log collects) says it has finished.
-    while (!/^removed \d+ files? .* older than [0-9A-F]{24} from /m.test(await standby.log())) {
-      if (Date.now() > deadline) throw new Error(`archive_cleanup_command never reported\n${await standby.logTail()}`);
+    const summary = new RegExp(`^removed \\d+ files? .* older than ${redo} from `, 'm');
+    while (!summary.test(await standby.log())) {
+      if (Date.now() > deadline) throw new Error(`archive_cleanup_command never reported for ${redo}\n${await standby.logTail()}`);
       await sleep(200);
     }
     const after = await segmentsIn(repo);
