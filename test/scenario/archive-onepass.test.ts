@@ -1,5 +1,6 @@
 // The one-pass store: the source is read once, hashed on its way to the repository, and the recorded hash is that of the stored bytes.
 import { appendFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
@@ -162,6 +163,10 @@ const recordingWriteback =
         ranges.push([offset, length]);
         real?.start(offset, length);
       },
+      drop: () => {
+        events.push('dropped');
+        real?.drop();
+      },
       close: () => {
         events.push('closed');
         real?.close();
@@ -169,8 +174,22 @@ const recordingWriteback =
     };
   };
 
+/** fsync by path that records `fsync temp` in `events` for the stored file's temp file (not the sidecar's, not a directory's). */
+const recordingFsync =
+  (events: string[]) =>
+  async (target: string): Promise<void> => {
+    if (target.includes('~tmp~') && !target.includes('~meta')) events.push('fsync temp');
+    const { open } = await import('node:fs/promises');
+    const handle = await open(target, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  };
+
 describe('archive, early flushes while the body is written (local repository)', () => {
-  it('starts the writeback of every 2 MiB of a 16 MiB segment once it is written (fadvise, no fdatasync), and the file gets its name after the copy', async () => {
+  it('starts the writeback of every 2 MiB of a 16 MiB segment once it is written (fadvise, no fdatasync), drops the file from the cache once it is durable, and only then gives it its name', async () => {
     const content = pseudoRandomBytes(16 * MiB, 'early writeback');
     await writeWalFile(dataDir, SEGMENT, content);
     const events: string[] = [];
@@ -184,13 +203,31 @@ describe('archive, early flushes while the body is written (local repository)', 
           events.push('fdatasync');
         },
         link: recordingLink(events),
+        fsyncPath: recordingFsync(events),
       },
     });
     await archive(SEGMENT, { backend });
-    expect(events).toEqual(['opened', 'closed', `link ${SEGMENT}`]);
+    expect(events).toEqual(['opened', 'closed', 'fsync temp', 'opened', 'dropped', 'closed', `link ${SEGMENT}`]);
     // Contiguous ranges of EARLY_FLUSH_BYTES from the start: everything written, each once.
     expect(ranges).toEqual(Array.from({ length: (16 * MiB) / EARLY_FLUSH_BYTES }, (_, index) => [index * EARLY_FLUSH_BYTES, EARLY_FLUSH_BYTES]));
     expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+  });
+
+  it('leaves the stored segment out of the page cache: reading it back goes to the disk, reading the source does not', async () => {
+    const content = pseudoRandomBytes(16 * MiB, 'dropped from the cache');
+    await writeWalFile(dataDir, SEGMENT, content);
+    await archive(SEGMENT, { backend: new PosixBackend({ kind: 'local', root: repo }) });
+    const io = (): number | null => {
+      const match = /^read_bytes: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'));
+      return match === null ? null : Number(match[1]);
+    };
+    const before = existsSync('/proc/self/io') ? io() : null;
+    if (before === null) return; // no task I/O accounting here: the event order test above still runs
+    expect((await readFile(path.join(dataDir, 'pg_wal', SEGMENT))).equals(content)).toBe(true);
+    const afterSource = io() ?? 0;
+    expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
+    expect(afterSource - before).toBeLessThan(MiB);
+    expect((io() ?? 0) - afterSource).toBeGreaterThanOrEqual(15 * MiB);
   });
 
   it('opens no early writeback for a file smaller than EARLY_FLUSH_BYTES (a history file loads no WASI)', async () => {

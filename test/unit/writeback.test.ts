@@ -61,6 +61,27 @@ describe('openWriteback', () => {
     expect((readBytesFromStorage() ?? 0) - again).toBeGreaterThanOrEqual(3 * MiB);
   });
 
+  it('drop() advises DONTNEED on the whole file: every page of a durable file leaves the cache', () => {
+    const file = path.join(dir, 'stored');
+    const content = pseudoRandomBytes(6 * MiB + 4096, 'drop');
+    writeDurably(file, content);
+    expect(readFileSync(file).equals(content)).toBe(true);
+    const before = readBytesFromStorage();
+    if (before === null) return; // no /proc/self/io here
+    expect(readFileSync(file).equals(content)).toBe(true);
+    const cachedRead = (readBytesFromStorage() ?? 0) - before;
+    const writeback = openWriteback(file);
+    expect(writeback).not.toBeNull();
+    writeback?.drop();
+    writeback?.close();
+    // After close it does nothing.
+    writeback?.drop();
+    const again = readBytesFromStorage() ?? 0;
+    expect(readFileSync(file).equals(content)).toBe(true);
+    expect(cachedRead).toBeLessThan(MiB);
+    expect((readBytesFromStorage() ?? 0) - again).toBeGreaterThanOrEqual(6 * MiB);
+  });
+
   it('follows symbolic links in the path (a repository under a linked directory)', () => {
     const real = path.join(dir, 'real');
     mkdirSync(real);

@@ -149,10 +149,11 @@ async function blockingCopyTurn(): Promise<() => void> {
  * EARLY_FLUSH_BYTES the writeback of what was written starts (see ./writeback.ts; an fdatasync started
  * in the background, not awaited until the copy ends, where that is not available).
  */
-async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpContext, ops: PosixOps, filePath: string): Promise<void> {
+async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpContext, ops: PosixOps, filePath: string): Promise<number> {
   const { signal } = ctx;
   const buffers = [takeCopyBuffer(), takeCopyBuffer()];
   let clean = false;
+  let copied = 0;
   const flushes: Promise<void>[] = [];
   /** Opened at the first early flush: a file under EARLY_FLUSH_BYTES (a history file) loads no WASI. */
   let writeback: Writeback | null | undefined;
@@ -195,13 +196,14 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
           if (unflushed >= EARLY_FLUSH_BYTES) flushEarly(position, unflushed, write);
         }
         await Promise.all(writes);
+        copied = position;
       } finally {
         release();
         // The handle is closed after this returns: no write may still be using it.
         await Promise.allSettled(writes);
       }
       clean = true;
-      return;
+      return copied;
     }
     let [current, next] = buffers as [Buffer, Buffer];
     let position = 0;
@@ -218,6 +220,7 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
       filled = pulled;
     }
     clean = true;
+    copied = position;
   } finally {
     // The handle is closed after this returns: no flush may still be using it. A flush that failed
     // fails the copy (the final fsync would very likely fail too, but need not say so on every system).
@@ -228,6 +231,7 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
     if (clean) for (const buffer of buffers) returnCopyBuffer(buffer);
     if (clean && failure !== undefined) throw (failure as PromiseRejectedResult).reason;
   }
+  return copied;
 }
 
 /** A Backend over a POSIX directory tree; see PosixSettings for what differs between local and NFS. */
@@ -340,7 +344,7 @@ export class PosixBackend implements Backend {
     const temp = this.tempPath(finalPath);
     let metaTemp: string | undefined;
     try {
-      await raceAbort(this.writeBody(temp, body, ctx), ctx.signal);
+      const bytes = await raceAbort(this.writeBody(temp, body, ctx), ctx.signal);
       // The body has ended: the caller's hash of it is complete (or the source changed and this throws).
       const recorded = typeof meta === 'function' ? meta() : meta;
       metaTemp = this.tempPath(metaPath);
@@ -350,6 +354,7 @@ export class PosixBackend implements Backend {
       // names) follows both, before success is reported. A crash between link and rename leaves the
       // data without sidecar, as before (stat reports meta null; a re-archive compares contents).
       await raceAbort(Promise.all([this.ops.fsyncPath(temp), this.writeMetaTemp(metaTemp, metaPath, recorded)]), ctx.signal);
+      this.dropFromCache(temp, bytes);
       const created = await raceAbort(this.linkExclusive(temp, finalPath), ctx.signal);
       if (created) {
         await raceAbort(this.renameMeta(metaTemp, metaPath), ctx.signal);
@@ -369,22 +374,45 @@ export class PosixBackend implements Backend {
   /**
    * Writes a body to a new temp file with the configured mode (PostgreSQL runs us with umask 0077 or
    * 0027, so the mode is set explicitly). A pulled body is copied through two reused buffers, reading
-   * the next chunk while the previous one is written.
+   * the next chunk while the previous one is written. Resolves to the number of bytes written.
    */
-  private async writeBody(temp: string, body: PutBody, ctx: OpContext): Promise<void> {
+  private async writeBody(temp: string, body: PutBody, ctx: OpContext): Promise<number> {
     if (!Buffer.isBuffer(body) && !isPullBody(body)) {
       const out = createWriteStream(temp, { flags: 'wx', mode: this.fileMode });
       await pipeline(body, out, { signal: ctx.signal });
       await nodeFs.chmod(temp, this.fileMode);
-      return;
+      return out.bytesWritten;
     }
     const handle = await nodeFs.open(temp, 'wx', this.fileMode);
     try {
       await handle.chmod(this.fileMode);
-      if (Buffer.isBuffer(body)) await writeAllAt(handle, body, body.length, 0);
-      else await copyPulled(handle, body, ctx, this.ops, temp);
+      if (!Buffer.isBuffer(body)) return await copyPulled(handle, body, ctx, this.ops, temp);
+      await writeAllAt(handle, body, body.length, 0);
+      return body.length;
     } finally {
       await handle.close();
+    }
+  }
+
+  /**
+   * Drops a stored file's pages from the page cache once it is durable (all its pages are clean then).
+   * Nothing reads an archived file soon, and keeping it cached would push the database's own pages out
+   * of memory, as PostgreSQL itself avoids for WAL it no longer needs (XLogFileClose). It also makes
+   * the next file's writes cheaper: they reuse the pages just freed instead of fresh ones. On this
+   * VM (Firecracker, free page reporting) fresh pages cost a fault in the host on first touch:
+   * measured, 32 files of 16 MiB written, fsynced and dropped took 0.11-0.14 s of write() calls
+   * against 0.67-1.48 s with the early writeback alone (README, "Performance"). Files under
+   * EARLY_FLUSH_BYTES are left alone (a history file: a few pages; it loads no WASI). Where the early
+   * writeback is not available (`writeback` gives null, as on NFS), nothing is dropped.
+   */
+  private dropFromCache(filePath: string, bytes: number): void {
+    if (bytes < EARLY_FLUSH_BYTES) return;
+    const writeback = this.ops.writeback(filePath);
+    if (writeback === null) return;
+    try {
+      writeback.drop();
+    } finally {
+      writeback.close();
     }
   }
 

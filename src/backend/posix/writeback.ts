@@ -77,6 +77,11 @@ function makeAdvisor(): Advisor | null {
 export interface Writeback {
   /** Starts writing `length` bytes at `offset` back to the disk and returns at once. */
   start(offset: number, length: number): void;
+  /**
+   * Drops the whole file's pages from the page cache: called once the file is durable (fsynced), when
+   * they are all clean. See PosixBackend.dropFromCache for why.
+   */
+  drop(): void;
   close(): void;
 }
 
@@ -98,6 +103,10 @@ export function openWriteback(filePath: string): Writeback | null {
     start: (offset, length) => {
       // Advice, not a write: a failure loses nothing (the final fsync reports write errors).
       if (open) calls.fd_advise(fd, BigInt(offset), BigInt(length), ADVICE_DONTNEED);
+    },
+    drop: () => {
+      // Offset 0, length 0: to the end of the file. Advice again: nothing is lost if it fails.
+      if (open) calls.fd_advise(fd, 0n, 0n, ADVICE_DONTNEED);
     },
     close: () => {
       if (open) calls.fd_close(fd);
