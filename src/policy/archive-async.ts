@@ -60,16 +60,17 @@ async function placeMarker(walPath: string, marker: string): Promise<void> {
 
 /**
  * Wakes the sh launcher that waits for `fileName`'s marker (src/cli/fast-path-archive.sh writes
- * "PID NAME" to archive.waiter before it waits) instead of leaving it to notice on its next 10 ms poll.
- * SIGURG, whose default action is to be ignored: should that pid belong to another process by now, it is
- * not harmed. Best effort: the launcher polls anyway.
+ * "PID NAME" to archive.waiter before it waits) instead of leaving it to notice at the end of its
+ * 50 ms sleep. SIGWINCH, whose default action is to be ignored: should that pid belong to another
+ * process by now, it is not harmed. Not SIGURG: PostgreSQL's archiver runs archive_command with SIGURG
+ * ignored, and a shell cannot trap a signal ignored when it started. Best effort: the launcher polls anyway.
  */
 async function wakeWaiter(paths: SpoolPaths, fileName: string): Promise<void> {
   const line = await nodeFs.readFile(paths.waiter, 'utf8').catch(() => '');
   const [pid, name] = line.trim().split(' ');
   if (name !== fileName || pid === undefined || !/^[1-9][0-9]*$/.test(pid)) return;
   try {
-    process.kill(Number(pid), 'SIGURG');
+    process.kill(Number(pid), 'SIGWINCH');
   } catch {
     // gone already
   }

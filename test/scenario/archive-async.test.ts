@@ -295,26 +295,65 @@ describe('the pusher started by the launcher', () => {
     expect(await starts()).toHaveLength(1);
   });
 
-  it('wakes the request waiting for %f as soon as its marker is placed (SIGURG to the pid in archive.waiter), not at its next poll', async () => {
+  /** The signals PostgreSQL 15's archiver leaves ignored for archive_command (read from /proc/PID/status of one). */
+  const PG_ARCHIVER_IGNORES = ['INT', 'PIPE', 'ALRM', 'TTIN', 'TTOU', 'URG', 'XFSZ'];
+
+  /** Writes a `sleep` for PATH that records its argument, then sleeps `seconds` (exec'd, so the launcher's kill reaches it). */
+  const recordingSleep = async (seconds: string): Promise<{ bin: string; sleeps: string }> => {
+    const bin = path.join(temp.dir, 'bin');
+    await mkdir(bin, { recursive: true });
+    const sleeps = path.join(temp.dir, 'sleeps');
+    await writeFile(path.join(bin, 'sleep'), `#!/bin/sh\necho "$*" >> '${sleeps}'\nexec /bin/sleep ${seconds}\n`);
+    await chmod(path.join(bin, 'sleep'), 0o755);
+    return { bin, sleeps };
+  };
+
+  /** A node for WALVAULT_NODE that starts 0.3 s late, so the first request surely waits for the pusher. */
+  const slowNode = async (): Promise<string> => {
+    const file = path.join(temp.dir, 'slow-node');
+    await writeFile(file, `#!/bin/sh\n/bin/sleep 0.3\nexec node "$@"\n`);
+    await chmod(file, 0o755);
+    return file;
+  };
+
+  it('wakes the request waiting for %f as soon as its marker is placed (SIGWINCH to the pid in archive.waiter), not at its next poll, also with the signals PostgreSQL leaves ignored', async () => {
     const names = [1, 2, 3].map((n) => seg(1, n));
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
-    // A pusher that starts 0.3 s late, so the request surely waits; and a `sleep` that would wait 30 s
-    // per poll (exec'd, so the launcher's kill reaches it): only the signal can end the wait in time.
-    const slowNode = path.join(temp.dir, 'slow-node');
-    await writeFile(slowNode, `#!/bin/sh\n/bin/sleep 0.3\nexec node "$@"\n`);
-    await chmod(slowNode, 0o755);
-    const bin = path.join(temp.dir, 'bin');
-    await mkdir(bin);
-    const sleeps = path.join(temp.dir, 'sleeps');
-    await writeFile(path.join(bin, 'sleep'), `#!/bin/sh\necho "$*" >> '${sleeps}'\nexec /bin/sleep 30\n`);
-    await chmod(path.join(bin, 'sleep'), 0o755);
+    // A `sleep` that would wait 30 s per poll: only the signal can end the wait in time. Started the way
+    // PostgreSQL 15 starts archive_command (SIGURG ignored: a launcher waiting for SIGURG never woke).
+    const { bin, sleeps } = await recordingSleep('30');
     const started = Date.now();
-    const first = await runNoWait('walvault-archive', [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], { cwd: dataDir, env: { WALVAULT_NODE: slowNode, PATH: `${bin}:${process.env.PATH}` } });
+    const first = await runNoWait('walvault-archive', [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], {
+      cwd: dataDir,
+      env: { WALVAULT_NODE: await slowNode(), PATH: `${bin}:${process.env.PATH}` },
+      ignoreSignals: PG_ARCHIVER_IGNORES,
+    });
     expect(first.code).toBe(0);
     expect(first.stderr).toContain(`"${names[0]}" was pushed ahead and is durable in the repository`);
     expect(Date.now() - started).toBeLessThan(20_000);
-    expect((await readFile(sleeps, 'utf8')).trim().split('\n')[0]).toBe('0.01');
+    expect((await readFile(sleeps, 'utf8')).trim().split('\n')[0]).toBe('0.05');
     expect((await readFile(path.join(spool, 'archive.waiter'), 'utf8')).trim()).toMatch(new RegExp(`^[0-9]+ ${names[0]}$`));
+    await markDone(dataDir, names[0]!);
+    expect((await archiveAll(names.slice(1))).map((r) => r.code)).toEqual([0, 0]);
+    await waitForWorkerExit(spool, 'archive');
+    await expectMarkersTruthful();
+  });
+
+  it('polls every 10 ms instead when SIGWINCH was ignored at its start too (a signal it could not trap), and still answers from the marker', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    const { bin, sleeps } = await recordingSleep('"$1"');
+    const first = await runNoWait('walvault-archive', [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], {
+      cwd: dataDir,
+      env: { WALVAULT_NODE: await slowNode(), PATH: `${bin}:${process.env.PATH}` },
+      ignoreSignals: [...PG_ARCHIVER_IGNORES, 'WINCH'],
+    });
+    expect(first.code).toBe(0);
+    expect(first.stderr).toContain(`"${names[0]}" was pushed ahead and is durable in the repository`);
+    const naps = (await readFile(sleeps, 'utf8')).trim().split('\n');
+    expect(new Set(naps)).toEqual(new Set(['0.01']));
+    // The pusher took at least 0.3 s to start: that is a few dozen 10 ms polls, not a handful of 50 ms ones.
+    expect(naps.length).toBeGreaterThan(10);
     await markDone(dataDir, names[0]!);
     expect((await archiveAll(names.slice(1))).map((r) => r.code)).toEqual([0, 0]);
     await waitForWorkerExit(spool, 'archive');

@@ -329,6 +329,37 @@ describe('archive, blocking copies for background pushes (local repository)', ()
     expect((await readFile(storedPath('000000010000000000000003'))).equals(content)).toBe(true);
   });
 
+  it('links no file into a new folder before that folder\'s entry is durable, also for parallel stores that found it already made', async () => {
+    const content = pseudoRandomBytes(64 * 1024, 'new folder');
+    const events: string[] = [];
+    const backend = new PosixBackend({
+      kind: 'local',
+      root: repo,
+      ops: {
+        link: recordingLink(events),
+        fsyncPath: async (target) => {
+          const { open } = await import('node:fs/promises');
+          // The parents' syncs are slow, so a store that did not wait for them would link first.
+          if (target === repo || target === path.join(repo, 'wal')) await new Promise((resolve) => setTimeout(resolve, 150));
+          const handle = await open(target, 'r');
+          try {
+            await handle.sync();
+          } finally {
+            await handle.close();
+          }
+          if (target === repo || target === path.join(repo, 'wal')) events.push(`fsync ${path.relative(repo, target) || '.'}`);
+        },
+      },
+    });
+    const signal = new AbortController().signal;
+    const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
+    const stored = await Promise.all(names.map(async (name) => backend.putIfAbsent(`wal/0000000100000000/${name}`, Buffer.from(content), await meta(content), { signal })));
+    expect(stored).toEqual(names.map(() => ({ created: true })));
+    // "." made durable the entry of wal, wal the entry of 0000000100000000: both before any link.
+    expect(events.slice(0, 2).sort()).toEqual(['fsync .', 'fsync wal']);
+    expect(events.slice(2).sort()).toEqual(names.map((name) => `link ${name}`));
+  });
+
   it("runs blocking copies one at a time, first come first served (the others' disk work goes on meanwhile)", async () => {
     const content = pseudoRandomBytes(6 * MiB, 'turns');
     const backend = new PosixBackend({ kind: 'local', root: repo });

@@ -21,13 +21,22 @@ export interface RunResult {
 export function run(
   name: 'walvault-archive' | 'walvault-restore' | 'walvault',
   args: string[],
-  options: { cwd?: string; env?: Record<string, string>; /** 'exit': resolve when the process exits, even if a background worker it started keeps stderr open. */ waitFor?: 'close' | 'exit' } = {},
+  options: {
+    cwd?: string;
+    env?: Record<string, string>;
+    /** 'exit': resolve when the process exits, even if a background worker it started keeps stderr open. */
+    waitFor?: 'close' | 'exit';
+    /** Signals ignored when the program starts (as PostgreSQL's archiver leaves SIGURG, SIGPIPE and others for archive_command), e.g. ['URG', 'PIPE']. */
+    ignoreSignals?: string[];
+  } = {},
 ): Promise<RunResult> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(bin(name), args, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const [file, argv] =
+      options.ignoreSignals === undefined ? [bin(name), args] : ['/bin/sh', ['-c', `trap '' ${options.ignoreSignals.join(' ')}; exec "$0" "$@"`, bin(name), ...args]];
+    const child = spawn(file, argv, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { run, type RunResult } from './cli.js';
 
 /** Runs an executable and resolves when IT exits (its background worker may keep stderr open longer). */
-export function runNoWait(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd: string; env?: Record<string, string> }): Promise<RunResult> {
+export function runNoWait(name: 'walvault-archive' | 'walvault-restore', args: string[], options: { cwd: string; env?: Record<string, string>; ignoreSignals?: string[] }): Promise<RunResult> {
   return run(name, args, { ...options, waitFor: 'exit' });
 }
 

@@ -247,6 +247,8 @@ export class PosixBackend implements Backend {
   private hostName: string | undefined;
   private readonly requiredFsTypes: readonly string[] | undefined;
   private ready: Promise<void> | undefined;
+  /** Folders being created by ensureDirectory now (until their entries are durable). */
+  private readonly creating = new Map<string, Promise<void>>();
 
   constructor(settings: PosixSettings) {
     this.kind = settings.kind;
@@ -304,8 +306,21 @@ export class PosixBackend implements Backend {
     }
   }
 
-  /** Creates the folders a key needs, making each new directory entry durable in its parent. */
-  private async ensureDirectory(directory: string): Promise<void> {
+  /**
+   * Creates the folders a key needs, making each new directory entry durable in its parent. Calls for
+   * a folder this process is creating right now wait for that creation: the pusher's parallel stores
+   * start together, and one that found the folder already made (EEXIST, or access() right after the
+   * mkdir) must not report its file durable before the folder's own entry is.
+   */
+  private ensureDirectory(directory: string): Promise<void> {
+    const pending = this.creating.get(directory);
+    if (pending !== undefined) return pending;
+    const creation = this.createDirectory(directory).finally(() => this.creating.delete(directory));
+    this.creating.set(directory, creation);
+    return creation;
+  }
+
+  private async createDirectory(directory: string): Promise<void> {
     try {
       await nodeFs.access(directory);
       return;
