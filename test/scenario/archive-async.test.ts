@@ -316,48 +316,51 @@ describe('the pusher started by the launcher', () => {
     return file;
   };
 
-  it('wakes the request waiting for %f as soon as its marker is placed (SIGWINCH to the pid in archive.waiter), not at its next poll, also with the signals PostgreSQL leaves ignored', async () => {
+  /**
+   * Makes three segments .ready and archives the first through the launcher the way PostgreSQL 15
+   * starts archive_command (its ignored signals, plus `ignoreToo`), with the pusher starting 0.3 s late
+   * and a recording `sleep` that sleeps `sleepFor`: the request surely waits. Checks it was answered
+   * from the marker.
+   */
+  const archiveFirstWhileWaiting = async (sleepFor: string, ignoreToo: string[] = []) => {
     const names = [1, 2, 3].map((n) => seg(1, n));
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
-    // A `sleep` that would wait 30 s per poll: only the signal can end the wait in time. Started the way
-    // PostgreSQL 15 starts archive_command (SIGURG ignored: a launcher waiting for SIGURG never woke).
-    const { bin, sleeps } = await recordingSleep('30');
+    const { bin, sleeps } = await recordingSleep(sleepFor);
     const started = Date.now();
     const first = await runNoWait('walvault-archive', [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], {
       cwd: dataDir,
       env: { WALVAULT_NODE: await slowNode(), PATH: `${bin}:${process.env.PATH}` },
-      ignoreSignals: PG_ARCHIVER_IGNORES,
+      ignoreSignals: [...PG_ARCHIVER_IGNORES, ...ignoreToo],
     });
     expect(first.code).toBe(0);
     expect(first.stderr).toContain(`"${names[0]}" was pushed ahead and is durable in the repository`);
-    expect(Date.now() - started).toBeLessThan(20_000);
-    expect((await readFile(sleeps, 'utf8')).trim().split('\n')[0]).toBe('0.05');
-    expect((await readFile(path.join(spool, 'archive.waiter'), 'utf8')).trim()).toMatch(new RegExp(`^[0-9]+ ${names[0]}$`));
+    return { names, naps: (await readFile(sleeps, 'utf8')).trim().split('\n'), waitedMs: Date.now() - started };
+  };
+
+  /** PostgreSQL acknowledges the first file and asks for the rest; every marker tells the truth. */
+  const finishBacklog = async (names: string[]): Promise<void> => {
     await markDone(dataDir, names[0]!);
     expect((await archiveAll(names.slice(1))).map((r) => r.code)).toEqual([0, 0]);
     await waitForWorkerExit(spool, 'archive');
     await expectMarkersTruthful();
+  };
+
+  it('wakes the request waiting for %f as soon as its marker is placed (SIGWINCH to the pid in archive.waiter), not at its next poll, also with the signals PostgreSQL leaves ignored', async () => {
+    // A `sleep` that would wait 30 s per poll: only the signal can end the wait in time (SIGURG is
+    // ignored here, as PostgreSQL leaves it: a launcher waiting for SIGURG never woke).
+    const { names, naps, waitedMs } = await archiveFirstWhileWaiting('30');
+    expect(waitedMs).toBeLessThan(20_000);
+    expect(naps[0]).toBe('0.05');
+    expect((await readFile(path.join(spool, 'archive.waiter'), 'utf8')).trim()).toMatch(new RegExp(`^[0-9]+ ${names[0]}$`));
+    await finishBacklog(names);
   });
 
   it('polls every 10 ms instead when SIGWINCH was ignored at its start too (a signal it could not trap), and still answers from the marker', async () => {
-    const names = [1, 2, 3].map((n) => seg(1, n));
-    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
-    const { bin, sleeps } = await recordingSleep('"$1"');
-    const first = await runNoWait('walvault-archive', [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], {
-      cwd: dataDir,
-      env: { WALVAULT_NODE: await slowNode(), PATH: `${bin}:${process.env.PATH}` },
-      ignoreSignals: [...PG_ARCHIVER_IGNORES, 'WINCH'],
-    });
-    expect(first.code).toBe(0);
-    expect(first.stderr).toContain(`"${names[0]}" was pushed ahead and is durable in the repository`);
-    const naps = (await readFile(sleeps, 'utf8')).trim().split('\n');
+    const { names, naps } = await archiveFirstWhileWaiting('"$1"', ['WINCH']);
     expect(new Set(naps)).toEqual(new Set(['0.01']));
     // The pusher took at least 0.3 s to start: that is a few dozen 10 ms polls, not a handful of 50 ms ones.
     expect(naps.length).toBeGreaterThan(10);
-    await markDone(dataDir, names[0]!);
-    expect((await archiveAll(names.slice(1))).map((r) => r.code)).toEqual([0, 0]);
-    await waitForWorkerExit(spool, 'archive');
-    await expectMarkersTruthful();
+    await finishBacklog(names);
   });
 
   it('leaves %f to Node when the pusher cannot store it: the request reports the mismatch (exit 4)', async () => {

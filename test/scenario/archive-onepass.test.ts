@@ -1,6 +1,5 @@
 // The one-pass store: the source is read once, hashed on its way to the repository, and the recorded hash is that of the stored bytes.
 import { appendFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
@@ -15,7 +14,7 @@ import { archiveFile, type ArchiveRequest } from '../../src/policy/archive.js';
 import { getRaw, memoryLogger, s3Backend, segmentKey } from '../support/s3scenario.js';
 import { startS3Server, type S3TestServer } from '../support/s3server.js';
 import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
-import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
+import { pseudoRandomBytes, readBytesFromStorage, writeWalFile } from '../support/walfile.js';
 
 const SEGMENT = '00000001000000000000000A';
 const MiB = 1 << 20;
@@ -174,18 +173,23 @@ const recordingWriteback =
     };
   };
 
+/** fsync of a file or directory by path, as the backend's own. */
+const fsyncFile = async (target: string): Promise<void> => {
+  const { open } = await import('node:fs/promises');
+  const handle = await open(target, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+};
+
 /** fsync by path that records `fsync temp` in `events` for the stored file's temp file (not the sidecar's, not a directory's). */
 const recordingFsync =
   (events: string[]) =>
   async (target: string): Promise<void> => {
     if (target.includes('~tmp~') && !target.includes('~meta')) events.push('fsync temp');
-    const { open } = await import('node:fs/promises');
-    const handle = await open(target, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsyncFile(target);
   };
 
 describe('archive, early flushes while the body is written (local repository)', () => {
@@ -217,17 +221,13 @@ describe('archive, early flushes while the body is written (local repository)', 
     const content = pseudoRandomBytes(16 * MiB, 'dropped from the cache');
     await writeWalFile(dataDir, SEGMENT, content);
     await archive(SEGMENT, { backend: new PosixBackend({ kind: 'local', root: repo }) });
-    const io = (): number | null => {
-      const match = /^read_bytes: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'));
-      return match === null ? null : Number(match[1]);
-    };
-    const before = existsSync('/proc/self/io') ? io() : null;
+    const before = readBytesFromStorage();
     if (before === null) return; // no task I/O accounting here: the event order test above still runs
     expect((await readFile(path.join(dataDir, 'pg_wal', SEGMENT))).equals(content)).toBe(true);
-    const afterSource = io() ?? 0;
+    const afterSource = readBytesFromStorage() ?? 0;
     expect((await readFile(storedPath(SEGMENT))).equals(content)).toBe(true);
     expect(afterSource - before).toBeLessThan(MiB);
-    expect((io() ?? 0) - afterSource).toBeGreaterThanOrEqual(15 * MiB);
+    expect((readBytesFromStorage() ?? 0) - afterSource).toBeGreaterThanOrEqual(15 * MiB);
   });
 
   it('opens no early writeback for a file smaller than EARLY_FLUSH_BYTES (a history file loads no WASI)', async () => {
@@ -338,15 +338,9 @@ describe('archive, blocking copies for background pushes (local repository)', ()
       ops: {
         link: recordingLink(events),
         fsyncPath: async (target) => {
-          const { open } = await import('node:fs/promises');
           // The parents' syncs are slow, so a store that did not wait for them would link first.
           if (target === repo || target === path.join(repo, 'wal')) await new Promise((resolve) => setTimeout(resolve, 150));
-          const handle = await open(target, 'r');
-          try {
-            await handle.sync();
-          } finally {
-            await handle.close();
-          }
+          await fsyncFile(target);
           if (target === repo || target === path.join(repo, 'wal')) events.push(`fsync ${path.relative(repo, target) || '.'}`);
         },
       },

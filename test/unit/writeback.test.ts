@@ -6,21 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openWriteback } from '../../src/backend/posix/writeback.js';
-import { pseudoRandomBytes } from '../support/walfile.js';
+import { openWriteback, type Writeback } from '../../src/backend/posix/writeback.js';
+import { pseudoRandomBytes, readBytesFromStorage } from '../support/walfile.js';
 
 const distWriteback = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../dist/backend/posix/writeback.js');
 const MiB = 1024 * 1024;
-
-/** Bytes this process has had fetched from storage (/proc/self/io read_bytes), or null without task I/O accounting. */
-function readBytesFromStorage(): number | null {
-  try {
-    const match = /^read_bytes: (\d+)$/m.exec(readFileSync('/proc/self/io', 'utf8'));
-    return match === null ? null : Number(match[1]);
-  } catch {
-    return null;
-  }
-}
 
 let dir: string;
 beforeEach(() => {
@@ -42,44 +32,45 @@ function writeDurably(file: string, content: Buffer): void {
 }
 
 describe('openWriteback', () => {
-  it('advises DONTNEED on the range: the kernel drops its clean cached pages, so reading them again goes to the disk', () => {
-    const file = path.join(dir, 'segment');
-    const content = pseudoRandomBytes(4 * MiB, 'writeback');
+  /**
+   * Writes `content` durably to `name` (cached), checks a read comes from the cache, opens the file
+   * for writeback, lets `advise` use it and closes it; returns how many bytes reading the file again
+   * fetched from the disk, or null without /proc/self/io.
+   */
+  const fromDiskAfter = (name: string, content: Buffer, advise: (writeback: Writeback) => void): number | null => {
+    const file = path.join(dir, name);
     writeDurably(file, content);
     const before = readBytesFromStorage();
-    if (before === null) return; // no /proc/self/io here: the other cases still run
+    if (before === null) return null;
     expect(readFileSync(file).equals(content)).toBe(true);
-    const cachedRead = (readBytesFromStorage() ?? 0) - before;
+    // Read from the page cache first (nothing, or next to nothing, from the disk).
+    expect((readBytesFromStorage() ?? 0) - before).toBeLessThan(MiB);
     const writeback = openWriteback(file);
     expect(writeback).not.toBeNull();
-    writeback?.start(0, content.length);
+    advise(writeback!);
     writeback?.close();
     const again = readBytesFromStorage() ?? 0;
     expect(readFileSync(file).equals(content)).toBe(true);
-    // Read from the page cache first (nothing, or next to nothing, from the disk), then from the disk.
-    expect(cachedRead).toBeLessThan(MiB);
-    expect((readBytesFromStorage() ?? 0) - again).toBeGreaterThanOrEqual(3 * MiB);
+    return (readBytesFromStorage() ?? 0) - again;
+  };
+
+  it('advises DONTNEED on the range: the kernel drops its clean cached pages, so reading them again goes to the disk', () => {
+    const content = pseudoRandomBytes(4 * MiB, 'writeback');
+    const fromDisk = fromDiskAfter('segment', content, (writeback) => writeback.start(0, content.length));
+    if (fromDisk === null) return; // no /proc/self/io here: the other cases still run
+    expect(fromDisk).toBeGreaterThanOrEqual(3 * MiB);
   });
 
   it('drop() advises DONTNEED on the whole file: every page of a durable file leaves the cache', () => {
-    const file = path.join(dir, 'stored');
     const content = pseudoRandomBytes(6 * MiB + 4096, 'drop');
-    writeDurably(file, content);
-    expect(readFileSync(file).equals(content)).toBe(true);
-    const before = readBytesFromStorage();
-    if (before === null) return; // no /proc/self/io here
-    expect(readFileSync(file).equals(content)).toBe(true);
-    const cachedRead = (readBytesFromStorage() ?? 0) - before;
-    const writeback = openWriteback(file);
-    expect(writeback).not.toBeNull();
-    writeback?.drop();
-    writeback?.close();
-    // After close it does nothing.
-    writeback?.drop();
-    const again = readBytesFromStorage() ?? 0;
-    expect(readFileSync(file).equals(content)).toBe(true);
-    expect(cachedRead).toBeLessThan(MiB);
-    expect((readBytesFromStorage() ?? 0) - again).toBeGreaterThanOrEqual(6 * MiB);
+    const fromDisk = fromDiskAfter('stored', content, (writeback) => {
+      writeback.drop();
+      writeback.close();
+      // After close it does nothing.
+      writeback.drop();
+    });
+    if (fromDisk === null) return; // no /proc/self/io here
+    expect(fromDisk).toBeGreaterThanOrEqual(6 * MiB);
   });
 
   it('follows symbolic links in the path (a repository under a linked directory)', () => {

@@ -153,7 +153,8 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
   const { signal } = ctx;
   const buffers = [takeCopyBuffer(), takeCopyBuffer()];
   let clean = false;
-  let copied = 0;
+  /** Bytes written so far; all of them once the copy has ended. */
+  let position = 0;
   const flushes: Promise<void>[] = [];
   /** Opened at the first early flush: a file under EARLY_FLUSH_BYTES (a history file) loads no WASI. */
   let writeback: Writeback | null | undefined;
@@ -179,7 +180,6 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
       const writes: (Promise<void> | undefined)[] = buffers.map(() => undefined);
       const release = await blockingCopyTurn();
       try {
-        let position = 0;
         for (let turn = 0; ; turn = (turn + 1) % buffers.length) {
           if (signal.aborted) throw signal.reason;
           const buffer = buffers[turn] as Buffer;
@@ -196,17 +196,15 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
           if (unflushed >= EARLY_FLUSH_BYTES) flushEarly(position, unflushed, write);
         }
         await Promise.all(writes);
-        copied = position;
       } finally {
         release();
         // The handle is closed after this returns: no write may still be using it.
         await Promise.allSettled(writes);
       }
       clean = true;
-      return copied;
+      return position;
     }
     let [current, next] = buffers as [Buffer, Buffer];
-    let position = 0;
     let filled = await body.pull(current);
     while (filled > 0) {
       if (signal.aborted) throw signal.reason;
@@ -220,7 +218,6 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
       filled = pulled;
     }
     clean = true;
-    copied = position;
   } finally {
     // The handle is closed after this returns: no flush may still be using it. A flush that failed
     // fails the copy (the final fsync would very likely fail too, but need not say so on every system).
@@ -231,7 +228,7 @@ async function copyPulled(handle: nodeFs.FileHandle, body: PullBody, ctx: OpCont
     if (clean) for (const buffer of buffers) returnCopyBuffer(buffer);
     if (clean && failure !== undefined) throw (failure as PromiseRejectedResult).reason;
   }
-  return copied;
+  return position;
 }
 
 /** A Backend over a POSIX directory tree; see PosixSettings for what differs between local and NFS. */

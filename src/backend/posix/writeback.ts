@@ -99,15 +99,14 @@ export function openWriteback(filePath: string): Writeback | null {
   if (calls.path_open(ROOT_FD, LOOKUP_SYMLINK_FOLLOW, PATH_OFFSET, name.length, 0, RIGHT_FD_ADVISE, 0n, 0, FD_OFFSET) !== 0) return null;
   const fd = new DataView(memory.buffer).getUint32(FD_OFFSET, true);
   let open = true;
+  // Advice, not a write: a failure loses nothing (the final fsync reports write errors).
+  const advise = (offset: number, length: number): void => {
+    if (open) calls.fd_advise(fd, BigInt(offset), BigInt(length), ADVICE_DONTNEED);
+  };
   return {
-    start: (offset, length) => {
-      // Advice, not a write: a failure loses nothing (the final fsync reports write errors).
-      if (open) calls.fd_advise(fd, BigInt(offset), BigInt(length), ADVICE_DONTNEED);
-    },
-    drop: () => {
-      // Offset 0, length 0: to the end of the file. Advice again: nothing is lost if it fails.
-      if (open) calls.fd_advise(fd, 0n, 0n, ADVICE_DONTNEED);
-    },
+    start: advise,
+    // Offset 0, length 0: to the end of the file.
+    drop: () => advise(0, 0),
     close: () => {
       if (open) calls.fd_close(fd);
       open = false;
