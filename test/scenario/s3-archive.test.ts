@@ -476,7 +476,10 @@ describe('multipart uploads', () => {
     const b = await randomFile(work.dir, 'race-b', 3 * partSize);
     // Both completes wait until both uploads have looked the name up and sent their parts.
     server.inject({ fault: faults.delay(800), match: { method: 'POST', query: 'uploadId' }, times: 2 });
-    const results = await Promise.allSettled([archive(prefix, a.path, { backend: { partSize } }), archive(prefix, b.path, { backend: { partSize } })]);
+    // Conditional writes on, not probed: two first-time probes would PUT the probe record at once, and
+    // s3rver's file store crashes on concurrent PUTs of one key (an unhandled ENOENT in its WriteStream).
+    const backend = { partSize, conditionalWrites: 'on' } as const;
+    const results = await Promise.allSettled([archive(prefix, a.path, { backend }), archive(prefix, b.path, { backend })]);
     const archived = results.filter((result) => result.status === 'fulfilled');
     const refused = results.filter((result) => result.status === 'rejected');
     expect(archived).toHaveLength(1);
