@@ -2,8 +2,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
-import { ByteQueue } from './bytes.js';
 import { hasMagic, LZ4_INFO } from './catalog.js';
+import { FrameSequenceDecoder } from './frames.js';
 import type { Codec } from './types.js';
 
 type Lz4Module = typeof import('lz4-wasm-nodejs');
@@ -177,18 +177,20 @@ type DecodeState =
  * Decodes LZ4 frames (concatenated frames and skippable frames too), independent or linked blocks,
  * verifying the content checksum when the frame has one. Memory: one block plus a 64 KiB window.
  */
-class Lz4FrameDecoder extends Transform {
-  private readonly queue = new ByteQueue();
+class Lz4FrameDecoder extends FrameSequenceDecoder {
   private state: DecodeState = { step: 'magic' };
   private blockMax = BLOCK_SIZE;
   private linked = false;
   private blockChecksum = false;
   private content: Hasher32 | undefined;
   private window: Buffer = Buffer.alloc(0);
-  private sawFrame = false;
 
   constructor(private readonly lz4: Lz4Module, private readonly xxh: XxhashApi) {
-    super();
+    super('lz4', corrupt);
+  }
+
+  protected inFrame(): boolean {
+    return this.state.step !== 'magic';
   }
 
   /** Removes and returns exactly `n` queued bytes, or null when fewer are queued. */
@@ -205,7 +207,7 @@ class Lz4FrameDecoder extends Transform {
     this.push(data);
   }
 
-  private step(): boolean {
+  protected step(): boolean {
     const state = this.state;
     switch (state.step) {
       case 'magic': {
@@ -289,28 +291,6 @@ class Lz4FrameDecoder extends Transform {
         return true;
       }
     }
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.queue.push(chunk);
-    try {
-      while (this.step());
-      callback();
-    } catch (error) {
-      callback(error as Error);
-    }
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.state.step !== 'magic' || this.queue.length > 0) {
-      callback(corrupt('the data ends in the middle of a frame (truncated)'));
-      return;
-    }
-    if (!this.sawFrame) {
-      callback(corrupt('no lz4 frame found'));
-      return;
-    }
-    callback();
   }
 }
 

@@ -5,8 +5,8 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
-import { ByteQueue } from './bytes.js';
 import { hasMagic, ZSTD_INFO } from './catalog.js';
+import { FrameSequenceDecoder } from './frames.js';
 import type { Codec } from './types.js';
 
 type ZstdModule = typeof import('@bokuweb/zstd-wasm');
@@ -106,16 +106,18 @@ type FrameState =
  * Splits the input into whole frames by walking frame and block headers, and decompresses each frame
  * in one call. Memory: one frame (ours hold 4 MiB of content); skippable frames are skipped.
  */
-class ZstdFramesDecoder extends Transform {
-  private readonly queue = new ByteQueue();
+class ZstdFramesDecoder extends FrameSequenceDecoder {
   private state: FrameState = { step: 'magic' };
-  private sawFrame = false;
 
   constructor(private readonly zstd: ZstdModule) {
-    super();
+    super('zstd', corrupt);
   }
 
-  private step(): boolean {
+  protected inFrame(): boolean {
+    return this.state.step !== 'magic';
+  }
+
+  protected step(): boolean {
     const state = this.state;
     const queue = this.queue;
     switch (state.step) {
@@ -201,22 +203,6 @@ class ZstdFramesDecoder extends Transform {
     }
     if (output.byteLength > 0) this.push(Buffer.from(output.buffer, output.byteOffset, output.byteLength));
     this.state = { step: 'magic' };
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.queue.push(chunk);
-    try {
-      while (this.step());
-      callback();
-    } catch (error) {
-      callback(error as Error);
-    }
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.state.step !== 'magic' || this.queue.length > 0) callback(corrupt('the data ends in the middle of a frame (truncated)'));
-    else if (!this.sawFrame) callback(corrupt('no zstd frame found'));
-    else callback();
   }
 }
 

@@ -143,6 +143,17 @@ describe('damaged stored objects', () => {
     expect(error.kind).toBe('corrupt');
   });
 
+  it.each([
+    ['lz4', 'lz4 frame data'],
+    ['zstd', 'zstd data'],
+  ])('%s: an object cut inside a frame, or holding no frame at all, is named so', async (codec, what) => {
+    const stored = await encode(data, codec, false);
+    const cut = await decodeError(stored.subarray(0, stored.length - 7), { codec, encryption: 'none' }, []);
+    expect(cut.message).toBe(`stored object is not valid ${what}: the data ends in the middle of a frame (truncated)`);
+    const empty = await decodeError(Buffer.alloc(0), { codec, encryption: 'none' }, []);
+    expect(empty.message).toBe(`stored object is not valid ${what}: no ${codec} frame found`);
+  });
+
   it('a codec this build does not know is corrupt with an upgrade hint', async () => {
     await expect(createDecoder({ codec: 'brotli', encryption: 'none' }, {})).rejects.toMatchObject({
       kind: 'corrupt',
