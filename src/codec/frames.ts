@@ -16,11 +16,11 @@ export abstract class FrameSequenceDecoder extends Transform {
     super();
   }
 
+  /** Where the parser is; 'magic' between frames (waiting for the next frame's magic number). */
+  protected abstract state: { step: string };
+
   /** Parses what the queue holds: true to be called again, false when it needs more input. */
   protected abstract step(): boolean;
-
-  /** True while a frame has started and not ended. */
-  protected abstract inFrame(): boolean;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.queue.push(chunk);
@@ -33,7 +33,7 @@ export abstract class FrameSequenceDecoder extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.inFrame() || this.queue.length > 0) callback(this.corrupt('the data ends in the middle of a frame (truncated)'));
+    if (this.state.step !== 'magic' || this.queue.length > 0) callback(this.corrupt('the data ends in the middle of a frame (truncated)'));
     else if (!this.sawFrame) callback(this.corrupt(`no ${this.codecName} frame found`));
     else callback();
   }

@@ -178,7 +178,7 @@ type DecodeState =
  * verifying the content checksum when the frame has one. Memory: one block plus a 64 KiB window.
  */
 class Lz4FrameDecoder extends FrameSequenceDecoder {
-  private state: DecodeState = { step: 'magic' };
+  protected state: DecodeState = { step: 'magic' };
   private blockMax = BLOCK_SIZE;
   private linked = false;
   private blockChecksum = false;
@@ -187,10 +187,6 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
 
   constructor(private readonly lz4: Lz4Module, private readonly xxh: XxhashApi) {
     super('lz4', corrupt);
-  }
-
-  protected inFrame(): boolean {
-    return this.state.step !== 'magic';
   }
 
   /** Removes and returns exactly `n` queued bytes, or null when fewer are queued. */

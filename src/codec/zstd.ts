@@ -107,14 +107,10 @@ type FrameState =
  * in one call. Memory: one frame (ours hold 4 MiB of content); skippable frames are skipped.
  */
 class ZstdFramesDecoder extends FrameSequenceDecoder {
-  private state: FrameState = { step: 'magic' };
+  protected state: FrameState = { step: 'magic' };
 
   constructor(private readonly zstd: ZstdModule) {
     super('zstd', corrupt);
-  }
-
-  protected inFrame(): boolean {
-    return this.state.step !== 'magic';
   }
 
   protected step(): boolean {
