@@ -615,9 +615,9 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       }
     }
     // Every tool, basic_archive too, takes every place in the round in turn: this VM's disk has slow
-    // phases (session 8: ~1.4 GB/s at first, ~330 MB/s for minutes after a few GiB), so a run that
-    // follows another's 512 MiB can find it slower; before,
-    // basic_archive led every round and the tool right after it ran up to 3x slower in some runs.
+    // phases (measured: ~1.4 GB/s at first, ~330 MB/s for minutes after a few GiB), so a run that
+    // follows another's 512 MiB can find it slower: with a fixed order, the tool right after
+    // basic_archive ran up to 3x slower in some runs.
     // Each timed run also starts after the same pause (SETTLE_MS; the library switches of some runs
     // would otherwise rest the disk for them only).
     for (let r = 0; r < REPEATS; r++) {

@@ -2,8 +2,10 @@
 // step: archive through walvault-archive, an online base backup with pg_backup_start/pg_backup_stop,
 // an accident, point-in-time recovery to a named restore point through walvault-restore, and a check
 // of the recovered rows. Uses the built dist/ executables and the same harness as the e2e tests.
+// It ends with nothing of its own running: the servers are stopped, and so are the background workers
+// walvault started for them (the archive pusher, the restore prefetcher), before the temp dir goes.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { PROJECT_DIR, builtCommand, packAndInstall } from './lib/install.mjs';
@@ -130,17 +132,94 @@ async function main() {
     say(`the primary, after the accident: ${afterAccident} rows`);
     ok = recoveredCount === expected && recoveredSum === expectedSum && stats.failedCount === 0;
 
-    step('stop both servers and remove the temp dir');
+    step('stop both servers and walvault\'s background workers, remove the temp dir');
     await recovered.stop();
     await primary.stop();
+    const stopped = await stopWorkers(root);
+    say(stopped.length === 0 ? 'no walvault worker was left running' : `stopped walvault's background workers: ${stopped.join(', ')}`);
   } finally {
+    // After a failure the servers are stopped first (by cleanup, which also removes the temp dir), then
+    // what is left of walvault's workers, found by their deleted working directory.
+    const root = harness.rootDir;
     await harness.cleanup();
+    if (root !== null) await stopWorkers(root).catch((error) => console.error(`demo: ${error instanceof Error ? error.message : String(error)}`));
     process.off('SIGINT', interrupt);
     process.off('SIGTERM', interrupt);
     process.off('SIGHUP', interrupt);
   }
   console.log(ok ? `\n${bold('OK')}: the recovered cluster has exactly the rows from before the accident.` : `\n${bold('FAILED')}: the recovered rows do not match (see above).`);
   return ok;
+}
+
+/**
+ * Pids and command names of the processes working in `root` (their working directory is inside it, as
+ * the pusher's and the prefetcher's are: they run in the data directory), from /proc; on a system
+ * without /proc, the workers' pid files in each cluster's spool (pg_wal/walvault/{archive,restore}.pid).
+ */
+function processesIn(/** @type {string} */ root) {
+  /** @type {Map<number, string>} */
+  const found = new Map();
+  const inside = (/** @type {string} */ dir) => dir === root || dir.startsWith(`${root}/`);
+  if (existsSync('/proc/self/cwd')) {
+    for (const entry of readdirSync('/proc')) {
+      const pid = Number(entry);
+      if (!Number.isInteger(pid) || pid === process.pid) continue;
+      try {
+        if (inside(readlinkSync(`/proc/${pid}/cwd`).replace(/ \(deleted\)$/, ''))) {
+          found.set(pid, readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0').filter(Boolean).slice(0, 3).join(' '));
+        }
+      } catch {
+        // gone meanwhile, or not ours to inspect
+      }
+    }
+    return found;
+  }
+  for (const cluster of readdirSync(root, { withFileTypes: true })) {
+    for (const side of ['archive', 'restore']) {
+      try {
+        const pid = Number.parseInt(readFileSync(path.join(root, cluster.name, 'pg_wal', 'walvault', `${side}.pid`), 'utf8'), 10);
+        if (alive(pid)) found.set(pid, `walvault ${side} worker`);
+      } catch {
+        // no worker of that side
+      }
+    }
+  }
+  return found;
+}
+
+const alive = (/** @type {number} */ pid) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * Stops what still works in the demo's temp dir once the servers are down (the prefetcher would
+ * otherwise wait for requests that never come, for over a minute): SIGTERM, up to 10 s to exit,
+ * then SIGKILL. Killing a worker at any moment is safe (it never reports success before durability).
+ * Returns what it stopped.
+ */
+async function stopWorkers(/** @type {string} */ root) {
+  const found = processesIn(root);
+  for (const pid of found.keys()) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      found.delete(pid);
+    }
+  }
+  for (const signal of ['SIGKILL', null]) {
+    const until = Date.now() + 10_000;
+    while ([...found.keys()].some(alive) && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+    const left = [...found.keys()].filter(alive);
+    if (left.length === 0) break;
+    if (signal === null) throw new Error(`processes ${left.join(', ')} in "${root}" did not exit after SIGKILL`);
+    for (const pid of left) process.kill(pid, signal);
+  }
+  return [...found].map(([pid, command]) => `${pid} (${command})`);
 }
 
 /** The archived files (relative names and sizes), for the printout; walvault's own `~meta` sidecars and repository documents are not archived files. */

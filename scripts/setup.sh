@@ -1,26 +1,40 @@
 #!/usr/bin/env bash
-# Prepares a fresh Debian/Ubuntu machine for `npm run demo` and `npm test`; safe to run again.
+# Prepares a fresh Debian/Ubuntu machine; safe to run again.
+#   bash scripts/setup.sh demo   what `npm run demo` needs
+#   bash scripts/setup.sh test   what `npm test` needs (the default): the demo's set-up and the rest
+# demo and test:
 #  - PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin), installed with apt when missing.
 #    walvault's tests and demo initdb their own throwaway clusters; the package's auto-created
 #    "main" cluster is never used, so we ask postgresql-common not to create it.
-#  - age, lz4, zstd (Debian packages) for the codec interoperability tests, when missing and root.
 #  - the project's npm dependencies (npm ci).
+# test only:
+#  - age, lz4, zstd (Debian packages) for the codec interoperability tests, when missing and root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+target=${1:-test}
+case $target in
+  demo | test) ;;
+  *) printf 'usage: bash scripts/setup.sh [demo|test]\n' >&2; exit 2 ;;
+esac
 
 PG_MAJOR=15
 PG_BIN="/usr/lib/postgresql/${PG_MAJOR}/bin"
 
 say() { printf 'setup: %s\n' "$*"; }
 
+# Supported: Node.js 22, 24 and 26 (what CI runs, see .ci/run). 20 reached end of life on 2026-04-30:
+# still accepted with a warning, not tested.
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  say "node and npm are required (Node.js 20.19 or newer); install them first, e.g. from https://nodejs.org or your distribution" >&2
+  say "node and npm are required (Node.js 22, 24 or 26); install them first, e.g. from https://nodejs.org or your distribution" >&2
   exit 1
 fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if [ "$node_major" -lt 20 ]; then
-  say "Node.js 20.19 or newer is required; found $(node -v)" >&2
+  say "Node.js 22, 24 or 26 is required; found $(node -v)" >&2
   exit 1
+elif [ "$node_major" -lt 22 ]; then
+  say "warning: Node.js $(node -v) is past its end of life and not tested; walvault supports 22, 24 and 26"
 fi
 
 # The newest /usr/lib/postgresql/<major>/bin with major >= 15 (pg_backup_start/pg_backup_stop), if any.
@@ -74,6 +88,16 @@ if command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters --no-header 2>/dev/
   say "note: a Debian-managed PostgreSQL cluster is running (pg_lsclusters); walvault's tests do not use or touch it"
 fi
 
+say "installing npm dependencies (npm ci)"
+npm ci --no-audit --no-fund
+
+if [ "$target" = demo ]; then
+  say "done: run \"npm run demo\""
+  exit 0
+fi
+
+# ---- test only from here on ----
+
 # The standard tools the codec tests decode stored objects with (they skip, saying so, when absent).
 missing_tools=""
 for tool in age lz4 zstd gzip; do command -v "$tool" >/dev/null 2>&1 || missing_tools="$missing_tools $tool"; done
@@ -84,6 +108,4 @@ if [ -n "$missing_tools" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/n
   fi
 fi
 
-say "installing npm dependencies (npm ci)"
-npm ci --no-audit --no-fund
-say "done: run \"npm run demo\" or \"npm test\""
+say "done: run \"npm test\""

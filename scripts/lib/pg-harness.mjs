@@ -555,7 +555,7 @@ export class PsqlSession {
     return session;
   }
 
-  /** Runs one statement in this session and returns its output lines. */
+  /** Runs one statement over this open connection and returns its output lines. */
   async query(/** @type {string} */ statement) {
     if (this.exited) throw new Error(`psql session already ended: ${this.stderr}`);
     const marker = `__walvault_done_${Math.random().toString(36).slice(2)}__`;

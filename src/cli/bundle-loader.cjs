@@ -2,7 +2,7 @@
 // Loader of @ENTRY@ (written into dist/cli by scripts/build-bundle.mjs from src/cli/bundle-loader.cjs;
 // the launcher runs it). Compiles the start-up bundle, walvault-bundle.cjs, with the V8 code cache
 // the build recorded next to it, so a call neither parses nor compiles walvault's code: it starts
-// about as fast as `node -e 0` (see "Start-up cost" in the README). A missing, stale or rejected
+// about as fast as `node -e 0` (see src/cli/README.md). A missing, stale or rejected
 // cache (another node, other V8 flags) only costs the compilation: V8 then compiles the source.
 const { closeSync, fstatSync, openSync, readFileSync, writeFileSync } = require('node:fs');
 const { Script } = require('node:vm');

@@ -9,7 +9,7 @@
 // loader checks the build id). The package ships the cache `npm pack` recorded; the postinstall
 // records it again for the installing Node. Never fails an install.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,6 +52,9 @@ export function makeCodeCache(folder: string): { ok: true } | { ok: false; why: 
         rmSync(next, { force: true });
         return { ok: false, why: `${entry} ${args.join(' ')} exited with ${ran.status ?? ran.signal}, not ${exitCode}: ${ran.stderr.trim().split('\n').slice(0, 3).join(' | ')}` };
       }
+      // Readable by whoever may read the bundle: the install may run as root (umask 077 included),
+      // the commands as the postgres user; an unreadable cache would only cost the compilation.
+      chmodSync(next, statSync(bundle).mode & 0o666);
       renameSync(next, cache);
     }
     return { ok: true };

@@ -1,7 +1,7 @@
 // `npm run demo` is the README's first command: it must keep telling the whole story, succeed, and
 // leave nothing behind.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_DIR } from '../../scripts/lib/install.mjs';
@@ -27,5 +27,24 @@ describe('npm run demo (scripts/demo.mjs)', () => {
     const tempDir = /^temp dir: (\S+)/m.exec(out)?.[1];
     expect(tempDir).toBeDefined();
     expect(existsSync(tempDir!)).toBe(false);
+    // Nothing the demo started is still running once it has returned: no process works in its temp dir
+    // (the servers and walvault's background workers run in the data directories inside it).
+    expect(processesIn(tempDir!)).toEqual([]);
   }, 180_000);
 });
+
+/** Command lines of the processes whose working directory is in `root` or that name it (Linux /proc). */
+function processesIn(root: string): string[] {
+  const found: string[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cwd = readlinkSync(`/proc/${entry}/cwd`).replace(/ \(deleted\)$/, '');
+      const command = readFileSync(`/proc/${entry}/cmdline`, 'latin1').replaceAll('\0', ' ');
+      if (cwd === root || cwd.startsWith(`${root}/`) || command.includes(root)) found.push(`${entry}: ${command}`);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return found;
+}

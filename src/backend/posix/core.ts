@@ -123,7 +123,7 @@ async function writeAllAt(handle: nodeFs.FileHandle, data: Buffer, length: numbe
  * back only after seconds or under memory pressure, so without these the final fsync of a 16 MiB
  * segment would wait for all 16 MiB while the CPU idles; with them the disk writes the file while
  * the next chunks are read, hashed and copied (in-process, 32 segments 2 at a time: 32.8 segments/s
- * without, 57.9 with; see README, "Performance"). They change nothing about durability: the file is
+ * without, 57.9 with; see README.md in this folder). They change nothing about durability: the file is
  * fsynced as a whole afterwards, before it gets its name.
  */
 export const EARLY_FLUSH_BYTES = 2 << 20;
@@ -413,7 +413,7 @@ export class PosixBackend implements Backend {
    * the next file's writes cheaper: they reuse the pages just freed instead of fresh ones. On this
    * VM (Firecracker, free page reporting) fresh pages cost a fault in the host on first touch:
    * measured, 32 files of 16 MiB written, fsynced and dropped took 0.11-0.14 s of write() calls
-   * against 0.67-1.48 s with the early writeback alone (README, "Performance"). Files under
+   * against 0.67-1.48 s with the early writeback alone (see README.md in this folder). Files under
    * EARLY_FLUSH_BYTES are left alone (a history file: a few pages; it loads no WASI). Where the early
    * writeback is not available (`writeback` gives null, as on NFS), nothing is dropped.
    */
