@@ -17,8 +17,8 @@ export interface StatusOptions {
   pgdata?: string;
   /** The spool (default <pgdata>/pg_wal/walvault). */
   spoolDir?: string;
-  /** The repository; absent: no repository side. */
-  backend?: Backend;
+  /** Opens the repository (a failure to open is reported like a failure to list); absent: no repository side. */
+  openBackend?: () => Promise<Backend>;
   /** The repository as given, for the report. */
   repo?: string;
   /** Also compute the restorable windows of the newest backups (verify --quick: lists and stats every object). */
@@ -324,7 +324,7 @@ export async function gatherStatus(options: StatusOptions): Promise<StatusReport
   };
   const [archive, repository, server] = await Promise.all([
     options.pgdata === undefined ? null : attempt(`cannot read "${path.join(options.pgdata, 'pg_wal', 'archive_status')}"`, () => archiveSide(options.pgdata!, options.spoolDir ?? path.join(options.pgdata!, 'pg_wal', 'walvault'), now)),
-    options.backend === undefined ? null : attempt(`cannot read repository "${options.repo ?? options.backend.describe('')}"`, () => repositorySide(options.backend!, options, now)),
+    options.openBackend === undefined ? null : attempt(`cannot read repository "${options.repo ?? ''}"`, async () => repositorySide(await options.openBackend!(), options, now)),
     options.connection === undefined ? null : attempt('cannot read pg_stat_archiver', () => serverSide(options.connection!, options.timeoutMs)),
   ]);
   const alerts = crossedThresholds({ archive, repository }, options.thresholds);

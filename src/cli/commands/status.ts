@@ -43,16 +43,16 @@ export const statusCommand: WalvaultCommand = {
     const timeout = Number(raw.timeout);
     if (!Number.isFinite(timeout) || timeout <= 0) throw new WalvaultError('usage', `invalid --timeout "${String(raw.timeout)}": expected seconds > 0`, { hint: 'e.g. --timeout=60' });
     context.log = createLogger('walvault', raw.quiet === true ? 'quiet' : raw.verbose === true ? 'verbose' : 'normal');
-    let backend: Backend | undefined;
-    if (repo !== undefined) {
-      const options = commonOptions(raw, 'walvault status');
-      const setup = new Deadline(options.timeoutMs, 'opening the repository');
+    // Checked now (a bad option is a usage error); opened inside the report (an unreachable repository is a finding).
+    const options = repo === undefined ? undefined : commonOptions(raw, 'walvault status');
+    const open = async (): Promise<Backend> => {
+      const setup = new Deadline(options!.timeoutMs, 'opening the repository');
       try {
-        backend = await setup.race(openBackend(options.repo, backendSettings(options)));
+        return await setup.race(openBackend(options!.repo, backendSettings(options!)));
       } finally {
         setup.dispose();
       }
-    }
+    };
     const pgdata = stringOption(raw, 'pgdata') ?? (process.env.PGDATA === '' ? undefined : process.env.PGDATA);
     const spool = stringOption(raw, 'spool');
     if (pgdata === undefined && repo === undefined && raw.db === undefined) {
@@ -69,7 +69,7 @@ export const statusCommand: WalvaultCommand = {
       ...(pgdata === undefined ? {} : { pgdata: path.resolve(pgdata) }),
       // A relative --spool (as archive_command sees it) is relative to the data directory.
       ...(spool === undefined ? {} : { spoolDir: path.resolve(pgdata ?? '.', spool) }),
-      ...(backend === undefined ? {} : { backend, repo }),
+      ...(options === undefined ? {} : { openBackend: open, repo }),
       ...(raw.db === undefined ? {} : { connection: String(raw.db) }),
       window: raw.window === true,
       timeoutMs: timeout * 1000,
