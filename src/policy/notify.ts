@@ -1,7 +1,7 @@
 // --on-failure: tells an operator's command about a failed archive or restore (at most once per
 // interval per kind of failure) and once more when that program works again ("resolved").
 // The command runs detached under a deadline: its failure or hang never reaches walvault's exit code
-// or PostgreSQL. State: <spool>/status/alert.<side> (see status-record.md).
+// or PostgreSQL. State: <spool>/status/alert.<side> (see status.md).
 import { existsSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { statusDir, type OutcomeEvent, type RecordSide } from './status-record.js';

@@ -51,7 +51,7 @@ export function formatStatusText(report: StatusReport): string {
     lines.push('', `repository "${repository.repository}":`);
     if (repository.timelines.length === 0) lines.push('  no segment archived yet');
     for (const timeline of repository.timelines) {
-      lines.push(`  timeline ${timeline.timeline}: newest "${timeline.newestFile}" stored ${formatAge(timeline.ageSeconds)} ago (${timeline.storedAt}); ${timeline.segments} segments`);
+      lines.push(`  timeline ${timeline.timeline}: newest "${timeline.newestFile}" stored ${formatAge(timeline.ageSeconds)} ago (${timeline.storedAt}); ${timeline.segments} segment${timeline.segments === 1 ? '' : 's'}`);
     }
     if (repository.backups !== null) {
       if (repository.backups.length === 0) lines.push('  backups: none in the repository');

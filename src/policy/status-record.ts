@@ -1,5 +1,5 @@
 // What `walvault status` reports as "walvault saw it": the last success and failure of archive and
-// restore, and counters since the record began, kept in <spool>/status/ (see status-record.md).
+// restore, and counters since the record began, kept in <spool>/status/ (see status.md).
 // On the per-file path: plain synchronous node:fs calls, no fsync, no process, nothing loaded.
 import { appendFileSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

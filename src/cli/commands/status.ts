@@ -28,6 +28,7 @@ export const statusCommand: WalvaultCommand = {
   builder: (parser: Argv) =>
     parser
       .option('pgdata', { type: 'string', describe: 'data directory whose pg_wal is archived (default: PGDATA); without it, no archive side' })
+      .option('spool', { type: 'string', describe: 'the spool archive_command uses when it is not the default <pgdata>/pg_wal/walvault (relative: to --pgdata)' })
       .option('window', { type: 'boolean', default: false, describe: 'also show the restorable window of the newest backups (what verify --quick finds: reads the whole listing)' })
       .option('db', { type: 'string', describe: 'also read pg_stat_archiver over this libpq connection string or URL ("" = PGHOST, PGPORT... as for psql)' })
       .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON (stable keys)' })
