@@ -112,8 +112,12 @@ export function installOutcomeHooks(side: RecordSide, raw: Record<string, unknow
 export interface ArchiveSwitch {
   /** True when the switch file is missing: a request then exits 0 storing nothing (recorded as skipped), a pusher stops. */
   skipRequest(): boolean;
-  /** A pusher, before each store: throws while the switch file is missing (the push stops; requests decide). */
-  beforeStore(): void;
+  /**
+   * Before each store: throws while the switch file is missing, for a file pushed ahead (by the pusher,
+   * or by the request helping while it starts): the push stops, PostgreSQL's requests decide. The
+   * request's own file was decided by skipRequest at its start.
+   */
+  beforeStore(fileName: string): void;
 }
 
 /** Whether the switch file exists; a path that cannot be checked (permissions) is an error, not "off". */
@@ -168,7 +172,8 @@ export function archiveSwitch(raw: Record<string, unknown>, hooks: OutcomeHooks,
       if (!hooks.worker) recordOutcome(hooks.spoolDir, 'archive', 'skipped', { file: fileName, time: new Date().toISOString(), exitCode: 0, message: `switch file "${file}" does not exist` });
       return true;
     },
-    beforeStore() {
+    beforeStore(storing) {
+      if (!hooks.worker && storing === fileName) return;
       if (!switchOn(file)) {
         throw new WalvaultError('source', `switch file "${file}" does not exist: not pushing ahead`, { hint: 'PostgreSQL\'s own requests skip the files while the switch is off' });
       }

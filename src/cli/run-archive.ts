@@ -34,7 +34,7 @@ export async function archiveMain(context: CommandContext): Promise<number> {
     log: context.log,
     onArchived: outcome.onArchived,
     inspect: async (source) => {
-      onlyIfExists?.beforeStore();
+      onlyIfExists?.beforeStore(source.fileName);
       const { guardCluster } = await import('../policy/cluster-guard.js');
       await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
     },

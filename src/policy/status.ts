@@ -138,6 +138,18 @@ export interface StatusReport {
 const ageOf = (now: Date, time: Date | string): number => Math.max(0, Math.round((now.getTime() - new Date(time).getTime()) / 100) / 10);
 
 /**
+ * True when the process lives: it exists and is not a zombie (a pusher killed moments ago stays a
+ * zombie until its parent, often init, reaps it; where /proc cannot tell, existing is enough).
+ */
+async function liveProcess(pid: number): Promise<boolean> {
+  if (!processAlive(pid)) return false;
+  const stat = await nodeFs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (stat === null) return true;
+  // "PID (COMM) STATE ...": COMM may hold spaces and parentheses; the state follows the last ')'.
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+}
+
+/**
  * The background pusher's state from what the spool holds: its lock (pid file, "PID" or "PID starting"),
  * claim files in archive.work naming live processes, markers in archive/. The one place that reads them
  * for status: when the pusher writes a state file of its own, only this function changes.
@@ -146,11 +158,11 @@ export async function readPusherState(spoolDir: string): Promise<PusherState> {
   const text = await nodeFs.readFile(path.join(spoolDir, 'archive.pid'), 'utf8').catch(() => '');
   const [pidText, stateText] = text.trim().split(/\s+/);
   const pid = pidText !== undefined && /^[1-9][0-9]*$/.test(pidText) ? Number(pidText) : null;
-  const running = pid !== null && processAlive(pid);
+  const running = pid !== null && (await liveProcess(pid));
   const claims: string[] = [];
   for (const name of (await nodeFs.readdir(path.join(spoolDir, 'archive.work')).catch(() => [] as string[])).sort()) {
     const claimer = Number.parseInt(await nodeFs.readFile(path.join(spoolDir, 'archive.work', name), 'utf8').catch(() => ''), 10);
-    if (Number.isInteger(claimer) && processAlive(claimer)) claims.push(name);
+    if (Number.isInteger(claimer) && (await liveProcess(claimer))) claims.push(name);
   }
   const markers = (await nodeFs.readdir(path.join(spoolDir, 'archive')).catch(() => [] as string[])).length;
   return { running, pid: running ? pid : null, state: running ? (stateText === 'starting' ? 'starting' : 'running') : 'stopped', claims, markers };

@@ -1,6 +1,6 @@
 // walvault status, the outcome record, --on-failure and --only-if-exists, driven through the built
 // executables on a fake pg_wal (archive_status .ready files, as the server leaves them).
-import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import parsePrometheusTextFormat, { type MetricFamily } from 'parse-prometheus-text-format';
@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { segmentFileName } from '../../src/wal/names.js';
 import type { StatusReport } from '../../src/policy/status.js';
 import { run } from '../support/cli.js';
-import { killWorker, makeReady, markDone, runNoWait, waitForWorkerExit, waitForWorkerStart, workerPid } from '../support/spool.js';
+import { killWorker, makeReady, markDone, runNoWait, waitForWorkerExit, waitForWorkerStart } from '../support/spool.js';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes } from '../support/walfile.js';
 
@@ -132,7 +132,7 @@ describe('the outcome record and walvault status', () => {
   });
 
   it('shows a running pusher, its claims and markers, and a pusher killed with SIGKILL as not running', async () => {
-    const names = Array.from({ length: 40 }, (_, index) => seg(index + 1));
+    const names = Array.from({ length: 24 }, (_, index) => seg(index + 1));
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
     expect((await archive(names[0]!)).code).toBe(0);
     const pid = await waitForWorkerStart(spool, 'archive');
@@ -143,9 +143,10 @@ describe('the outcome record and walvault status', () => {
     expect(running.report.archive!.pusher).toMatchObject({ running: true, pid });
     expect(['starting', 'running']).toContain(running.report.archive!.pusher.state);
     process.kill(pid!, 'SIGKILL');
+    // Not running as soon as it is dead, even while it is a zombie nobody has reaped yet.
+    let killed = await status();
     const until = Date.now() + 30_000;
-    while ((await workerPid(spool, 'archive')) !== null && Date.now() < until) await sleep(20);
-    const killed = await status();
+    while (killed.report.archive!.pusher.running && Date.now() < until) killed = await status();
     expect(killed.report.archive!.pusher).toMatchObject({ running: false, pid: null, state: 'stopped', claims: [] });
     expect(killed.report.archive!.pusher.markers).toBe((await readdir(path.join(spool, 'archive'))).length);
     const text = await run('walvault', ['status', `--pgdata=${dataDir}`]);
@@ -309,5 +310,27 @@ describe('--only-if-exists', () => {
     ({ report } = await status());
     expect(report.archive!.switchOffSince).toBeNull();
     expect(report.archive!.archive.counters).toEqual({ successes: 4, failures: 1, skipped: 4, missing: 0 });
+  });
+
+  it('a pusher running when the switch file goes away stores nothing it had not begun', async () => {
+    const names = Array.from({ length: 24 }, (_, index) => seg(index + 1));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    const switchFile = path.join(temp.dir, 'archive-on');
+    await writeFile(switchFile, '');
+    const first = await archive(names[0]!, [`--only-if-exists=${switchFile}`]);
+    expect(first.code).toBe(0);
+    const pid = await waitForWorkerStart(spool, 'archive');
+    expect(pid).not.toBeNull();
+    process.kill(pid!, 'SIGSTOP');
+    const storedNow = async (): Promise<string[]> => (await readdir(path.join(repo, 'wal', names[0]!.slice(0, 16)))).filter((file) => /^[0-9A-F]{24}$/.test(file)).sort();
+    const before = await storedNow();
+    // Claimed files may be past the switch check already: they may still be stored, nothing else.
+    const claimed = (await readdir(path.join(spool, 'archive.work'))).filter((file) => /^[0-9A-F]{24}$/.test(file));
+    await rm(switchFile);
+    process.kill(pid!, 'SIGCONT');
+    await waitForWorkerExit(spool, 'archive');
+    const after = await storedNow();
+    expect(after.filter((name) => !before.includes(name) && !claimed.includes(name))).toEqual([]);
+    expect(after.length).toBeLessThan(names.length);
   });
 });
