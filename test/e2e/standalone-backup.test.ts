@@ -6,6 +6,7 @@ import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { StatusReport } from '../../src/policy/status.js';
 import { installedWalvault, type InstalledWalvault } from '../support/install.js';
 import { chownToPostgres, copyDataDir, PsqlSession, run, shQuote, usePg, type PgCluster } from '../support/pg.js';
 
@@ -86,6 +87,11 @@ describe('standalone hot backup with walvault-archive --only-if-exists', () => {
     const verify = await run(walvault.walvault, ['verify', `--repo=${repo}`, '--backup=standalone'], { allowFailure: true });
     expect(verify.stderr).toBe('');
     expect(verify.code).toBe(0);
+    const window = await run(walvault.walvault, ['status', `--repo=${repo}`, '--window', '--json'], { allowFailure: true });
+    expect(window.code).toBe(0);
+    const backups = (JSON.parse(window.stdout) as StatusReport).repository!.backups!;
+    expect(backups.map((backup) => [backup.label, backup.restorable])).toEqual([['standalone', true]]);
+    expect(backups[0]!.windows).toEqual([expect.objectContaining({ timeline: 1, lastSegment: inWindow.at(-1), latest: true })]);
 
     const copy = await pg.restoreCluster(
       { dataDir, label: 'standalone', startLsn: '', stopLsn: '', backupLabel: Buffer.from(labelHex, 'hex').toString('utf8'), tablespaceMap: '' },

@@ -157,7 +157,8 @@ describe('the outcome record and walvault status', () => {
     const name = seg(1);
     await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
     expect((await archive(name, ['--push-ahead=0'])).code).toBe(0);
-    const restore = (file: string, repoDir = repo) => runNoWait('walvault-restore', [`--repo=${repoDir}`, '--prefetch=0', '--on-error=missing', file, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir });
+    const restore = (file: string, repoDir = repo) =>
+      runNoWait('walvault-restore', [`--repo=${repoDir}`, '--prefetch=0', '--on-error=missing', `--on-failure=${recorder()}`, file, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir });
     expect((await restore(name)).code).toBe(0);
     expect((await restore(seg(2))).code).toBe(1);
     expect((await restore(name, path.join(temp.dir, 'nowhere'))).code).toBe(1);
@@ -166,6 +167,9 @@ describe('the outcome record and walvault status', () => {
     expect(report.archive!.restore.lastSuccess).toMatchObject({ file: name, exitCode: 0 });
     expect(report.archive!.restore.lastFailure).toMatchObject({ file: name, exitCode: 1, kind: 'usage' });
     expect(report.archive!.restore.lastFailure!.message).toContain('nowhere');
+    // "not found" is routine: only the real failure is told.
+    expect((await restore(name)).code).toBe(0);
+    expect(await eventLines(2)).toEqual([`failure|walvault-restore|usage|${name}|1|0||${path.join(temp.dir, 'nowhere')}`, `resolved|walvault-restore||${name}|0||usage|${repo}`]);
   });
 
   it('--prometheus output parses with the Prometheus text parser: walvault_up, units in the names, HELP and TYPE for each family', async () => {
@@ -266,8 +270,11 @@ describe('--on-failure', () => {
     }
     expect(alive).toBe(false);
     await rename(`${repo}.away`, repo);
-    const failingHook = ['--push-ahead=0', '--on-failure=echo oops >&2; exit 99', '--on-failure-interval=0'];
-    expect((await archive(name, failingHook)).code).toBe(0);
+    // From the environment (WALVAULT_ON_FAILURE) as from the flag; the command fails: the exit codes stay.
+    const env = { WALVAULT_ON_FAILURE: 'echo oops >&2; exit 99', WALVAULT_ON_FAILURE_INTERVAL: '0', WALVAULT_PUSH_AHEAD: '0' };
+    const viaEnv = (repoDir: string) => runNoWait('walvault-archive', [`--repo=${repoDir}`, `pg_wal/${name}`, name], { cwd: dataDir, env });
+    expect((await viaEnv(path.join(temp.dir, 'nowhere'))).code).toBe(2);
+    expect((await viaEnv(repo)).code).toBe(0);
   });
 });
 
