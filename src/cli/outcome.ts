@@ -75,6 +75,7 @@ export function installOutcomeHooks(side: RecordSide, raw: Record<string, unknow
   const notify = notifySettings(raw, spoolDir);
   const fileName = String(raw.name ?? '');
   const worker = raw['internal-worker'] !== undefined;
+  const place = { createSpool: side === 'archive' || notify !== undefined };
   const event = (exitCode: number, message: string, kind?: string, file = fileName): OutcomeEvent => ({
     file,
     time: new Date().toISOString(),
@@ -83,7 +84,7 @@ export function installOutcomeHooks(side: RecordSide, raw: Record<string, unknow
     ...(kind === undefined ? {} : { kind }),
   });
   const succeeded = (success: OutcomeEvent): void => {
-    recordOutcome(spoolDir, side, 'success', success);
+    recordOutcome(spoolDir, side, 'success', success, place);
     if (notify !== undefined) notifyResolved(notify, side, success);
   };
   if (!worker) {
@@ -93,11 +94,11 @@ export function installOutcomeHooks(side: RecordSide, raw: Record<string, unknow
         return;
       }
       if (side === 'restore' && error instanceof WalvaultError && error.routine) {
-        recordOutcome(spoolDir, side, 'missing', event(code, error.oneLine(), 'not-found'));
+        recordOutcome(spoolDir, side, 'missing', event(code, error.oneLine(), 'not-found'), place);
         return;
       }
       const failure = event(code, oneLine(error), rootKind(error));
-      recordOutcome(spoolDir, side, 'failure', failure);
+      recordOutcome(spoolDir, side, 'failure', failure, place);
       if (notify !== undefined) notifyFailure(notify, side, failure);
     };
   }

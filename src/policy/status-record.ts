@@ -32,13 +32,24 @@ const counterFile = (dir: string, side: RecordSide, outcome: OutcomeKind): strin
 /** The last event of a kind, one JSON line, replaced by rename. */
 const lastFile = (dir: string, side: RecordSide, outcome: 'success' | 'failure'): string => path.join(dir, `${side}.last-${outcome}`);
 
+/** Where a record may go when the spool folder does not exist yet. */
+export interface RecordPlace {
+  /**
+   * Create the spool folder for it (archive; restore with --on-failure, whose interval needs the
+   * state). Otherwise the record goes only into a spool that exists (restore: the prefetcher's,
+   * during a recovery): a restore outside a recovery, or with --prefetch=0, leaves no trace in pg_wal.
+   */
+  createSpool: boolean;
+}
+
 /**
- * Creates the status folder (and the spool above it, one level each: never recursive, see
- * spool.ts ensureDirectory) with its `created` stamp; an existing folder is left as it is.
+ * Creates the status folder (and, with createSpool, the spool above it; one level each: never
+ * recursive, see spool.ts ensureDirectory) with its `created` stamp; an existing folder is left as it is.
+ * Throws ENOENT when the spool is missing and may not be created.
  */
-export function ensureStatusDir(spoolDir: string): void {
+export function ensureStatusDir(spoolDir: string, place: RecordPlace = { createSpool: true }): void {
   const dir = statusDir(spoolDir);
-  for (const directory of [path.dirname(dir), dir]) {
+  for (const directory of place.createSpool ? [spoolDir, dir] : [dir]) {
     try {
       mkdirSync(directory, { mode: 0o700 });
     } catch (error) {
@@ -52,26 +63,23 @@ export function ensureStatusDir(spoolDir: string): void {
   }
 }
 
-/** Runs a write into the status folder, creating the folder once when it is missing. */
-function inStatusDir(dir: string, write: () => void): void {
-  try {
-    write();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    ensureStatusDir(path.dirname(dir));
-    write();
-  }
-}
-
 /**
  * Records one outcome: appends a byte to its counter and, for a success or failure, replaces the
  * "last" record (write to a temporary name, rename: a reader sees the old or the new line, never half).
- * Best effort: a record that cannot be written never changes what the call answers PostgreSQL.
+ * The folder is created at the first record (see RecordPlace). Best effort: a record that cannot be
+ * written never changes what the call answers PostgreSQL.
  */
-export function recordOutcome(spoolDir: string, side: RecordSide, outcome: OutcomeKind, event: OutcomeEvent): void {
+export function recordOutcome(spoolDir: string, side: RecordSide, outcome: OutcomeKind, event: OutcomeEvent, place: RecordPlace = { createSpool: true }): void {
   const dir = statusDir(spoolDir);
+  const count = (): void => appendFileSync(counterFile(dir, side, outcome), '.', { mode: 0o600 });
   try {
-    inStatusDir(dir, () => appendFileSync(counterFile(dir, side, outcome), '.', { mode: 0o600 }));
+    try {
+      count();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      ensureStatusDir(spoolDir, place);
+      count();
+    }
     if (outcome !== 'success' && outcome !== 'failure') return;
     const target = lastFile(dir, side, outcome);
     const temp = `${target}.${process.pid}`;
