@@ -13,6 +13,8 @@ export interface CommandContext {
    * "not found" during archive recovery. Never above 125 otherwise.
    */
   crashExitCode: number;
+  /** Called once with the exit code (and the error, if any) just before the process exits; must not throw or wait (src/cli/outcome.ts). */
+  onExit?: (code: number, error: unknown) => void;
 }
 
 /** Logs an error the way operators read it: one line, HINT included; routine outcomes at info level. */
@@ -51,14 +53,16 @@ export function runCommand(program: string, body: (context: CommandContext) => P
   const context: CommandContext = { log: createLogger(program, 'normal'), crashExitCode: EXIT_CODES.internal };
   const crash = (error: unknown): void => {
     report(context.log, error);
+    context.onExit?.(context.crashExitCode, error);
     exitWith(context.crashExitCode);
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);
   body(context).then(
-    (code) => exitWith(code ?? 0),
+    (code) => (context.onExit?.(code ?? 0, undefined), exitWith(code ?? 0)),
     (error: unknown) => {
       report(context.log, error);
+      context.onExit?.(error instanceof WalvaultError ? exitCodeOf(error) : context.crashExitCode, error);
       exitWith(error instanceof WalvaultError ? exitCodeOf(error) : context.crashExitCode);
     },
   );

@@ -53,6 +53,11 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'parallel', type: 'number', programs: ['archive', 'restore'], description: 'how many files the background worker pushes (default 5, S3: 2) or prefetches (default 4) at once' },
   { name: 'prefetch', type: 'number', default: 8, programs: ['restore'], description: 'restore: how many segments after the requested one a background worker fetches ahead (0: off)' },
   { name: 'prefetch-max-bytes', type: 'number', default: 268435456, programs: ['restore'], description: 'restore: upper bound of the prefetch spool in bytes, downloads in flight included' },
+  // failure notifications and the standalone-backup switch (src/cli/outcome.ts)
+  { name: 'on-failure', type: 'string', programs: ['archive', 'restore'], description: 'shell command run after a failed archive or restore (at most once per --on-failure-interval per kind of failure) and once when it works again; the event is in WALVAULT_EVENT_* variables; runs detached, never changes the exit code' },
+  { name: 'on-failure-interval', type: 'number', default: 600, programs: ['archive', 'restore'], description: 'seconds before the same kind of failure is told again to --on-failure' },
+  { name: 'on-failure-timeout', type: 'number', default: 30, programs: ['archive', 'restore'], description: 'seconds the --on-failure command may run before it is killed' },
+  { name: 'only-if-exists', type: 'string', programs: ['archive'], description: 'archive: while this file does not exist, store nothing and exit 0 (PostgreSQL recycles the WAL): the switch of a standalone hot backup' },
 ];
 
 /** Options every command receives, parsed and checked. */

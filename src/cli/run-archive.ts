@@ -2,6 +2,7 @@
 // PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import type { CommandContext } from './main.js';
+import { archiveSwitch, installOutcomeHooks } from './outcome.js';
 import { parseOrPrintHelp } from './parse.js';
 import { decodeOptions, encodeOptions, openRepository } from './settings.js';
 
@@ -19,6 +20,9 @@ export async function archiveMain(context: CommandContext): Promise<number> {
     extraFlags: [WORKER_FLAG],
   });
   if (raw === null) return 0;
+  const outcome = installOutcomeHooks('archive', raw, context);
+  const onlyIfExists = archiveSwitch(raw, outcome, context.log);
+  if (onlyIfExists?.skipRequest() === true) return 0;
   const { options, deadline, backend } = await openRepository(context, raw, 'walvault-archive', `archiving "${String(raw.name)}"`);
   await archiveCommand(args, options, {
     backend,
@@ -28,7 +32,9 @@ export async function archiveMain(context: CommandContext): Promise<number> {
     decode: await decodeOptions(options),
     deadline,
     log: context.log,
+    onArchived: outcome.onArchived,
     inspect: async (source) => {
+      onlyIfExists?.beforeStore(source.fileName);
       const { guardCluster } = await import('../policy/cluster-guard.js');
       await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
     },

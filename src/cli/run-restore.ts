@@ -4,6 +4,7 @@ import { EXIT_CODES } from '../core/errors.js';
 import { asRestoreFailure, resolveOnError, type OnErrorMode } from '../policy/restore.js';
 import { restoreCommand, WORKER_FLAG } from './fast.js';
 import type { CommandContext } from './main.js';
+import { installOutcomeHooks } from './outcome.js';
 import { parseOrPrintHelp } from './parse.js';
 import { decodeOptions, openRepository } from './settings.js';
 
@@ -30,6 +31,7 @@ export async function restoreMain(context: CommandContext): Promise<number> {
       extraFlags: [WORKER_FLAG],
     });
     if (raw === null) return 0;
+    installOutcomeHooks('restore', raw, context);
     setPolicy(resolveOnError(String(raw['on-error']) as OnErrorMode, process.cwd()));
     const { options, deadline, backend } = await openRepository(context, raw, 'walvault-restore', `restoring "${String(raw.name)}"`);
     await restoreCommand(args, options, {

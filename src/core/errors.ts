@@ -15,6 +15,7 @@ export type ErrorKind =
   | 'key'
   | 'verify-failed'
   | 'check-failed'
+  | 'status-alert'
   | 'internal'
   | 'abort-recovery';
 
@@ -36,6 +37,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
   key: 11,
   'verify-failed': 12,
   'check-failed': 13,
+  'status-alert': 14,
   internal: 70,
   'abort-recovery': 128,
 };
@@ -55,6 +57,7 @@ export const EXIT_CODE_MEANINGS: Readonly<Record<ErrorKind, string>> = {
   key: 'encryption key missing, unreadable or wrong',
   'verify-failed': 'verify: the archive has problems (see the report)',
   'check-failed': 'check: a step of the live setup check failed',
+  'status-alert': 'status: a part could not be read, or a threshold given to it (--max-lag...) is crossed',
   internal: 'unexpected internal error (a bug: please report it with the log line)',
   'abort-recovery': 'restore: a failure other than "not found" with --on-error=abort; PostgreSQL stops recovery',
 };

@@ -35,6 +35,8 @@ export interface ArchiveRequest {
   inspect?: (source: { fileName: string; head: Buffer; size: number }) => Promise<void>;
   /** A background push (see OpContext.blockingCopy): the backend may copy with blocking calls. */
   blockingCopy?: boolean;
+  /** Told once the file is durable in the repository (walvault status records it; src/cli/outcome.ts). */
+  onArchived?: (note: { fileName: string; outcome: 'archived' | 'already-archived'; bytes: number }) => void;
 }
 
 /** What happened: newly stored, or found already stored with identical content. */
@@ -451,6 +453,7 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
     const durationMs = monotonicMs() - started;
     if (created) {
       log.info(`archived "${fileName}" to "${location}" (${facts.size} bytes, ${formatDuration(durationMs)})`);
+      request.onArchived?.({ fileName, outcome: 'archived', bytes: facts.size });
       return { outcome: 'archived', key, location, bytes: facts.size, durationMs };
     }
     const comparison = await withRetries(() => compareWithStored(request, key, facts), retry);
@@ -463,6 +466,7 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
     await withRetries(() => backend.persist(key, comparison.meta, { signal: deadline.signal }), retry);
     const total = monotonicMs() - started;
     log.warn(`"${fileName}" was already archived at "${location}" with identical content; made sure it is durable, reporting success (${formatDuration(total)})`);
+    request.onArchived?.({ fileName, outcome: 'already-archived', bytes: facts.size });
     return { outcome: 'already-archived', key, location, bytes: facts.size, durationMs: total };
   }
   throw new WalvaultError('backend', `"${fileName}" at "${location}" keeps appearing and disappearing while archiving`, {

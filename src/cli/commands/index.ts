@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import type { CommandContext } from '../main.js';
 import { checkCommand } from './check.js';
 import { cleanupCommand } from './cleanup.js';
+import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 
 /** A subcommand of `walvault`: its own options and a run function returning the exit code. */
@@ -18,4 +19,4 @@ export interface WalvaultCommand {
 }
 
 /** Every subcommand, in the order --help lists them. */
-export const COMMANDS: WalvaultCommand[] = [verifyCommand, checkCommand, cleanupCommand];
+export const COMMANDS: WalvaultCommand[] = [verifyCommand, checkCommand, cleanupCommand, statusCommand];
