@@ -4,6 +4,7 @@
 #    walvault's tests and demo initdb their own throwaway clusters; the package's auto-created
 #    "main" cluster is never used, so we ask postgresql-common not to create it.
 #  - age, lz4, zstd (Debian packages) for the codec interoperability tests, when missing and root.
+#  - Ceph's mon, OSD and RADOS Gateway for the RGW test tier (scripts/setup-ceph.sh), when missing and root.
 #  - the project's npm dependencies (npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +84,13 @@ if [ -n "$missing_tools" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/n
     say "note: could not install$missing_tools; the tests that decode with them will be skipped"
   fi
 fi
+
+# --- Ceph RGW for the S3 test tier: self-contained in scripts/setup-ceph.sh (installs ceph-mon, ceph-osd,
+# radosgw, ceph-common when missing and root). The demo does not need it; the RGW tests fail without it.
+if ! bash scripts/setup-ceph.sh; then
+  say "note: Ceph is missing; the RGW test tier (test/**/rgw*.test.ts) fails until scripts/setup-ceph.sh succeeds"
+fi
+# --- end of the Ceph block ---
 
 say "installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund
