@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   PutObjectCommand,
   UploadPartCommand,
@@ -89,6 +90,9 @@ async function race(prefix: string, segment: string, size: number, extra: string
   const restore = await cli('walvault-restore', [...flags(prefix), '--prefetch=0', segment, restored]);
   expect(restore.code, restore.stderr).toBe(0);
   expect((await fs.readFile(restored)).equals(winner.data)).toBe(true);
+  // RGW's memstore holds what the tests store: free it (the gc runs every few seconds).
+  await rgw.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey(prefix, segment) }));
+  await Promise.all([fs.rm(a.path), fs.rm(b.path), fs.rm(restored)]);
 }
 
 describe('racing archivers on RGW: exactly one winner, whatever the size', () => {
@@ -100,9 +104,9 @@ describe('racing archivers on RGW: exactly one winner, whatever the size', () =>
     expect(record).toMatchObject({ version: 2, ifNoneMatch: 'enforced' });
   });
 
-  it('32 MiB, plain (formerly a multipart upload, which RGW 16.2 lets overwrite): three rounds, one winner each', async () => {
+  it('32 MiB, plain (formerly a multipart upload, which RGW 16.2 lets overwrite): two rounds, one winner each', async () => {
     const prefix = freshPrefix();
-    for (const round of [2, 3, 4]) await race(prefix, segmentName(round), 32 * MiB);
+    for (const round of [2, 3]) await race(prefix, segmentName(round), 32 * MiB);
   });
 
   it('32 MiB, zstd-compressed random bytes (a streamed body spooled to a temp file): one winner', async () => {
@@ -139,6 +143,7 @@ describe('memory on RGW', () => {
     const restore = await cli('walvault-restore', [...flags(prefix), '--prefetch=0', segmentName(6), restored]);
     expect(restore.code, restore.stderr).toBe(0);
     expect((await fs.readFile(restored)).equals(large.data)).toBe(true);
+    for (const segment of [segmentName(11), segmentName(6)]) await rgw.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: objectKey(prefix, segment) }));
   });
 });
 

@@ -160,10 +160,10 @@ async function waitFor(what: string, ready: () => Promise<boolean>, options: { p
 }
 
 /**
- * Creates and starts a cluster in `dir` (which must exist and be empty but for what ceph-global.ts
- * put there), guarded by a watchdog tied to `ownerPid` (the vitest main process).
+ * Creates and starts a cluster in `dir` (created if missing), guarded by a watchdog: when `ownerPid`
+ * (the vitest main process) is gone, it kills the daemons and removes `removeDir` (default `dir`).
  */
-export async function startRgwCluster(dir: string, ownerPid: number): Promise<RgwClusterState> {
+export async function startRgwCluster(dir: string, guard: { ownerPid: number; removeDir?: string }): Promise<RgwClusterState> {
   requireBinaries();
   for (const sub of ['mon', 'osd', 'run', 'log', 'rgw', 'crash']) await fs.mkdir(path.join(dir, sub), { recursive: true });
   const fsid = randomUUID();
@@ -175,7 +175,7 @@ export async function startRgwCluster(dir: string, ownerPid: number): Promise<Rg
   // The watchdog outlives a crashed or killed vitest: it kills the daemons and removes the directory.
   const watchdog = spawn(
     'sh',
-    ['-c', `while kill -0 ${ownerPid} 2>/dev/null; do sleep 2; done; kill -9 $(cat '${pidsFile}') 2>/dev/null; sleep 1; rm -rf '${dir}'`],
+    ['-c', `while kill -0 ${guard.ownerPid} 2>/dev/null; do sleep 2; done; kill -9 $(cat '${pidsFile}') 2>/dev/null; sleep 1; rm -rf '${guard.removeDir ?? dir}'`],
     { stdio: 'ignore', detached: true },
   );
   watchdog.unref();
@@ -238,7 +238,7 @@ async function sharedCluster(): Promise<RgwClusterState> {
   }
   if (owner) {
     try {
-      const state = await startRgwCluster(cluster, ownerPid);
+      const state = await startRgwCluster(cluster, { ownerPid, removeDir: base });
       await fs.writeFile(`${stateFile}.tmp`, JSON.stringify(state));
       await fs.rename(`${stateFile}.tmp`, stateFile);
       return state;
