@@ -138,7 +138,8 @@ describe('memory on RGW', () => {
     const large = await archivePeak(prefix, segmentName(6), 64 * MiB);
     process.stdout.write(`zstd on RGW, archive peak RSS: 16 MiB segment ${Math.round(small.peakKiB / 1024)} MiB, 64 MiB segment (spooled) ${Math.round(large.peakKiB / 1024)} MiB\n`);
     expect(small.peakKiB).toBeGreaterThan(0);
-    expect(large.peakKiB).toBeLessThan(small.peakKiB + 32 * 1024);
+    // Measured here: +12 to +27 MiB (GC timing); main, which held up to three 16 MiB parts, was +62 MiB.
+    expect(large.peakKiB).toBeLessThan(small.peakKiB + 40 * 1024);
     const restored = path.join(work.dir, `${prefix}-restored`);
     const restore = await cli('walvault-restore', [...flags(prefix), '--prefetch=0', segmentName(6), restored]);
     expect(restore.code, restore.stderr).toBe(0);
