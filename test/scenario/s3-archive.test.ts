@@ -491,6 +491,24 @@ describe('bodies above the memory threshold: one conditional PutObject each', ()
     expect(requestsFor(`${prefix}/wal/again`).map((request) => request.method)).toEqual(['HEAD']);
   });
 
+  it('a temp directory that cannot take the spool: exit 5 naming it, with the fix, and nothing stored', async () => {
+    const prefix = freshPrefix();
+    const backend = s3Backend(server, prefix, { memoryBodyBytes, conditionalWrites: 'on' });
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = `${work.dir}/no-such-dir`;
+    try {
+      const failure = await backend.putIfAbsent('wal/unspooled', Readable.from([crypto.randomBytes(2 * memoryBodyBytes)]), meta(2 * memoryBodyBytes), ctx()).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(WalvaultError);
+      expect((failure as WalvaultError).kind).toBe('backend');
+      expect((failure as WalvaultError).message).toMatch(new RegExp(`^could not spool "s3://[^"]+/wal/unspooled" to the temp directory "${work.dir}/no-such-dir": ENOENT`));
+      expect((failure as WalvaultError).hint).toContain('point TMPDIR elsewhere');
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+    expect(await getRaw(server, `${prefix}/wal/unspooled`)).toBeNull();
+  });
+
   it('re-archiving an identical large segment is recognised by one HEAD and nothing is uploaded again', async () => {
     const prefix = freshPrefix();
     const file = await randomFile(work.dir, 'large-again', 3 * memoryBodyBytes + 7);
