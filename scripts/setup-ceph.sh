@@ -33,8 +33,8 @@ if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   say "the Ceph RGW test tier needs:$missing_packages; run this script as root on Debian/Ubuntu, or install them yourself" >&2
   exit 1
 fi
-# Debian's packages start nothing by themselves in a container; on a systemd host, keep them from
-# starting daemons of a default cluster: the tests start their own, on loopback, in a temp dir.
+# The packages start no daemon without a cluster configured in /etc/ceph (none is written here): the
+# tests start their own cluster on loopback, in a temp dir, and stop it.
 export DEBIAN_FRONTEND=noninteractive
 say "installing$missing_packages with apt-get (about 45 s)"
 if ! apt-get install -y --no-install-recommends $missing_packages; then
