@@ -9,6 +9,7 @@
 #  - the project's npm dependencies (npm ci).
 # test only:
 #  - age, lz4, zstd (Debian packages) for the codec interoperability tests, when missing and root.
+#  - Ceph's mon, OSD and RADOS Gateway for the RGW test tier (scripts/setup-ceph.sh), when missing and root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -108,4 +109,13 @@ if [ -n "$missing_tools" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/n
   fi
 fi
 
+# --- Ceph RGW for the S3 test tier: self-contained in scripts/setup-ceph.sh (installs ceph-mon, ceph-osd,
+# radosgw, ceph-common when missing and root). The demo does not need it; the RGW tests cannot run without it.
+if ! bash scripts/setup-ceph.sh; then
+  say "Ceph RGW could not be installed; the RGW test tier (test/**/rgw*.test.ts) needs it: run scripts/setup-ceph.sh as root" >&2
+  exit 1
+fi
+# --- end of the Ceph block ---
+
 say "done: run \"npm test\""
+

@@ -1,21 +1,22 @@
-// The S3 backend: atomic create with If-None-Match on Amazon S3 and S3-compatible stores, loaded only for s3:// repositories.
+// The S3 backend: atomic create with one conditional PutObject (If-None-Match: *) per object on Amazon S3 and
+// S3-compatible stores, loaded only for s3:// repositories.
 import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
+import { createReadStream } from 'node:fs';
+import * as nodeFs from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { inspect } from 'node:util';
+import { crc32 } from 'node:zlib';
 import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
-  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
-  UploadPartCommand,
-  type CompletedPart,
   type PutObjectCommandInput,
   type StorageClass,
 } from '@aws-sdk/client-s3';
@@ -52,16 +53,21 @@ export interface S3BackendOptions {
   sseKmsKeyId?: string;
   /**
    * on: trust If-None-Match: * (the store enforces it); off: look up (HEAD) then write, with a race
-   * window between two writers; auto (default): probe once whether the store enforces the header,
-   * record the answer in the repository, and fall back to off when it does not.
+   * window between two writers; auto (default): probe once whether the store enforces the header on
+   * PutObject (the only request walvault creates objects with), record the answer in the repository,
+   * and fall back to off, with a warning on every run, when it does not.
    */
   conditionalWrites?: ConditionalWritesMode;
   /** Time without progress after which one HTTP request is abandoned (and retried), in ms; default 30000. */
   requestTimeoutMs?: number;
   /** Attempts per request, the first included, for transient failures (5xx, throttling, resets, timeouts); default 3. */
   maxAttempts?: number;
-  /** Multipart part size in bytes (default 16 MiB; AWS requires at least 5 MiB); larger files are sent in parts. */
-  partSize?: number;
+  /**
+   * A streamed (compressed or encrypted) body up to this many bytes is sent from memory; a larger one is
+   * first spooled to an unlinked file in the OS temp directory (TMPDIR), so that it too goes in one
+   * conditional PutObject with its length and CRC32 known; default 16 MiB.
+   */
+  memoryBodyBytes?: number;
   /** Where fallbacks (conditional writes not enforced) are reported; default: silent. */
   logger?: S3Logger;
 }
@@ -71,9 +77,16 @@ export const PROBE_RECORD_KEY = 'walvault-s3-probe.json';
 /** Scratch objects of the probe live under this folder and are deleted right after. */
 const PROBE_SCRATCH_PREFIX = 'walvault-s3-probe/';
 
-const DEFAULT_PART_SIZE = 16 * 1024 * 1024;
-/** Parts uploaded at once: memory use is at most (this + 1) parts. */
-const PART_CONCURRENCY = 2;
+const DEFAULT_MEMORY_BODY_BYTES = 16 * 1024 * 1024;
+/**
+ * Largest object walvault creates: S3's limit for one PutObject (a WAL segment is at most 1 GiB).
+ * Every object goes in ONE conditional PutObject, never a multipart upload: If-None-Match on
+ * PutObject is what the probe tests, and some stores (Ceph RGW 16.2) honour it there but let a
+ * CompleteMultipartUpload overwrite.
+ */
+export const MAX_SINGLE_PUT_BYTES = 5 * 1024 * 1024 * 1024;
+/** Version of the probe record; records of older versions (whose probe also trusted multipart completes) are probed again. */
+const PROBE_RECORD_VERSION = 2;
 const META_HASH = 'walvault-content-hash';
 const META_SIZE = 'walvault-content-size';
 const META_CODEC = 'walvault-codec';
@@ -121,6 +134,29 @@ interface SdkErrorShape {
 /** HTTP status of an SDK error, if it got a response. */
 function statusOf(error: unknown): number | undefined {
   return (error as SdkErrorShape | undefined)?.$metadata?.httpStatusCode;
+}
+
+/** What the SDK logs (strings, errors, request/response objects), on one line. */
+export function formatSdkNote(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value instanceof Error) return describeSdkError(value);
+  return inspect(value, { depth: 4, breakLength: Infinity, compact: true, maxStringLength: 500 });
+}
+
+/** An SDK error in one line: its code, HTTP status and message (which some stores leave empty). */
+export function describeSdkError(error: unknown): string {
+  const status = statusOf(error);
+  const message = messageOf(error);
+  return `${codeOf(error)}${status === undefined ? '' : ` (HTTP ${status})`}${message === '' ? '' : `: ${message}`}`;
+}
+
+/**
+ * The message of an SDK error; '' when the store sent none. Ceph RGW answers 412 with an empty body,
+ * which the SDK turns into the message "UnknownError".
+ */
+function messageOf(error: unknown): string {
+  const message = (error as SdkErrorShape | undefined)?.message ?? (error === undefined ? '' : String(error));
+  return message === 'UnknownError' ? '' : message;
 }
 
 /** The S3 error code (or JavaScript error name) of an SDK error. */
@@ -188,7 +224,7 @@ export function mapS3Error(error: unknown, context: S3ErrorContext): WalvaultErr
   const code = codeOf(error);
   const status = statusOf(error);
   const errno = errnoOf(error);
-  const detail = (error as SdkErrorShape | undefined)?.message ?? String(error);
+  const detail = messageOf(error) || 'the store sent no message';
   const where = `"${context.target}"`;
   const bucket = `"${context.bucket}"`;
   const store = context.endpoint === undefined ? 'AWS S3' : `"${context.endpoint}"`;
@@ -209,7 +245,7 @@ export function mapS3Error(error: unknown, context: S3ErrorContext): WalvaultErr
       });
     }
     return new WalvaultError('backend', `could not ${context.operation} ${where}: access denied to bucket ${bucket} (${code})`, {
-      hint: `grant the credentials walvault runs with s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject and s3:AbortMultipartUpload on bucket ${bucket} (see the README's IAM policy); with --s3-sse=aws:kms also kms:GenerateDataKey and kms:Decrypt`,
+      hint: `grant the credentials walvault runs with s3:PutObject, s3:GetObject, s3:ListBucket and s3:DeleteObject on bucket ${bucket} (see the README's IAM policy); with --s3-sse=aws:kms also kms:GenerateDataKey and kms:Decrypt`,
       cause: error,
     });
   }
@@ -288,10 +324,6 @@ function metaToHeaders(meta: ObjectMeta): Record<string, string> {
   };
 }
 
-/**
- * Cuts a stream into buffers of exactly `size` bytes (the last one shorter), holding at most one
- * part plus one chunk in memory.
- */
 /** Chunk size when a buffer or pulled body is turned into a stream. */
 const BODY_CHUNK = 256 * 1024;
 
@@ -319,40 +351,72 @@ function bodyStream(body: PutBody): Readable {
   );
 }
 
-async function* partsOf(body: Readable, size: number): AsyncGenerator<Buffer> {
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  for await (const chunk of body as AsyncIterable<Buffer | string>) {
-    let data = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-    while (data.length > 0) {
-      const take = Math.min(size - pendingBytes, data.length);
-      pending.push(data.subarray(0, take));
-      pendingBytes += take;
-      data = data.subarray(take);
-      if (pendingBytes === size) {
-        yield pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, size);
-        pending = [];
-        pendingBytes = 0;
-      }
-    }
+/**
+ * A streamed body spooled to an unlinked file in the OS temp directory: its length and CRC32 are
+ * known before it is sent, it can be read again for each attempt, and nothing is left behind by a crash.
+ */
+class SpooledBody {
+  length = 0;
+  private crc = 0;
+
+  private constructor(private readonly handle: nodeFs.FileHandle) {}
+
+  /** Opens a fresh spool file and unlinks it at once (the open handle keeps the bytes). */
+  static async create(): Promise<SpooledBody> {
+    const path = join(tmpdir(), `walvault-s3-spool-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const handle = await nodeFs.open(path, 'wx+', 0o600);
+    await nodeFs.unlink(path).catch(() => undefined);
+    return new SpooledBody(handle);
   }
-  if (pendingBytes > 0 || pending.length > 0) yield Buffer.concat(pending, pendingBytes);
+
+  async write(chunk: Buffer): Promise<void> {
+    let written = 0;
+    while (written < chunk.length) {
+      const { bytesWritten } = await this.handle.write(chunk, written, chunk.length - written, this.length + written);
+      written += bytesWritten;
+    }
+    this.crc = crc32(chunk, this.crc);
+    this.length += chunk.length;
+  }
+
+  /** The whole spool as one range, streamed from the file for each attempt. */
+  part(): FilePart {
+    return {
+      offset: 0,
+      length: this.length,
+      crc32: crc32Header(this.crc),
+      open: () => (this.length === 0 ? Readable.from([]) : this.handle.createReadStream({ start: 0, end: this.length - 1, autoClose: false, highWaterMark: BODY_CHUNK })),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => undefined);
+  }
 }
 
-/** What one PutObject or UploadPart sends: bytes in memory, or a range streamed from a scanned file. */
+/** Chunks held in memory as one range with its CRC32 (sent again from the same chunks on a retry). */
+function chunksPart(chunks: Buffer[], length: number): FilePart {
+  let crc = 0;
+  for (const chunk of chunks) crc = crc32(chunk, crc);
+  return { offset: 0, length, crc32: crc32Header(crc), open: () => Readable.from(chunks, { objectMode: false }) };
+}
+
+/** A CRC32 as the x-amz-checksum-crc32 header carries it: base64 of the big-endian 4 bytes. */
+function crc32Header(value: number): string {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value >>> 0);
+  return bytes.toString('base64');
+}
+
+/** What one PutObject sends: bytes in memory, or a range streamed from a scanned or spooled file. */
 type PartBody = Buffer | FilePart;
 
-/** The body fields of a PutObject or UploadPart. */
+/** The body fields of a PutObject. */
 interface BodyFields {
   Body: Buffer | Readable;
   ContentLength: number;
   ChecksumAlgorithm?: 'CRC32';
   ChecksumCRC32?: string;
-}
-
-/** Parts from the third on, as the multipart loop reads them. */
-async function* remainingParts(parts: FilePart[]): AsyncGenerator<FilePart> {
-  yield* parts.slice(2);
 }
 
 /** Splits the part of an s3:// URL after the scheme into bucket and prefix. */
@@ -415,13 +479,13 @@ export function s3OptionsFromSettings(target: string, extra: Record<string, unkn
 /** An object store speaking the S3 API; see S3BackendOptions. */
 export class S3Backend implements Backend {
   readonly kind = 's3';
-  /** Metadata goes in the request headers; a body of up to one part is sent in one request. */
+  /** Metadata goes in the request headers; every body (up to S3's 5 GiB) is sent in one request. */
   readonly metaTiming: Backend['metaTiming'];
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;
   private readonly options: S3BackendOptions;
-  private readonly partSize: number;
+  private readonly memoryBodyBytes: number;
   private readonly endpoint: string | undefined;
   private detected: Promise<ProbeOutcome> | undefined;
   /** Keys this process has seen carrying walvault metadata: persist() has nothing to add for them (saves a HEAD). */
@@ -432,14 +496,14 @@ export class S3Backend implements Backend {
     this.options = options;
     this.bucket = options.bucket;
     this.prefix = (options.prefix ?? '').replace(/^\/+|\/+$/g, '');
-    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
-    this.metaTiming = { when: 'before-body', singleRequestBytes: this.partSize };
+    this.memoryBodyBytes = options.memoryBodyBytes ?? DEFAULT_MEMORY_BODY_BYTES;
+    this.metaTiming = { when: 'before-body', singleRequestBytes: MAX_SINGLE_PUT_BYTES };
     // The SDK warns on stderr (PostgreSQL's log) about Node versions on every start; walvault documents its own support.
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.endpoint = options.endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
     const region = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? (this.endpoint !== undefined && process.env.AWS_PROFILE === undefined ? 'us-east-1' : undefined);
     const timeout = options.requestTimeoutMs ?? 30_000;
-    const sdkNote = (...content: unknown[]): void => options.logger?.debug(`s3 sdk: ${content.map(String).join(' ')}`);
+    const sdkNote = (...content: unknown[]): void => options.logger?.debug(`s3 sdk: ${content.map(formatSdkNote).join(' ')}`);
     this.client = new S3Client({
       ...(region === undefined ? {} : { region }),
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -502,17 +566,25 @@ export class S3Backend implements Backend {
     const recorded = await this.readText(PROBE_RECORD_KEY, ctx);
     if (recorded !== null) {
       try {
-        const parsed = JSON.parse(recorded) as { ifNoneMatch?: unknown };
-        if (parsed.ifNoneMatch === 'enforced' || parsed.ifNoneMatch === 'ignored' || parsed.ifNoneMatch === 'rejected') {
-          if (parsed.ifNoneMatch !== 'enforced') this.warnFallback(parsed.ifNoneMatch, true);
-          return parsed.ifNoneMatch;
+        const parsed = JSON.parse(recorded) as { version?: unknown; ifNoneMatch?: unknown };
+        const outcome = parsed.ifNoneMatch;
+        // Older records are probed again: their probe could record "rejected" on an unrelated 400.
+        if (parsed.version === PROBE_RECORD_VERSION && (outcome === 'enforced' || outcome === 'ignored' || outcome === 'rejected')) {
+          if (outcome !== 'enforced') this.warnFallback(outcome, true);
+          return outcome;
         }
       } catch {
         // an unreadable record is replaced by a fresh probe
       }
     }
     const outcome = await this.probe(ctx);
-    const record = { version: 1, ifNoneMatch: outcome, endpoint: this.endpoint ?? 'aws', probedAt: new Date().toISOString(), probedBy: `${hostname()}:${process.pid}` };
+    const record = {
+      version: PROBE_RECORD_VERSION,
+      ifNoneMatch: outcome,
+      endpoint: this.endpoint ?? 'aws',
+      probedAt: new Date().toISOString(),
+      probedBy: `${hostname()}:${process.pid}`,
+    };
     await this.writeText(PROBE_RECORD_KEY, `${JSON.stringify(record, null, 2)}\n`, ctx);
     if (outcome !== 'enforced') this.warnFallback(outcome, false);
     this.options.logger?.debug(`s3: conditional writes probe of "s3://${this.bucket}/${this.objectKey('')}": ${outcome}`);
@@ -528,30 +600,41 @@ export class S3Backend implements Backend {
   }
 
   /**
-   * Writes a scratch object twice with If-None-Match: *. A store that enforces the header refuses the
-   * second write (412/409); one that ignores it overwrites; one that does not support it fails the first.
+   * Writes a scratch object twice with If-None-Match: * in single PutObject requests (the only way
+   * walvault creates objects). A store that enforces the header refuses the second write (412/409);
+   * one that ignores it overwrites. A first write refused with a 4xx is sent again without the header:
+   * only when that one succeeds is the header itself what the store rejects; otherwise the failure is
+   * unrelated (a policy, a bad bucket, a transient fault) and is reported, not recorded.
    */
   private async probe(ctx: OpContext): Promise<ProbeOutcome> {
     const key = `${PROBE_SCRATCH_PREFIX}${hostname().replace(/[^A-Za-z0-9.-]/g, '_')}-${process.pid}-${randomBytes(6).toString('hex')}`;
-    const put = (text: string): Promise<unknown> =>
-      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: Buffer.from(text), IfNoneMatch: '*' }), { abortSignal: ctx.signal });
+    const put = (text: string, conditional: boolean): Promise<unknown> =>
+      this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), Body: Buffer.from(text), ...(conditional ? { IfNoneMatch: '*' } : {}) }), {
+        abortSignal: ctx.signal,
+      });
+    const failed = (error: unknown): WalvaultError => mapS3Error(error, this.errorContext('probe conditional writes at', key, ctx));
     try {
       try {
-        await put('first');
+        await put('first', true);
       } catch (error) {
         const status = statusOf(error);
-        const code = codeOf(error);
-        if (code === 'NotImplemented' || status === 501 || (status === 400 && code !== 'InvalidBucketName')) return 'rejected';
-        throw mapS3Error(error, this.errorContext('probe conditional writes at', key, ctx));
+        const refusedRequest = isConditionUnsupported(error) || (status !== undefined && status >= 400 && status < 500 && status !== 403 && status !== 404 && status !== 412);
+        if (!refusedRequest || failed(error).transient) throw failed(error);
+        try {
+          await put('plain', false);
+        } catch (plainError) {
+          throw failed(plainError);
+        }
+        this.options.logger?.debug(`s3: the store refused a PutObject with If-None-Match (${describeSdkError(error)}) and accepted it without`);
+        return 'rejected';
       }
       try {
-        await put('second');
+        await put('second', true);
         return 'ignored';
       } catch (error) {
         if (isPreconditionFailed(error) || isConditionalConflict(error)) return 'enforced';
-        const status = statusOf(error);
-        if (codeOf(error) === 'NotImplemented' || status === 501) return 'rejected';
-        throw mapS3Error(error, this.errorContext('probe conditional writes at', key, ctx));
+        if (isConditionUnsupported(error)) return 'rejected';
+        throw failed(error);
       }
     } finally {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), { abortSignal: ctx.signal }).catch(() => undefined);
@@ -561,32 +644,103 @@ export class S3Backend implements Backend {
   async putIfAbsent(key: string, body: PutBody, meta: PutMeta, ctx: OpContext): Promise<PutResult> {
     // Metadata travels in the request headers: it is needed before the body (see metaTiming).
     const recorded = typeof meta === 'function' ? meta() : meta;
-    if (Buffer.isBuffer(body) && body.length <= this.partSize) {
+    if (Buffer.isBuffer(body) && body.length <= MAX_SINGLE_PUT_BYTES) {
       return this.putSingle(key, body, recorded, await this.enforced(ctx), ctx);
     }
     const stream = bodyStream(body);
-    const parts = partsOf(stream, this.partSize)[Symbol.asyncIterator]();
+    const chunks = (stream as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+    let spool: SpooledBody | undefined;
     try {
       const enforced = await this.enforced(ctx);
-      const first = await this.nextPart(parts, key, ctx);
-      const second = first === undefined ? undefined : await this.nextPart(parts, key, ctx);
-      if (second === undefined) {
-        return await this.putSingle(key, first ?? Buffer.alloc(0), recorded, enforced, ctx);
+      const held: Buffer[] = [];
+      let heldBytes = 0;
+      let ended = false;
+      while (heldBytes <= this.memoryBodyBytes) {
+        const chunk = await this.nextChunk(chunks, key, ctx);
+        if (chunk === undefined) {
+          ended = true;
+          break;
+        }
+        held.push(chunk);
+        heldBytes += chunk.length;
       }
-      return await this.putMultipart(key, first as Buffer, second, parts, recorded, enforced, ctx);
+      // Sent from the chunks as they are: a concatenated copy would double the memory.
+      if (ended) return await this.putSingle(key, chunksPart(held, heldBytes), recorded, enforced, ctx);
+      // Larger than memory allows. One HEAD saves spooling and sending a segment already archived
+      // (the usual re-archive case); the body is still read to its end, as putIfAbsent promises.
+      if (await this.exists(key, ctx)) {
+        held.length = 0;
+        while ((await this.nextChunk(chunks, key, ctx)) !== undefined);
+        return { created: false };
+      }
+      spool = await this.openSpool(key);
+      for (let chunk: Buffer | undefined = held.shift(); chunk !== undefined; chunk = held.shift()) await this.spoolChunk(spool, chunk, key, ctx);
+      for (let chunk = await this.nextChunk(chunks, key, ctx); chunk !== undefined; chunk = await this.nextChunk(chunks, key, ctx)) {
+        await this.spoolChunk(spool, chunk, key, ctx);
+      }
+      return await this.putSingle(key, spool.part(), recorded, enforced, ctx);
     } finally {
-      // Destroy first: a part read still pending (deadline passed) must settle before the generator can return.
+      // Destroy first: a read still pending (deadline passed) must settle before the iterator can return.
       if (!stream.destroyed && !stream.readableEnded) stream.destroy();
-      await parts.return?.(undefined).catch(() => undefined);
+      await chunks.return?.(undefined).catch(() => undefined);
+      await spool?.close();
     }
   }
 
-  /** A scanned file: each part streamed from the file with the CRC32 the scan computed; see FileBody. */
+  /** A scanned file: streamed from the file in one request with the CRC32 the scan computed; see FileBody. */
   async putFileIfAbsent(key: string, file: FileBody, meta: ObjectMeta, ctx: OpContext): Promise<PutResult> {
     const enforced = await this.enforced(ctx);
-    const [first, second] = file.parts;
-    if (first === undefined || second === undefined) return this.putSingle(key, first ?? Buffer.alloc(0), meta, enforced, ctx);
-    return this.putMultipart(key, first, second, remainingParts(file.parts), meta, enforced, ctx);
+    const [part, extra] = file.parts;
+    if (extra !== undefined || file.size > MAX_SINGLE_PUT_BYTES) {
+      throw new WalvaultError('internal', `could not upload "${this.describe(key)}": a file body of ${file.size} bytes in ${file.parts.length} ranges, expected one range of at most ${MAX_SINGLE_PUT_BYTES} bytes`, {
+        hint: 'this is a bug in walvault; please report it',
+      });
+    }
+    if (part === undefined) return this.putSingle(key, Buffer.alloc(0), meta, enforced, ctx);
+    // One HEAD saves sending a large segment that is already archived (the usual re-archive case).
+    if (part.length > this.memoryBodyBytes && (await this.exists(key, ctx))) return { created: false };
+    return this.putSingle(key, part, meta, enforced, ctx);
+  }
+
+  /** Next chunk of a streamed body, or the deadline, whichever comes first; read errors are the source's, not the store's. */
+  private nextChunk(chunks: AsyncIterator<Buffer | string>, key: string, ctx: OpContext): Promise<Buffer | undefined> {
+    const mapAbort = (reason: unknown): unknown => mapS3Error(reason, this.errorContext('upload', key, ctx));
+    // Once the deadline has passed, nothing more is read.
+    if (ctx.signal.aborted) return Promise.reject(mapAbort(ctx.signal.reason));
+    return raceAbort(chunks.next(), ctx.signal, mapAbort).then((next) => {
+      if (next.done === true) return undefined;
+      return typeof next.value === 'string' ? Buffer.from(next.value) : next.value;
+    });
+  }
+
+  private async openSpool(key: string): Promise<SpooledBody> {
+    try {
+      return await SpooledBody.create();
+    } catch (error) {
+      throw this.spoolError(key, error);
+    }
+  }
+
+  /** Appends to the spool, within the deadline and S3's one-request limit. */
+  private async spoolChunk(spool: SpooledBody, chunk: Buffer, key: string, ctx: OpContext): Promise<void> {
+    if (spool.length + chunk.length > MAX_SINGLE_PUT_BYTES) {
+      throw new WalvaultError('source', `could not upload "${this.describe(key)}": the stored body exceeds ${MAX_SINGLE_PUT_BYTES} bytes, S3's limit for one request`, {
+        hint: 'a WAL file is at most 1 GiB; archive only PostgreSQL WAL, history and backup files',
+      });
+    }
+    try {
+      await raceAbort(spool.write(chunk), ctx.signal, (reason) => mapS3Error(reason, this.errorContext('upload', key, ctx)));
+    } catch (error) {
+      if (ctx.signal.aborted || error instanceof WalvaultError) throw error;
+      throw this.spoolError(key, error);
+    }
+  }
+
+  private spoolError(key: string, error: unknown): WalvaultError {
+    return new WalvaultError('backend', `could not spool "${this.describe(key)}" to the temp directory "${tmpdir()}": ${(error as Error).message}`, {
+      hint: 'a compressed or encrypted body above 16 MiB is written there first, to be sent in one request; free space there or point TMPDIR elsewhere',
+      cause: error,
+    });
   }
 
   /**
@@ -626,14 +780,6 @@ export class S3Backend implements Backend {
       await sleep(Math.random() * Math.min(20_000, 100 * 2 ** attempt), undefined, { signal: ctx.signal }).catch(() => undefined);
       if (ctx.signal.aborted) throw mapS3Error(ctx.signal.reason, this.errorContext('upload', key, ctx));
     }
-  }
-
-  /** Next part of the body, or the deadline, whichever comes first; read errors are the source's, not the store's. */
-  private nextPart<P extends PartBody>(parts: AsyncIterator<P>, key: string, ctx: OpContext): Promise<P | undefined> {
-    const mapAbort = (reason: unknown): unknown => mapS3Error(reason, this.errorContext('upload', key, ctx));
-    // Once the deadline has passed, no further part is read.
-    if (ctx.signal.aborted) return Promise.reject(mapAbort(ctx.signal.reason));
-    return raceAbort(parts.next(), ctx.signal, mapAbort).then((part) => (part.done === true ? undefined : part.value));
   }
 
   /** Whether the key exists, for the look-up-then-write fallback and for skipping large uploads. */
@@ -679,104 +825,6 @@ export class S3Backend implements Backend {
       cause: error,
       transient: true,
     });
-  }
-
-  /**
-   * Streams a large body in parts. The name is claimed only by the (conditional) complete, so a
-   * failed or refused upload never leaves a partial object; its parts are aborted.
-   */
-  private async putMultipart<P extends PartBody>(
-    key: string,
-    first: P,
-    second: P,
-    rest: AsyncIterator<P>,
-    meta: ObjectMeta,
-    enforced: boolean,
-    ctx: OpContext,
-  ): Promise<PutResult> {
-    // One HEAD saves uploading a whole segment that is already archived (the usual re-archive case).
-    // The rest of the body is still read (not uploaded): like every backend, putIfAbsent consumes it,
-    // and the caller's pipeline checks the file did not change while it was read.
-    if (await this.exists(key, ctx)) {
-      while ((await this.nextPart(rest, key, ctx)) !== undefined);
-      return { created: false };
-    }
-    let uploadId: string | undefined;
-    try {
-      const created = await this.client.send(new CreateMultipartUploadCommand({ ...this.writeParams(key, meta), ChecksumAlgorithm: 'CRC32' }), {
-        abortSignal: ctx.signal,
-      });
-      uploadId = created.UploadId;
-      if (uploadId === undefined) throw new Error('CreateMultipartUpload returned no UploadId');
-      const completed: CompletedPart[] = [];
-      const inFlight = new Set<Promise<void>>();
-      const failures: unknown[] = [];
-      let partNumber = 0;
-      let next: P | undefined = first;
-      let after: P | undefined = second;
-      const upload = { Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId };
-      while (next !== undefined) {
-        const body: P = next;
-        const number = (partNumber += 1);
-        const sent = this.sendBody(body, (fields, signal) => this.client.send(new UploadPartCommand({ ...upload, PartNumber: number, ...fields }), { abortSignal: signal }), key, ctx)
-          .then((result) => {
-            completed.push({ PartNumber: number, ETag: result.ETag, ...(result.ChecksumCRC32 === undefined ? {} : { ChecksumCRC32: result.ChecksumCRC32 }) });
-          })
-          .catch((error: unknown) => {
-            failures.push(error);
-          });
-        const tracked: Promise<void> = sent.finally(() => inFlight.delete(tracked));
-        inFlight.add(tracked);
-        if (inFlight.size >= PART_CONCURRENCY) await Promise.race(inFlight);
-        if (failures.length > 0) break;
-        next = after;
-        after = next === undefined ? undefined : await this.nextPart(rest, key, ctx);
-      }
-      await Promise.all(inFlight);
-      if (failures.length > 0) throw failures[0];
-      completed.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-      try {
-        await this.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: this.objectKey(key),
-            UploadId: uploadId,
-            MultipartUpload: { Parts: completed },
-            ...(enforced ? { IfNoneMatch: '*' } : {}),
-          }),
-          { abortSignal: ctx.signal },
-        );
-      } catch (error) {
-        if (enforced && isConditionUnsupported(error)) throw this.unsupportedError(key, error);
-        if (!enforced || !(isPreconditionFailed(error) || isConditionalConflict(error))) throw error;
-        // Refused: the name exists (or is being written). The parts must not linger.
-        const refusedId = uploadId;
-        uploadId = undefined;
-        await this.abortUpload(key, refusedId);
-        if (isPreconditionFailed(error)) return { created: false };
-        return await this.afterConflict(key, error, ctx);
-      }
-      return { created: true };
-    } catch (error) {
-      if (uploadId !== undefined) await this.abortUpload(key, uploadId);
-      throw mapS3Error(error, this.errorContext('upload', key, ctx));
-    }
-  }
-
-  /**
-   * Aborts a multipart upload so no parts linger (and are billed). Runs on its own short deadline:
-   * the command's deadline may be what failed the upload.
-   */
-  private async abortUpload(key: string, uploadId: string): Promise<void> {
-    try {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.objectKey(key), UploadId: uploadId }), {
-        abortSignal: AbortSignal.timeout(10_000),
-      });
-    } catch (error) {
-      this.options.logger?.warn(
-        `s3: could not abort the multipart upload "${uploadId}" of "${this.describe(key)}" (${codeOf(error)}); HINT: a bucket lifecycle rule "AbortIncompleteMultipartUpload" removes such leftovers`,
-      );
-    }
   }
 
   async stat(key: string, ctx: OpContext): Promise<StatResult> {

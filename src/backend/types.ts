@@ -126,8 +126,9 @@ export interface Backend {
    * When the backend needs an object's metadata. 'after-body' (POSIX: the sidecar is written after the
    * data is durable): a PutMeta function is called only after the body has ended, so the caller can
    * hash while storing and read the source once. 'before-body' (S3: metadata travels in the request
-   * headers): a function is called before the body is read, so the caller must hash first, or pass the
-   * bytes as a Buffer of at most `singleRequestBytes` (one request; hashed in memory, read once).
+   * headers): a function is called before the body is read, so the caller must hash first.
+   * `singleRequestBytes` is the most one request carries (S3: 5 GiB, every object in one PutObject):
+   * the caller's scan of a file cuts its FileBody ranges at that size.
    */
   readonly metaTiming: { when: 'after-body' } | { when: 'before-body'; singleRequestBytes: number };
   /** Where a key lives, for messages: a path or an s3:// URL. */

@@ -54,17 +54,17 @@ describe('a 1 GiB segment', () => {
 });
 
 describe('a 1 GiB segment on S3', () => {
-  it('goes up in parts streamed from the file and comes back byte for byte, each process below 100 MiB', async () => {
+  it('goes up in one PutObject streamed from the file and comes back byte for byte, each process below 100 MiB', async () => {
     const server = await startS3Server();
     try {
-      const flags = s3Flags(server, 'large');
+      // Bare s3rver (it ignores If-None-Match, which the RGW tier covers): the proxy would hold the
+      // checksummed 1 GiB body in this process to verify it.
+      const flags = [...s3Flags(server, 'large', { bare: true }), '--s3-conditional-writes=on'];
       // No push-ahead, no prefetch: the measured process is the one doing the transfer.
       const archived = await measured([bin('walvault-archive'), ...flags, '--push-ahead=0', `pg_wal/${SEGMENT}`, SEGMENT], temp.dir, server.env);
       expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
       expect(archived.code).toBe(0);
       expect(archived.peakKiB).toBeLessThan(100 * 1024);
-      // 64 parts of 16 MiB, each its own streamed UploadPart.
-      expect(server.requests.filter((request) => request.key.endsWith(SEGMENT) && request.query.includes('partNumber=')).length).toBe(64);
       const restored = await measured([bin('walvault-restore'), ...flags, '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG.s3'], temp.dir, server.env);
       expect(restored.code).toBe(0);
       expect(restored.peakKiB).toBeLessThan(100 * 1024);

@@ -122,7 +122,7 @@ describe('SDK failures become walvault errors', () => {
     const error = mapS3Error(sdkError('AccessDenied', 403), context);
     expect(error.transient).toBe(false);
     expect(error.message).toBe('could not upload "s3://archive-bucket/pg/wal/x": access denied to bucket "archive-bucket" (AccessDenied)');
-    expect(error.hint).toContain('s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject and s3:AbortMultipartUpload');
+    expect(error.hint).toContain('s3:PutObject, s3:GetObject, s3:ListBucket and s3:DeleteObject');
   });
 
   it.each(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken'])('%s points at the credential chain, never at a flag', (name) => {
