@@ -28,14 +28,17 @@ export function run(
     waitFor?: 'close' | 'exit';
     /** Signals ignored when the program starts (as PostgreSQL's archiver leaves SIGURG, SIGPIPE and others for archive_command), e.g. ['URG', 'PIPE']. */
     ignoreSignals?: string[];
+    /** OS user to run as (through runuser; needs root), e.g. 'postgres' so that file permissions apply. */
+    user?: string;
   } = {},
 ): Promise<RunResult> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('WALVAULT_') && value !== undefined) env[key] = value;
   const started = performance.now();
   return new Promise((resolve, reject) => {
-    const [file, argv] =
+    const [program, programArgs] =
       options.ignoreSignals === undefined ? [bin(name), args] : ['/bin/sh', ['-c', `trap '' ${options.ignoreSignals.join(' ')}; exec "$0" "$@"`, bin(name), ...args]];
+    const [file, argv] = options.user === undefined ? [program, programArgs] : ['runuser', ['-u', options.user, '--', program, ...programArgs]];
     const child = spawn(file, argv, { cwd: options.cwd, env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
