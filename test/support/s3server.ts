@@ -13,6 +13,8 @@
 //   BadDigest on a mismatch, and forwards nothing when the client gives up before the body's end (S3
 //   stores nothing then either). Bodies sent with aws-chunked encoding would be stored with their chunk
 //   framing (walvault never sends them).
+// - Writes to one key are not atomic (the file is written in place): the proxy forwards PUTs and
+//   completes of one key one at a time, as S3 replaces an object whole.
 // - Signature V4 is checked only partially; SSE, storage classes other than its fixed list, object
 //   lock and versioning are not implemented.
 // - ListObjectsV2 continuation tokens use DES, which OpenSSL 3 refuses: the child runs with
@@ -353,6 +355,12 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
         }
         await forward(req, res, undefined, body);
       });
+      return;
+    }
+    if (isObjectPut || isComplete) {
+      // s3rver writes an object's file in place, so two concurrent PUTs of one key can leave a mix of
+      // both bodies; S3 replaces objects atomically (the last complete PUT wins): one at a time per key.
+      await withKeyLock(`${bucketName}/${key}`, () => forward(req, res, undefined, body));
       return;
     }
     await forward(req, res, undefined, body);
