@@ -40,6 +40,8 @@ export type Fault =
   | { type: 'stall'; ms: number }
   /** Forward, but cut the response body after `afterBytes` bytes by destroying the connection. */
   | { type: 'truncate'; afterBytes: number }
+  /** Forward, but invert the response body's byte at `atByte` in transit (the stored object stays intact). */
+  | { type: 'flip'; atByte: number }
   /** Hold the request for `ms`, then handle it normally (to order concurrent requests). */
   | { type: 'delay'; ms: number };
 
@@ -72,6 +74,8 @@ export interface RequestRecord {
   contentEncoding: string | undefined;
   /** What the proxy did: forwarded, refused (412), a fault type, or 'abort' (emulated). */
   outcome: string;
+  /** All request headers (lower-case names), e.g. x-amz-storage-class or x-amz-server-side-encryption. */
+  headers: http.IncomingHttpHeaders;
 }
 
 /** Common S3 faults, by name. */
@@ -226,13 +230,30 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     return expected.toString('base64') === header ? body : 'bad';
   };
 
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncateAfter?: number, body?: Buffer): Promise<void> =>
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncateAfter?: number, body?: Buffer, flipAt?: number): Promise<void> =>
     new Promise((resolve) => {
       const headers = { ...req.headers };
       delete headers.expect;
       delete headers.connection;
       const request = http.request({ ...upstream, agent, method: req.method, path: req.url, headers }, (response) => {
         res.writeHead(response.statusCode ?? 502, response.headers);
+        if (flipAt !== undefined) {
+          let seen = 0;
+          response.on('data', (chunk: Buffer) => {
+            if (flipAt >= seen && flipAt < seen + chunk.length) {
+              chunk = Buffer.from(chunk);
+              chunk[flipAt - seen] = (chunk[flipAt - seen] ?? 0) ^ 0xff;
+            }
+            seen += chunk.length;
+            res.write(chunk);
+          });
+          response.on('end', () => {
+            res.end();
+            resolve();
+          });
+          response.on('error', () => resolve());
+          return;
+        }
         if (truncateAfter === undefined) {
           response.pipe(res);
           response.on('end', () => resolve());
@@ -285,6 +306,7 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
       checksumCrc32: req.headers['x-amz-checksum-crc32'] as string | undefined,
       contentEncoding: req.headers['content-encoding'],
       outcome: 'forwarded',
+      headers: { ...req.headers },
     };
     state.requests.push(record);
     if (state.latencyMs > 0) await sleep(state.latencyMs);
@@ -311,6 +333,9 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
         }
         case 'truncate':
           await forward(req, res, fault.afterBytes);
+          return;
+        case 'flip':
+          await forward(req, res, undefined, undefined, fault.atByte);
           return;
         default:
           return;
