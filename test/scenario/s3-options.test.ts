@@ -1,11 +1,13 @@
 // S3 options seen where they act: --s3-storage-class and --s3-sse(-kms-key-id) as headers of the real
-// requests, --s3-max-attempts in how the retries split between the SDK and walvault, and restore's
+// requests, --s3-max-attempts in how the retries split between the SDK and walvault, restore's
+// --parallel in the GETs the prefetcher keeps open at once, and restore's
 // answer to a GET refused with 403 (an error, never "not found") and to bytes changed in transit.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { getRaw, randomFile, runCli, s3Flags, segmentKey } from '../support/s3scenario.js';
 import { faults, startS3Server, type S3TestServer } from '../support/s3server.js';
+import { killWorker } from '../support/spool.js';
 import { makeTempDir } from '../support/tmp.js';
 
 let server: S3TestServer;
@@ -136,4 +138,46 @@ describe('restore: a download whose bytes do not match the recorded hash', () =>
     expect(again, again.stderr).toMatchObject({ code: 0 });
     expect((await fs.readFile(target)).equals(file.data)).toBe(true);
   });
+});
+
+describe('restore --parallel: how many files the prefetcher downloads at once', () => {
+  // Each GET is held 1.5 s by the proxy, so downloads the prefetcher starts together overlap there;
+  // the proxy counts how many it had open at once. The upper bound is the promise; the lower one
+  // shows the option is not ignored (1.5 s is far more than starting three downloads takes).
+  it.each([
+    [1, 1, 1],
+    [3, 2, 3],
+  ])('--parallel=%i: at most %i..%i GETs in flight while it fills a window of 6', async (parallel, atLeast, atMost) => {
+    const prefix = freshPrefix();
+    const names = [1, 2, 3, 4, 5, 6, 7].map((n) => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`);
+    for (const name of names) {
+      // A valid segment size (1 MiB): the prefetcher only starts for segments.
+      const file = await randomFile(work.dir, `parallel-${counter++}`, 1 << 20);
+      expect((await runCli('walvault-archive', [...s3Flags(server, prefix), '--push-ahead=0', file.path, name])).code).toBe(0);
+    }
+    const dataDir = path.join(work.dir, `data-${counter++}`);
+    await fs.mkdir(path.join(dataDir, 'pg_wal'), { recursive: true });
+    await fs.writeFile(path.join(dataDir, 'recovery.signal'), '');
+    const spool = path.join(dataDir, 'pg_wal', 'walvault', 'restore');
+    server.resetRequests();
+    server.latencyMs = 1500;
+    try {
+      const first = await runCli('walvault-restore', [...s3Flags(server, prefix), '--prefetch=6', `--parallel=${parallel}`, names[0]!, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir, waitFor: 'exit' });
+      expect(first, first.stderr).toMatchObject({ code: 0 });
+      // The window: the six segments after the first, all prefetched (bounded wait, generous for a loaded machine).
+      const until = Date.now() + 120_000;
+      let spooled: string[] = [];
+      while (Date.now() < until) {
+        spooled = (await fs.readdir(spool).catch(() => [] as string[])).filter((name) => names.includes(name)).sort();
+        if (spooled.length === 6) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      expect(spooled).toEqual(names.slice(1));
+      expect(server.maxConcurrentGets).toBeGreaterThanOrEqual(atLeast);
+      expect(server.maxConcurrentGets).toBeLessThanOrEqual(atMost);
+    } finally {
+      server.latencyMs = 0;
+      await killWorker(path.join(dataDir, 'pg_wal', 'walvault'), 'restore').catch(() => undefined);
+    }
+  }, 300_000);
 });

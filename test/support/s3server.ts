@@ -116,6 +116,8 @@ export interface S3TestServer {
   enforceConditionalWrites: boolean;
   /** Requests seen by the proxy since the last resetRequests(). */
   requests: RequestRecord[];
+  /** Most GET requests of objects the proxy had open at once since the last resetRequests() (to see a client's parallelism). */
+  maxConcurrentGets: number;
   resetRequests(): void;
   /** Path of the file holding an object's bytes inside s3rver's storage (to corrupt it). */
   objectFile(key: string): string;
@@ -164,6 +166,8 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     latencyMs: 0,
     enforceConditionalWrites: true,
     requests: [] as RequestRecord[],
+    getsInFlight: 0,
+    maxConcurrentGets: 0,
   };
 
   const objectFile = (key: string): string => path.join(directory, bucket, `${key}._S3rver_object`);
@@ -309,6 +313,11 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
       headers: { ...req.headers },
     };
     state.requests.push(record);
+    if (method === 'GET' && key !== '') {
+      state.getsInFlight += 1;
+      state.maxConcurrentGets = Math.max(state.maxConcurrentGets, state.getsInFlight);
+      res.once('close', () => (state.getsInFlight -= 1));
+    }
     if (state.latencyMs > 0) await sleep(state.latencyMs);
 
     let fault = takeFault(method, key, url.searchParams);
@@ -429,7 +438,11 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     get requests() {
       return state.requests;
     },
+    get maxConcurrentGets() {
+      return state.maxConcurrentGets;
+    },
     resetRequests() {
+      state.maxConcurrentGets = state.getsInFlight;
       state.requests = [];
     },
     objectFile,
