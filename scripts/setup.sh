@@ -74,13 +74,21 @@ if command -v pg_lsclusters >/dev/null 2>&1 && pg_lsclusters --no-header 2>/dev/
   say "note: a Debian-managed PostgreSQL cluster is running (pg_lsclusters); walvault's tests do not use or touch it"
 fi
 
-# The standard tools the codec tests decode stored objects with (they skip, saying so, when absent).
+# The standard tools the tests decode stored objects with (age, lz4, zstd, gzip) and GNU time
+# (/usr/bin/time, package "time") for the large-segment memory test: the tests fail without them, so
+# a missing tool that cannot be installed, or a failed install, stops the set-up here.
 missing_tools=""
 for tool in age lz4 zstd gzip; do command -v "$tool" >/dev/null 2>&1 || missing_tools="$missing_tools $tool"; done
-if [ -n "$missing_tools" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  say "installing the standard codec tools for the interoperability tests:$missing_tools"
+[ -x /usr/bin/time ] || missing_tools="$missing_tools time"
+if [ -n "$missing_tools" ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "missing tools the tests need:$missing_tools; install them (as root: apt-get install$missing_tools) and run this again" >&2
+    exit 1
+  fi
+  say "installing the tools the tests need:$missing_tools"
   if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_tools || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_tools; }; }; then
-    say "note: could not install$missing_tools; the tests that decode with them will be skipped"
+    say "could not install$missing_tools with apt-get; the tests that use them would fail" >&2
+    exit 1
   fi
 fi
 
