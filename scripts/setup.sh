@@ -8,7 +8,7 @@
 #    "main" cluster is never used, so we ask postgresql-common not to create it.
 #  - the project's npm dependencies (npm ci).
 # test only:
-#  - age, lz4, zstd (Debian packages) for the codec interoperability tests, when missing and root.
+#  - age, lz4, zstd, gzip and GNU time (Debian packages) for the codec and memory tests, when missing and root.
 #  - Ceph's mon, OSD and RADOS Gateway for the RGW test tier (scripts/setup-ceph.sh), when missing and root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -99,13 +99,21 @@ fi
 
 # ---- test only from here on ----
 
-# The standard tools the codec tests decode stored objects with (they skip, saying so, when absent).
+# The standard tools the tests decode stored objects with (age, lz4, zstd, gzip) and GNU time
+# (/usr/bin/time, package "time") for the large-segment memory test: the tests fail without them, so
+# a missing tool that cannot be installed, or a failed install, stops the set-up here.
 missing_tools=""
 for tool in age lz4 zstd gzip; do command -v "$tool" >/dev/null 2>&1 || missing_tools="$missing_tools $tool"; done
-if [ -n "$missing_tools" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  say "installing the standard codec tools for the interoperability tests:$missing_tools"
+[ -x /usr/bin/time ] || missing_tools="$missing_tools time"
+if [ -n "$missing_tools" ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    say "missing tools the tests need:$missing_tools; install them (as root: apt-get install$missing_tools) and run this again" >&2
+    exit 1
+  fi
+  say "installing the tools the tests need:$missing_tools"
   if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_tools || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing_tools; }; }; then
-    say "note: could not install$missing_tools; the tests that decode with them will be skipped"
+    say "could not install$missing_tools with apt-get; the tests that use them would fail" >&2
+    exit 1
   fi
 fi
 

@@ -39,15 +39,21 @@ runBackendContract('s3 (s3rver behind the proxy, conditional writes auto)', asyn
   };
 });
 
-// Bare s3rver overwrites despite If-None-Match: auto falls back to look-up-then-write, which is not
-// atomic against concurrent writers (documented), so the racing test does not apply.
+// s3rver behind the proxy with enforcement off ignores If-None-Match as bare s3rver does (auto must
+// detect it and fall back to look-up-then-write) but replaces objects whole, as S3 does (bare s3rver
+// writes an object's file in place, so racing PUTs tear it there: a flaw of s3rver, not of the store
+// the fallback is meant for). Look-up-then-write is not atomic (documented): racing writers may
+// all win, and the contract checks the weaker promise, no torn object and metadata matching the body.
 runBackendContract(
-  's3 (bare s3rver ignoring If-None-Match, conditional writes auto → fallback)',
+  's3 (s3rver ignoring If-None-Match behind the proxy, conditional writes auto → fallback)',
   async () => {
     const s3 = await shared();
+    s3.enforceConditionalWrites = false;
     return {
-      backend: createS3Backend({ bucket: s3.bucket, prefix: 'contract-auto-bare', endpoint: s3.bareEndpoint, forcePathStyle: true, conditionalWrites: 'auto' }),
-      cleanup: async () => undefined,
+      backend: createS3Backend({ bucket: s3.bucket, prefix: 'contract-auto-ignored', endpoint: s3.endpoint, forcePathStyle: true, conditionalWrites: 'auto' }),
+      cleanup: async () => {
+        s3.enforceConditionalWrites = true;
+      },
     };
   },
   { atomicCreate: false },

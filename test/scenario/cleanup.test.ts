@@ -100,8 +100,11 @@ describe('walvault cleanup', () => {
     const dry = await run(archive.walvault.walvault, ['cleanup', `--repo=${repo}`, '--before', cutoff, '--dry-run'], { allowFailure: true });
     expect(dry.code).toBe(0);
     const [summary, ...listed] = dry.stdout.trimEnd().split('\n');
-    expect(summary).toMatch(/^would remove \d+ files \([0-9.]+ MiB\) older than /);
-    expect(summary).toBe(`would remove ${doomed.length} files (${summary!.split('(')[1]!.split(')')[0]}) older than ${cutoff} from "${repo}": ${doomed[0]} .. ${doomed.at(-1)}`);
+    // The figure is the original (uncompressed) size each file's ~meta records, in MiB with one decimal.
+    let doomedBytes = 0;
+    for (const name of doomed) doomedBytes += (JSON.parse(await fs.readFile(`${objectPath(repo, name)}~meta`, 'utf8')) as { contentSize: number }).contentSize;
+    expect(doomedBytes).toBeGreaterThan(1 << 20);
+    expect(summary).toBe(`would remove ${doomed.length} files (${(doomedBytes / (1 << 20)).toFixed(1)} MiB) older than ${cutoff} from "${repo}": ${doomed[0]} .. ${doomed.at(-1)}`);
     expect(listed).toEqual(doomed.map((name) => `  would remove ${name}`));
     const real = await run(archive.walvault.walvault, ['cleanup', `--repo=${repo}`, '--before', cutoff, '--quiet'], { allowFailure: true });
     expect(real).toMatchObject({ code: 0, stdout: '', stderr: '' });

@@ -1,5 +1,5 @@
 // Compression and encryption through the built executables on an S3 repository (s3rver behind the enforcing proxy).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { walLikeData } from '../support/codec.js';
 import { getRaw, runCli, s3Flags, segmentKey } from '../support/s3scenario.js';
 import { startS3Server, type S3TestServer } from '../support/s3server.js';
 import { makeTempDir } from '../support/tmp.js';
+import { needTools } from '../support/tools.js';
 import { writeWalFile } from '../support/walfile.js';
 
 let server: S3TestServer;
@@ -76,8 +77,8 @@ describe('round trip through walvault-archive and walvault-restore on s3', () =>
     expect(refused.stderr).toContain('the contents differ at byte offset 4096');
   });
 
-  const haveTools = spawnSync('age', ['--version'], { stdio: 'ignore' }).error === undefined && spawnSync('lz4', ['--version'], { stdio: 'ignore' }).error === undefined;
-  it.runIf(haveTools)('the stored S3 object decrypts and decompresses with `age -d | lz4 -dc`', async () => {
+  it('the stored S3 object decrypts and decompresses with `age -d | lz4 -dc`', async () => {
+    needTools('age', 'lz4');
     const { dataDir, prefix } = await fresh();
     const content = walLikeData(1 << 20, 43);
     const source = await writeWalFile(dataDir, SEGMENT, content);

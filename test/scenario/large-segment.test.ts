@@ -8,8 +8,13 @@ import { bin } from '../support/cli.js';
 import { startS3Server } from '../support/s3server.js';
 import { s3Flags } from '../support/s3scenario.js';
 import { makeTempDir } from '../support/tmp.js';
+import { needTools } from '../support/tools.js';
 
 const GiB = 1 << 30;
+// A generous --timeout for each command (the default 60 s is for PostgreSQL's calls, not for a GiB
+// through s3rver on a loaded machine), and a test timeout above the sum of its commands' deadlines.
+const TIMEOUT = '--timeout=600';
+const TEST_TIMEOUT_MS = 1_500_000;
 const SEGMENT = '000000010000000000000001';
 let temp: { dir: string; remove(): Promise<void> };
 
@@ -39,33 +44,35 @@ afterAll(async () => {
 
 describe('a 1 GiB segment', () => {
   it('is archived and restored byte for byte with peak memory below 100 MiB per process', async () => {
-    const archived = await measured([bin('walvault-archive'), `--repo=${temp.dir}/repo`, `pg_wal/${SEGMENT}`, SEGMENT], temp.dir);
+    needTools('/usr/bin/time');
+    const archived = await measured([bin('walvault-archive'), `--repo=${temp.dir}/repo`, TIMEOUT, `pg_wal/${SEGMENT}`, SEGMENT], temp.dir);
     expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
     expect(archived.code).toBe(0);
     expect(archived.peakKiB).toBeLessThan(100 * 1024);
-    const restored = await measured([bin('walvault-restore'), `--repo=${temp.dir}/repo`, SEGMENT, 'pg_wal/RECOVERYXLOG'], temp.dir);
+    const restored = await measured([bin('walvault-restore'), `--repo=${temp.dir}/repo`, TIMEOUT, SEGMENT, 'pg_wal/RECOVERYXLOG'], temp.dir);
     expect(restored.code).toBe(0);
     expect(restored.peakKiB).toBeLessThan(100 * 1024);
     expect((await stat(path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG'))).size).toBe(GiB);
     // cmp exits 0 only when both files are identical.
     await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG')]);
     process.stdout.write(`1 GiB segment: archive peak ${Math.round(archived.peakKiB / 1024)} MiB, restore peak ${Math.round(restored.peakKiB / 1024)} MiB\n`);
-  }, 300_000);
+  }, TEST_TIMEOUT_MS);
 });
 
 describe('a 1 GiB segment on S3', () => {
   it('goes up in one PutObject streamed from the file and comes back byte for byte, each process below 100 MiB', async () => {
+    needTools('/usr/bin/time');
     const server = await startS3Server();
     try {
       // Bare s3rver (it ignores If-None-Match, which the RGW tier covers): the proxy would hold the
       // checksummed 1 GiB body in this process to verify it.
       const flags = [...s3Flags(server, 'large', { bare: true }), '--s3-conditional-writes=on'];
       // No push-ahead, no prefetch: the measured process is the one doing the transfer.
-      const archived = await measured([bin('walvault-archive'), ...flags, '--push-ahead=0', `pg_wal/${SEGMENT}`, SEGMENT], temp.dir, server.env);
+      const archived = await measured([bin('walvault-archive'), ...flags, TIMEOUT, '--push-ahead=0', `pg_wal/${SEGMENT}`, SEGMENT], temp.dir, server.env);
       expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
       expect(archived.code).toBe(0);
       expect(archived.peakKiB).toBeLessThan(100 * 1024);
-      const restored = await measured([bin('walvault-restore'), ...flags, '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG.s3'], temp.dir, server.env);
+      const restored = await measured([bin('walvault-restore'), ...flags, TIMEOUT, '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG.s3'], temp.dir, server.env);
       expect(restored.code).toBe(0);
       expect(restored.peakKiB).toBeLessThan(100 * 1024);
       await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG.s3')]);
@@ -73,5 +80,5 @@ describe('a 1 GiB segment on S3', () => {
     } finally {
       await server.close();
     }
-  }, 300_000);
+  }, TEST_TIMEOUT_MS);
 });

@@ -1,6 +1,8 @@
-// NFS-specific paths: the mount guard, a LINK whose reply was lost (EEXIST after success), transient ESTALE.
+// NFS-specific paths: the mount guard, a LINK whose reply was lost (EEXIST after success), transient
+// ESTALE, EIO and ETIMEDOUT, and through nfs:// URLs a hung server and a mount dropped mid-recovery.
 // These machines have no NFS client, so faults are injected into the POSIX core's filesystem calls.
-import { link as fsLink, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { link as fsLink, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createNfsBackend } from '../../src/backend/nfs.js';
@@ -101,7 +103,7 @@ describe('nfs backend', () => {
     await expect(archiveFile({ backend, sourcePath: path.join(dataDir, source), fileName: SEGMENT, encode: { compress: 'none' }, deadline: new Deadline(10_000, 'test'), log })).rejects.toMatchObject({ kind: 'mismatch' });
   });
 
-  it('retries a transient ESTALE within the deadline and then succeeds', async () => {
+  it.each(['ESTALE', 'EIO', 'ETIMEDOUT'])('retries a transient %s within the deadline and then succeeds', async (code) => {
     let failures = 0;
     const backend = createNfsBackend({
       root: repo,
@@ -110,7 +112,7 @@ describe('nfs backend', () => {
         fsyncPath: async (target) => {
           if (failures < 2) {
             failures += 1;
-            throw Object.assign(new Error('ESTALE: stale file handle'), { code: 'ESTALE' });
+            throw Object.assign(new Error(`${code}: injected`), { code });
           }
           const { open } = await import('node:fs/promises');
           const handle = await open(target, 'r');
@@ -119,11 +121,64 @@ describe('nfs backend', () => {
         },
       },
     });
-    const source = await writeWalFile(dataDir, SEGMENT, Buffer.from('stale handles happen'));
+    const source = await writeWalFile(dataDir, SEGMENT, Buffer.from('transient errors happen'));
     const { lines, log } = capture();
-    const result = await archiveFile({ backend, sourcePath: path.join(dataDir, source), fileName: SEGMENT, encode: { compress: 'none' }, deadline: new Deadline(10_000, 'test'), log });
+    const result = await archiveFile({ backend, sourcePath: path.join(dataDir, source), fileName: SEGMENT, encode: { compress: 'none' }, deadline: new Deadline(60_000, 'test'), log });
     expect(result.outcome).toBe('archived');
     expect(failures).toBe(2);
-    expect(lines.filter((line) => line.includes('ESTALE') && line.includes('retrying'))).toHaveLength(2);
+    expect(lines.filter((line) => line.includes(code) && line.includes('retrying'))).toHaveLength(2);
+  });
+});
+
+// Through the executables with nfs:// URLs. The mount guard accepts the types in --nfs-fstypes, so a
+// ramfs mounted by the test (root, as in CI) stands in for the NFS mount: it can hang (a FIFO where
+// metadata belongs blocks like an unanswering server) and be unmounted mid-recovery.
+describe('nfs:// through walvault-archive and walvault-restore', () => {
+  let mounted = false;
+  const mountRepo = (): void => {
+    execFileSync('mount', ['-t', 'ramfs', '-o', 'mode=0700', 'ramfs', repo], { stdio: 'pipe' });
+    mounted = true;
+  };
+  const unmountRepo = (): void => {
+    execFileSync('umount', [repo], { stdio: 'pipe' });
+    mounted = false;
+  };
+  afterEach(() => {
+    if (mounted) unmountRepo();
+  });
+  const nfsArgs = (): string[] => [`--repo=nfs://${repo}`, '--nfs-fstypes=ramfs'];
+
+  it('a hung server: walvault-archive exits 6 within --timeout, one line, instead of hanging the archiver', async () => {
+    expect(() => mountRepo(), 'mounting a ramfs needs root').not.toThrow();
+    const source = await writeWalFile(dataDir, SEGMENT, Buffer.from('hang'));
+    expect((await run('walvault-archive', [...nfsArgs(), '--push-ahead=0', source, SEGMENT], { cwd: dataDir })).code).toBe(0);
+    const meta = path.join(repo, 'wal', SEGMENT.slice(0, 16), `${SEGMENT}~meta`);
+    await rm(meta);
+    execFileSync('mkfifo', [meta]);
+    const started = Date.now();
+    const result = await run('walvault-archive', [...nfsArgs(), '--push-ahead=0', '--timeout=1', source, SEGMENT], { cwd: dataDir });
+    expect(result.stderr).toContain(`walvault-archive: error: archiving "${SEGMENT}" did not finish within 1 s; HINT: check that the repository storage is reachable`);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.code).toBe(6);
+    // Tells --timeout=1 from the 60 s default (and from a hang), with room for a loaded machine.
+    expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it('the mount dropped partway through recovery: exit 128 (recovery stops) naming the mount, never "not found"', async () => {
+    expect(() => mountRepo(), 'mounting a ramfs needs root').not.toThrow();
+    const next = '000000010000000000000006';
+    for (const name of [SEGMENT, next]) {
+      const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, name));
+      expect((await run('walvault-archive', [...nfsArgs(), '--push-ahead=0', source, name], { cwd: dataDir })).code).toBe(0);
+    }
+    await writeFile(path.join(dataDir, 'recovery.signal'), '');
+    const first = await run('walvault-restore', [...nfsArgs(), '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir });
+    expect(first.code).toBe(0);
+    unmountRepo(); // the bare mountpoint is left: an empty directory on the local filesystem
+    const second = await run('walvault-restore', [...nfsArgs(), '--prefetch=0', next, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir });
+    expect(second.stderr).toContain(`error: repository "${repo}" is on a "${fsType}" filesystem (mounted at "`);
+    expect(second.stderr).toContain('stopping recovery');
+    expect(second.stderr).not.toContain('not found');
+    expect(second.code).toBe(128);
   });
 });

@@ -205,8 +205,11 @@ describe('walvault-restore requests to the running prefetcher', () => {
     await waitForSpool(names.slice(1));
     await rename(repo, `${repo}-away`);
     try {
-      // With Node unavailable, the launcher's fallback shows: the worker did not answer it.
+      // With Node unavailable, the launcher's fallback shows: the worker, still running, did not answer it.
+      const running = await workerPid(spool, 'restore');
+      expect(running).not.toBeNull();
       expect((await ask(seg(1, 4))).code).toBe(99);
+      expect(await workerPid(spool, 'restore')).toBe(running);
       const real = await restore(seg(1, 4), ['--prefetch=3']);
       expect(real.code).toBe(128);
       expect(real.stderr).toContain(`repository directory "${repo}" does not exist; stopping recovery`);
@@ -233,9 +236,9 @@ describe('walvault-restore requests to the running prefetcher', () => {
 
   it('does not start a worker for a history file restored outside a recovery (no recovery.signal or standby.signal)', async () => {
     await rm(path.join(dataDir, 'recovery.signal'));
-    const probe = await runNoWait('walvault-restore', [`--repo=${repo}`, '00000002.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir });
+    // Waits for stderr to close: a worker started by the launcher or by Node inherits it, so this returns only after such a worker ended.
+    const probe = await run('walvault-restore', [`--repo=${repo}`, '00000002.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir });
     expect(probe.code).toBe(1);
-    await sleep(300);
     expect(exists(spool)).toBe(false);
   });
 });

@@ -147,7 +147,8 @@ describe('walvault-restore', () => {
     expect(result.code).toBe(128);
     expect(result.stderr).toContain(`restoring "${SEGMENT}" did not finish within 1 s; stopping recovery`);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
-    expect(Date.now() - started).toBeLessThan(5000);
+    // The bound only has to tell --timeout=1 from the 60 s default (and from a hang), with room for a loaded machine.
+    expect(Date.now() - started).toBeLessThan(30_000);
     expect(existsSync(target())).toBe(false);
   });
 

@@ -153,7 +153,8 @@ describe('restore from S3', () => {
     const result = await runCli('walvault-restore', [...s3Flags(server, prefix), '--on-error=abort', '--timeout=2', SEGMENT, target]);
     expect(result, result.stderr).toMatchObject({ code: 128 });
     expect(result.stderr).toContain('stopping recovery (--on-error=abort)');
-    expect(result.durationMs).toBeLessThan(8_000);
+    // Tells --timeout=2 from the 60 s default, with room for a loaded machine.
+    expect(result.durationMs).toBeLessThan(30_000);
     expect(await fs.readdir(dir)).toEqual([]);
   });
 

@@ -13,6 +13,8 @@
 //   BadDigest on a mismatch, and forwards nothing when the client gives up before the body's end (S3
 //   stores nothing then either). Bodies sent with aws-chunked encoding would be stored with their chunk
 //   framing (walvault never sends them).
+// - Writes to one key are not atomic (the file is written in place): the proxy forwards PUTs and
+//   completes of one key one at a time, as S3 replaces an object whole.
 // - Signature V4 is checked only partially; SSE, storage classes other than its fixed list, object
 //   lock and versioning are not implemented.
 // - ListObjectsV2 continuation tokens use DES, which OpenSSL 3 refuses: the child runs with
@@ -38,6 +40,8 @@ export type Fault =
   | { type: 'stall'; ms: number }
   /** Forward, but cut the response body after `afterBytes` bytes by destroying the connection. */
   | { type: 'truncate'; afterBytes: number }
+  /** Forward, but invert the response body's byte at `atByte` in transit (the stored object stays intact). */
+  | { type: 'flip'; atByte: number }
   /** Hold the request for `ms`, then handle it normally (to order concurrent requests). */
   | { type: 'delay'; ms: number };
 
@@ -70,6 +74,8 @@ export interface RequestRecord {
   contentEncoding: string | undefined;
   /** What the proxy did: forwarded, refused (412), a fault type, or 'abort' (emulated). */
   outcome: string;
+  /** All request headers (lower-case names), e.g. x-amz-storage-class or x-amz-server-side-encryption. */
+  headers: http.IncomingHttpHeaders;
 }
 
 /** Common S3 faults, by name. */
@@ -110,6 +116,8 @@ export interface S3TestServer {
   enforceConditionalWrites: boolean;
   /** Requests seen by the proxy since the last resetRequests(). */
   requests: RequestRecord[];
+  /** Most GET requests of objects the proxy had open at once since the last resetRequests() (to see a client's parallelism). */
+  maxConcurrentGets: number;
   resetRequests(): void;
   /** Path of the file holding an object's bytes inside s3rver's storage (to corrupt it). */
   objectFile(key: string): string;
@@ -158,6 +166,8 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     latencyMs: 0,
     enforceConditionalWrites: true,
     requests: [] as RequestRecord[],
+    getsInFlight: 0,
+    maxConcurrentGets: 0,
   };
 
   const objectFile = (key: string): string => path.join(directory, bucket, `${key}._S3rver_object`);
@@ -224,13 +234,30 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     return expected.toString('base64') === header ? body : 'bad';
   };
 
-  const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncateAfter?: number, body?: Buffer): Promise<void> =>
+  const forward = (req: http.IncomingMessage, res: http.ServerResponse, truncateAfter?: number, body?: Buffer, flipAt?: number): Promise<void> =>
     new Promise((resolve) => {
       const headers = { ...req.headers };
       delete headers.expect;
       delete headers.connection;
       const request = http.request({ ...upstream, agent, method: req.method, path: req.url, headers }, (response) => {
         res.writeHead(response.statusCode ?? 502, response.headers);
+        if (flipAt !== undefined) {
+          let seen = 0;
+          response.on('data', (chunk: Buffer) => {
+            if (flipAt >= seen && flipAt < seen + chunk.length) {
+              chunk = Buffer.from(chunk);
+              chunk[flipAt - seen] = (chunk[flipAt - seen] ?? 0) ^ 0xff;
+            }
+            seen += chunk.length;
+            res.write(chunk);
+          });
+          response.on('end', () => {
+            res.end();
+            resolve();
+          });
+          response.on('error', () => resolve());
+          return;
+        }
         if (truncateAfter === undefined) {
           response.pipe(res);
           response.on('end', () => resolve());
@@ -283,8 +310,14 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
       checksumCrc32: req.headers['x-amz-checksum-crc32'] as string | undefined,
       contentEncoding: req.headers['content-encoding'],
       outcome: 'forwarded',
+      headers: { ...req.headers },
     };
     state.requests.push(record);
+    if (method === 'GET' && key !== '') {
+      state.getsInFlight += 1;
+      state.maxConcurrentGets = Math.max(state.maxConcurrentGets, state.getsInFlight);
+      res.once('close', () => (state.getsInFlight -= 1));
+    }
     if (state.latencyMs > 0) await sleep(state.latencyMs);
 
     let fault = takeFault(method, key, url.searchParams);
@@ -309,6 +342,9 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
         }
         case 'truncate':
           await forward(req, res, fault.afterBytes);
+          return;
+        case 'flip':
+          await forward(req, res, undefined, undefined, fault.atByte);
           return;
         default:
           return;
@@ -355,6 +391,12 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
       });
       return;
     }
+    if (isObjectPut || isComplete) {
+      // s3rver writes an object's file in place, so two concurrent PUTs of one key can leave a mix of
+      // both bodies; S3 replaces objects atomically (the last complete PUT wins): one at a time per key.
+      await withKeyLock(`${bucketName}/${key}`, () => forward(req, res, undefined, body));
+      return;
+    }
     await forward(req, res, undefined, body);
   };
 
@@ -396,7 +438,11 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     get requests() {
       return state.requests;
     },
+    get maxConcurrentGets() {
+      return state.maxConcurrentGets;
+    },
     resetRequests() {
+      state.maxConcurrentGets = state.getsInFlight;
       state.requests = [];
     },
     objectFile,

@@ -50,10 +50,19 @@ export async function waitForWorkerStart(spoolDir: string, side: 'archive' | 're
 
 /**
  * Waits for a side's worker to have run: up to `startMs` for it to appear (a worker holds its pid file
- * for at least its idle time, so it cannot be missed), then until it has exited.
+ * for at least its idle time, so it cannot be missed), then until it has exited. Fails when no worker
+ * appeared, unless `expectWorker: false` says the test does not know whether one starts.
  */
-export async function waitForWorkerExit(spoolDir: string, side: 'archive' | 'restore', timeoutMs = 30_000, startMs = 4000): Promise<void> {
-  if ((await waitForWorkerStart(spoolDir, side, startMs)) === null) return;
+export async function waitForWorkerExit(
+  spoolDir: string,
+  side: 'archive' | 'restore',
+  options: { expectWorker?: boolean; timeoutMs?: number; startMs?: number } = {},
+): Promise<void> {
+  const { expectWorker = true, timeoutMs = 60_000, startMs = expectWorker ? 30_000 : 4000 } = options;
+  if ((await waitForWorkerStart(spoolDir, side, startMs)) === null) {
+    if (expectWorker) throw new Error(`no ${side} worker appeared in "${spoolDir}" within ${startMs} ms, though the test expected one`);
+    return;
+  }
   const until = Date.now() + timeoutMs;
   while (Date.now() < until) {
     if ((await workerPid(spoolDir, side)) === null) return;

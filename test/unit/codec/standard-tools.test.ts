@@ -1,5 +1,5 @@
-// Stored objects are standard files: gunzip, lz4, zstd and age (when installed) read ours, and we read theirs.
-import { execFileSync, spawnSync } from 'node:child_process';
+// Stored objects are standard files: gunzip, lz4, zstd and age read ours, and we read theirs (a missing tool fails the test).
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,15 +7,8 @@ import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { createDecoder, createEncoder, detectStoredFormat } from '../../../src/codec/index.js';
 import { runThrough, walLikeData } from '../../support/codec.js';
 import { makeTempDir } from '../../support/tmp.js';
+import { needTools } from '../../support/tools.js';
 
-/** True when `tool` runs here; otherwise the tests that need it are skipped with a message. */
-function installed(tool: string): boolean {
-  const found = spawnSync(tool, ['--version'], { stdio: 'ignore' }).error === undefined;
-  if (!found) console.warn(`skipping standard-tool checks for "${tool}": not installed (apt-get install ${tool === 'gzip' ? 'gzip' : tool === 'lz4' ? 'lz4' : tool})`);
-  return found;
-}
-
-const TOOLS = { gzip: installed('gzip'), lz4: installed('lz4'), zstd: installed('zstd'), age: installed('age') };
 const DECOMPRESS: Record<string, string[]> = { gzip: ['gzip', '-dc'], lz4: ['lz4', '-dc'], zstd: ['zstd', '-dcq'] };
 const COMPRESS: Record<string, string[][]> = {
   gzip: [['gzip', '-c', '-6']],
@@ -46,21 +39,24 @@ function run(command: string[], input: Buffer): Buffer {
 }
 
 describe.each(['gzip', 'lz4', 'zstd'] as const)('%s', (codec) => {
-  it.runIf(TOOLS[codec])(`our stored object decompresses with \`${DECOMPRESS[codec]?.join(' ')}\` to the original bytes`, async () => {
+  it(`our stored object decompresses with \`${DECOMPRESS[codec]?.join(' ')}\` to the original bytes`, async () => {
+    needTools(codec);
     const stored = await runThrough(data, (await createEncoder({ compress: codec })).transforms);
     const restored = run(DECOMPRESS[codec] ?? [], stored);
     expect(restored.length).toBe(data.length);
     expect(restored.equals(data)).toBe(true);
   });
 
-  it.runIf(TOOLS[codec] && TOOLS.age)(`encrypted: \`age -d -i key.txt | ${DECOMPRESS[codec]?.join(' ')}\` gives the original bytes`, async () => {
+  it(`encrypted: \`age -d -i key.txt | ${DECOMPRESS[codec]?.join(' ')}\` gives the original bytes`, async () => {
+    needTools(codec, 'age');
     const stored = await runThrough(data, (await createEncoder({ compress: codec, recipients: [recipient] })).transforms);
     const decrypted = run(['age', '-d', '-i', identityFile], stored);
     const restored = run(DECOMPRESS[codec] ?? [], decrypted);
     expect(restored.equals(data)).toBe(true);
   });
 
-  it.runIf(TOOLS[codec])('files made by the tool (no metadata) are recognised and decoded', async () => {
+  it('files made by the tool (no metadata) are recognised and decoded', async () => {
+    needTools(codec);
     for (const command of COMPRESS[codec] ?? []) {
       const made = run(command, data);
       const format = detectStoredFormat(made.subarray(0, 16));
@@ -72,12 +68,14 @@ describe.each(['gzip', 'lz4', 'zstd'] as const)('%s', (codec) => {
 });
 
 describe('age', () => {
-  it.runIf(TOOLS.age)('uncompressed encrypted object decrypts with `age -d -i key.txt`', async () => {
+  it('uncompressed encrypted object decrypts with `age -d -i key.txt`', async () => {
+    needTools('age');
     const stored = await runThrough(data, (await createEncoder({ compress: 'none', recipients: [recipient] })).transforms);
     expect(run(['age', '-d', '-i', identityFile], stored).equals(data)).toBe(true);
   });
 
-  it.runIf(TOOLS.age && TOOLS.zstd)('`zstd | age -r` made by hand (no metadata) is recognised and decoded', async () => {
+  it('`zstd | age -r` made by hand (no metadata) is recognised and decoded', async () => {
+    needTools('age', 'zstd');
     const made = run(['age', '-r', recipient], run(['zstd', '-c', '-q'], data));
     const format = detectStoredFormat(made.subarray(0, 64));
     expect(format).toEqual({ codec: 'auto', encryption: 'age' });
@@ -85,7 +83,8 @@ describe('age', () => {
     expect(restored.equals(data)).toBe(true);
   });
 
-  it.runIf(TOOLS.age)('a key from `age-keygen` works as identity and its public key as recipient', async () => {
+  it('a key from `age-keygen` works as identity and its public key as recipient', async () => {
+    needTools('age');
     const keyFile = path.join(dir, 'keygen.txt');
     execFileSync('age-keygen', ['-o', keyFile], { stdio: 'ignore' });
     const publicKey = execFileSync('age-keygen', ['-y', keyFile]).toString().trim();
@@ -113,7 +112,8 @@ describe('age payload interoperability at chunk boundaries (64 KiB STREAM chunks
     expect((await runThrough(theirs, await createDecoder({ codec: 'none', encryption: 'age' }, { identities: [identity] }))).equals(plain)).toBe(true);
   });
 
-  it.runIf(TOOLS.age)('exact multiples of the chunk size decrypt with `age -d`, and `age -r` output decrypts with ours', async () => {
+  it('exact multiples of the chunk size decrypt with `age -d`, and `age -r` output decrypts with ours', async () => {
+    needTools('age');
     for (const size of [65_536, 131_072]) {
       const plain = data.subarray(0, size);
       const ours = await runThrough(plain, (await createEncoder({ compress: 'none', recipients: [recipient] })).transforms);

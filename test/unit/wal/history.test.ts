@@ -34,11 +34,14 @@ describe('timeline history files', () => {
     expect(() => parseHistory('2\t0/1\tx\n1\t0/2\ty\n', 3)).toThrow('lists timeline 1 after 2');
     expect(() => parseHistory('3\t0/1\tx\n', 3)).toThrow('names timeline 3 as a parent');
     expect(() => parseHistory('1\t0/5\tx\n2\t0/1\ty\n', 3)).toThrow('has switch point 0/1 before 0/5');
+    let thrown: unknown;
     try {
       parseHistory('x', 2);
     } catch (error) {
-      expect((error as WalvaultError).kind).toBe('corrupt');
+      thrown = error;
     }
+    expect(thrown).toBeInstanceOf(WalvaultError);
+    expect((thrown as WalvaultError).kind).toBe('corrupt');
   });
 
   it('names history files and reads their timeline back', () => {
