@@ -406,30 +406,43 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
 }
 
 /** How the stored copy relates to the source. */
-type Comparison = { state: 'missing' } | { state: 'identical'; meta: ObjectMeta } | { state: 'different'; detail: string };
+type Comparison = { state: 'missing' } | { state: 'identical'; meta: ObjectMeta } | { state: 'different'; detail: string } | { state: 'damaged'; detail: string };
 
-/** Compares the existing object with the source: by recorded hash when there is one, else by content. */
+/**
+ * Compares the existing object with the source, byte for byte: the stored copy is read back and
+ * decoded, so a copy whose bytes rotted while its recorded hash still matches is never taken for
+ * identical (PostgreSQL would then recycle the only good copy). The one case decided by the recorded
+ * hash alone is an encrypted object on a host that holds no identity to decrypt it (the archive side
+ * usually has only the recipients); restore and `walvault verify` check such an object's content.
+ */
 async function compareWithStored(request: ArchiveRequest, key: string, facts: SourceFacts): Promise<Comparison> {
   const ctx = { signal: request.deadline.signal };
   const info = await request.backend.stat(key, ctx);
   if (!info.exists) return { state: 'missing' };
-  if (info.meta !== null && info.meta.contentHash === facts.hash && info.meta.contentSize === facts.size) {
-    return { state: 'identical', meta: info.meta };
-  }
+  const recordedSame = info.meta !== null && info.meta.contentHash === facts.hash && info.meta.contentSize === facts.size;
   if (info.meta !== null && info.meta.encryption !== 'none' && (request.decode?.identities ?? []).length === 0) {
+    if (recordedSame) return { state: 'identical', meta: info.meta };
     return { state: 'different', detail: `its recorded hash ${info.meta.contentHash} (${info.meta.contentSize} bytes) differs from this file's ${facts.hash} (${facts.size} bytes)` };
   }
   const object = await request.backend.read(key, ctx);
   if (object === null) return { state: 'missing' };
   const decoded = await decodeStored(object, request.decode ?? {});
-  const offset = await request.deadline.race(firstDifference(decoded.content, readSource(request.sourcePath)));
-  await decoded.finished.catch(() => undefined);
-  if (offset === null) {
-    return { state: 'identical', meta: { contentHash: facts.hash, contentSize: facts.size, codec: decoded.format.codec, encryption: decoded.format.encryption } };
+  let offset: number | null;
+  try {
+    offset = await request.deadline.race(firstDifference(decoded.content, readSource(request.sourcePath)));
+  } catch (error) {
+    // The stored bytes do not decode (truncated, flipped): whatever they once held, they are damaged now.
+    if (error instanceof WalvaultError && error.kind === 'corrupt') return { state: 'damaged', detail: error.message };
+    throw error;
   }
+  const decodeError = await decoded.finished.then(() => null, (error: unknown) => error);
+  if (offset === null && decodeError === null) {
+    return { state: 'identical', meta: info.meta !== null && recordedSame ? info.meta : { contentHash: facts.hash, contentSize: facts.size, codec: decoded.format.codec, encryption: decoded.format.encryption } };
+  }
+  const lsn = offset === null ? null : lsnAtOffset(request.fileName, offset, facts.size);
+  const where = offset === null ? 'it does not decode' : `at byte offset ${offset}${lsn === null ? '' : ` (LSN ${formatLsn(lsn)})`}`;
+  if (recordedSame) return { state: 'damaged', detail: `its recorded hash matches this file but its stored bytes differ ${where}` };
   const storedSize = info.meta?.contentSize;
-  const lsn = lsnAtOffset(request.fileName, offset, facts.size);
-  const where = `at byte offset ${offset}${lsn === null ? '' : ` (LSN ${formatLsn(lsn)})`}`;
   const sizes = storedSize !== undefined && storedSize !== facts.size ? `; archived copy has ${storedSize} bytes, this file ${facts.size}` : '';
   return { state: 'different', detail: `the contents differ ${where}${sizes}` };
 }
@@ -458,6 +471,11 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
     }
     const comparison = await withRetries(() => compareWithStored(request, key, facts), retry);
     if (comparison.state === 'missing') continue;
+    if (comparison.state === 'damaged') {
+      throw new WalvaultError('corrupt', `the archived copy of "${fileName}" at "${location}" is damaged: ${comparison.detail}`, {
+        hint: `run walvault verify on the repository; move the damaged copy (and its ~meta) aside so that PostgreSQL archives "${request.sourcePath}" again, which is still intact; nothing was changed`,
+      });
+    }
     if (comparison.state === 'different') {
       throw new WalvaultError('mismatch', `refusing to overwrite "${fileName}" at "${location}": the archived copy is not "${request.sourcePath}", ${comparison.detail}`, {
         hint: 'two clusters (or a promoted standby and its old primary) may be archiving into one repository; compare system identifiers with pg_controldata and give each cluster its own repository; nothing was changed',

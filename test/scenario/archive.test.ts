@@ -51,6 +51,36 @@ describe('walvault-archive', () => {
     expect(again.stderr).toContain(`warning: "${SEGMENT}" was already archived at "${storedPath(SEGMENT)}" with identical content; made sure it is durable, reporting success`);
   });
 
+  it('refuses with exit 7 when the archived copy rotted but its recorded hash still matches (never exit 0 on a damaged copy)', async () => {
+    const content = pseudoRandomBytes(MiB, 'a');
+    const source = await writeWalFile(dataDir, SEGMENT, content);
+    expect((await archive(source, SEGMENT)).code).toBe(0);
+    const rotted = Buffer.from(content);
+    rotted[0x4_0000] = (rotted[0x4_0000] ?? 0) ^ 0x01;
+    await chmod(storedPath(SEGMENT), 0o600);
+    await writeFile(storedPath(SEGMENT), rotted);
+    const again = await archive(source, SEGMENT);
+    expect(again.code).toBe(7);
+    expect(again.stderr).toContain(`error: the archived copy of "${SEGMENT}" at "${storedPath(SEGMENT)}" is damaged: its recorded hash matches this file but its stored bytes differ at byte offset 262144`);
+    expect(again.stderr).toContain('HINT: run walvault verify on the repository');
+    expect((await readFile(storedPath(SEGMENT))).equals(rotted)).toBe(true);
+  });
+
+  it('compares a compressed archived copy by its decoded bytes: identical content is exit 0, a rotted copy exit 7', async () => {
+    const content = Buffer.concat([Buffer.alloc(MiB / 2, 7), pseudoRandomBytes(MiB / 2, 'b')]);
+    const source = await writeWalFile(dataDir, SEGMENT, content);
+    expect((await archive(source, SEGMENT, ['--compress=lz4'])).code).toBe(0);
+    const again = await archive(source, SEGMENT, ['--compress=lz4']);
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('with identical content');
+    const stored = await readFile(storedPath(SEGMENT));
+    const truncated = stored.subarray(0, stored.length - 100);
+    await writeFile(storedPath(SEGMENT), truncated);
+    const damaged = await archive(source, SEGMENT, ['--compress=lz4']);
+    expect(damaged.code).toBe(7);
+    expect(damaged.stderr).toContain(`error: the archived copy of "${SEGMENT}" at "${storedPath(SEGMENT)}" is damaged: stored object is not valid lz4 frame data`);
+  });
+
   it('refuses different content under an existing name with exit 4, naming the byte offset and LSN, changing nothing', async () => {
     const original = pseudoRandomBytes(MiB, 'a');
     const source = await writeWalFile(dataDir, SEGMENT, original);
