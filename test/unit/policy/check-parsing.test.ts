@@ -1,3 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { analyseCommand, connectionConfig, sameRepository, splitShellWords } from '../../../src/policy/check.js';
 
@@ -30,5 +33,38 @@ describe('reading archive_command / restore_command', () => {
     });
     expect(connectionConfig('postgresql://u@h:5432/d', {})).toEqual({ connectionString: 'postgresql://u@h:5432/d' });
     expect(connectionConfig('mydb', { PGHOST: 'h' })).toEqual({ database: 'mydb', application_name: 'walvault check' });
+  });
+});
+
+describe('the example postgresql.conf files, read as walvault check reads a server', () => {
+  const examples = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../examples');
+  const settings = readdirSync(examples)
+    .filter((file) => file.endsWith('.conf'))
+    .flatMap((file) =>
+      readFileSync(path.join(examples, file), 'utf8')
+        .split('\n')
+        .map((line) => /^#?\s*(archive_command|restore_command)\s*=\s*'(.*)'\s*$/.exec(line))
+        .filter((match): match is RegExpExecArray => match !== null)
+        .map((match) => [`${file}: ${match[1]}`, match[1] as 'archive_command' | 'restore_command', match[2]!] as const),
+    );
+
+  it('covers the boolean flag before %p %f (examples/s3-compatible.postgresql.conf)', () => {
+    expect(settings.some(([, , command]) => / --s3-force-path-style %[pf] %[pf]$/.test(command))).toBe(true);
+  });
+
+  it.each(settings)('%s passes %p/%f in the right order, with nothing walvault would refuse', (_label, setting, command) => {
+    const analysis = analyseCommand(command, setting === 'archive_command' ? 'walvault-archive' : 'walvault-restore');
+    expect(analysis.problem).toBeUndefined();
+    expect(analysis.calls).toBe(true);
+    expect(analysis.positionals).toEqual(setting === 'archive_command' ? ['%p', '%f'] : ['%f', '%p']);
+    expect(analysis.repo ?? analysis.config).toBe(/--repo=(\S+)/.exec(command)?.[1] ?? /--config=(\S+)/.exec(command)?.[1]);
+  });
+});
+
+describe('what walvault-archive itself would refuse', () => {
+  it('names an unknown flag, a flag of the other program and a missing value, as the program would', () => {
+    expect(analyseCommand('walvault-archive --rpo=/srv/wal %p %f', 'walvault-archive').problem).toBe('unknown option "--rpo"; HINT: did you mean --repo?');
+    expect(analyseCommand('walvault-restore --repo=/srv/wal --compress=zstd %f %p', 'walvault-restore').problem).toBe('unknown option "--compress"; HINT: --compress is an option of walvault-archive, not of walvault-restore');
+    expect(analyseCommand('walvault-archive %p %f --repo', 'walvault-archive').problem).toBe('option "--repo" needs a value; HINT: write --repo=URL');
   });
 });
