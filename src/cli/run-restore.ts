@@ -72,18 +72,12 @@ export async function restoreMain(context: CommandContext): Promise<number> {
     return 0;
   } catch (error) {
     if (error instanceof WalvaultError && error.routine) throw error;
-    const setting = mode === 'auto' ? await restoreSetting() : 'recovery';
-    if (setting === 'recovery') throw asRestoreFailure(error, onError);
+    // Without a terminal and a signal file it may still be PostgreSQL (an unusual setup): the safe answer stands.
     const failure = underlyingFailure(error);
-    if (!(failure instanceof WalvaultError) || failure.routine) throw failure;
-    if (setting === 'by-hand') {
+    if (mode === 'auto' && failure instanceof WalvaultError && (await restoreSetting()) === 'by-hand') {
       context.crashExitCode = EXIT_CODES.internal;
       throw failure;
     }
-    // Not in a data directory in recovery, and no terminal: maybe PostgreSQL after all; keep the safe exit.
-    throw new WalvaultError('abort-recovery', `${failure.message}; exit 128 (--on-error=auto): without recovery.signal or standby.signal in the working directory it cannot tell whether an ordinary failure would end a recovery early`, {
-      hint: `${failure.hint ?? 'fix the cause'}; run it from a terminal to see the failure's own exit code`,
-      cause: failure,
-    });
+    throw asRestoreFailure(error, onError);
   }
 }
