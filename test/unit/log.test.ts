@@ -29,7 +29,7 @@ describe('createLogger', () => {
     const worker = createLogger('walvault-archive', 'normal', (line) => lines.push(line), 'pusher 6518');
     worker.info('pushed "000000010000000000000001"');
     worker.error('e');
-    expect(lines).toEqual(['walvault-archive: info: [pusher 6518] pushed "000000010000000000000001"\n', 'walvault-archive: error: [pusher 6518] e\n']);
+    expect(lines).toEqual(['walvault-archive [pusher 6518]: info: pushed "000000010000000000000001"\n', 'walvault-archive [pusher 6518]: error: e\n']);
   });
 });
 
