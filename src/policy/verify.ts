@@ -155,31 +155,98 @@ const compareBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0
 /** The log+seg part of a segment-like name: ordering these strings orders segments by number on any segment size. */
 const position = (name: string): string => name.slice(8, 24);
 
+/** What the phases of one verify run share: the repository, the options, and the findings so far. */
+interface VerifyRun {
+  backend: Backend;
+  options: VerifyOptions;
+  timeoutMs: number;
+  quick: boolean;
+  concurrency: number;
+  findings: Finding[];
+  add(finding: Finding): void;
+  /** `timeline:segno` of segments that are present but unusable (damaged, foreign): reported once, not again as gaps. */
+  damaged: Set<string>;
+  progress: { done: number; total: number; bytes: number };
+  /** Runs one storage operation under its own deadline. */
+  withDeadline<T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T>;
+}
+
+/** Which objects and backups a run looks at: --backup, --from and --to applied. */
+interface VerifyScope {
+  walItems: Item[];
+  backupItems: Item[];
+  selectedBackups: Array<{ item: Item; history: BackupHistory }>;
+  fromPos: string | null;
+  toPos: string | null;
+}
+
+/** What the cluster phase decided: the archive's own database system and segment size. */
+interface ClusterVerdict {
+  recorded: RepoDocument['cluster'] | null;
+  segmentSize: number;
+  clusters: ClusterReport[];
+}
+
 /**
  * Verifies a repository: lists every object, re-reads each one against its recorded hash (or, with
  * quick, checks names, sizes and hashes recorded), checks segment headers, timelines and backups.
  * Never throws for problems in the archive (they are findings); throws only when the repository
- * cannot be listed or the options are wrong.
+ * cannot be listed or the options are wrong. The phases run in order, each adding findings.
  */
 export async function verifyArchive(backend: Backend, options: VerifyOptions = {}): Promise<VerifyReport> {
   const started = Date.now();
-  const timeoutMs = options.timeoutMs ?? 120_000;
-  const quick = options.quick === true;
-  const findings: Finding[] = [];
-  /** `timeline:segno` of segments that are present but unusable (damaged, foreign): reported once, not again as gaps. */
-  const damaged = new Set<string>();
-  const add = (finding: Finding): void => {
-    findings.push(finding);
-  };
+  checkRangeOptions(options);
+  const run = startRun(backend, options);
+  const { items, document } = await takeInventory(run);
+  const scope = await readBackupHistories(run, items);
+  const segmentItems = await checkSegments(run, scope);
+  const verdict = checkClusters(run, segmentItems, document);
+  const { index, timelines } = checkTimelines(run, scope, segmentItems, verdict.segmentSize);
+  const backups = checkBackups(run, scope, index, segmentItems, verdict.segmentSize);
+  return summarize(run, { items, segmentItems, verdict, timelines, backups, started });
+}
+
+/** Refuses --from/--to values that are not segment names. */
+function checkRangeOptions(options: VerifyOptions): void {
   for (const [flag, value] of [['--from', options.from], ['--to', options.to]] as const) {
     if (value !== undefined && classify(value) !== 'segment') {
       throw new WalvaultError('usage', `${flag} "${value}" is not a WAL segment name`, { hint: 'give a 24-hex-digit segment name such as 000000010000000000000010' });
     }
   }
+}
 
-  // 1. Inventory.
+/** The shared state of a run, before any phase. */
+function startRun(backend: Backend, options: VerifyOptions): VerifyRun {
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const findings: Finding[] = [];
+  return {
+    backend,
+    options,
+    timeoutMs,
+    quick: options.quick === true,
+    concurrency: Math.max(1, options.concurrency ?? 6),
+    findings,
+    add: (finding) => {
+      findings.push(finding);
+    },
+    damaged: new Set<string>(),
+    progress: { done: 0, total: 0, bytes: 0 },
+    withDeadline: async (what, work) => {
+      const deadline = new Deadline(timeoutMs, what);
+      try {
+        return await deadline.race(work({ signal: deadline.signal }));
+      } finally {
+        deadline.dispose();
+      }
+    },
+  };
+}
+
+/** Phase 1, inventory: lists and classifies every object, reads walvault.json, flags what does not belong. */
+async function takeInventory(run: VerifyRun): Promise<{ items: Item[]; document: RepoDocument | null }> {
+  const { backend, add } = run;
   const items: Item[] = [];
-  const listDeadline = new Deadline(timeoutMs * 10, `listing repository "${backend.describe('')}"`);
+  const listDeadline = new Deadline(run.timeoutMs * 10, `listing repository "${backend.describe('')}"`);
   try {
     for await (const entry of backend.list('', { signal: listDeadline.signal })) {
       items.push(classifyEntry(entry));
@@ -188,17 +255,9 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     listDeadline.dispose();
   }
   items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const withDeadline = async <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => {
-    const deadline = new Deadline(timeoutMs, what);
-    try {
-      return await deadline.race(work({ signal: deadline.signal }));
-    } finally {
-      deadline.dispose();
-    }
-  };
   let document: RepoDocument | null = null;
   try {
-    document = await withDeadline(`reading "${REPO_DOCUMENT}"`, (ctx) => readRepoDocument(backend, ctx));
+    document = await run.withDeadline(`reading "${REPO_DOCUMENT}"`, (ctx) => readRepoDocument(backend, ctx));
   } catch (error) {
     add({ severity: 'warning', code: 'repo-document', file: REPO_DOCUMENT, message: error instanceof WalvaultError ? error.message : String(error) });
   }
@@ -213,34 +272,48 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       item.intact = false;
     }
   }
+  return { items, document };
+}
 
-  // 2. Scope: --backup, --from/--to.
+/** An object as listed, before anything is read. */
+function classifyEntry(entry: ListEntry): Item {
+  const name = nameOfKey(entry.key);
+  let kind: Item['kind'];
+  if (entry.temp) kind = 'temp';
+  else if (entry.key === REPO_DOCUMENT) kind = 'document';
+  else if (!entry.key.startsWith(WAL_PREFIX)) kind = 'other';
+  else kind = classify(name);
+  const id = kind === 'segment' || kind === 'partial' ? parseSegmentName(name) : null;
+  return { key: entry.key, name, kind, entry, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline: id?.timeline ?? null };
+}
+
+/** Reads (or, with quick, stats) one object under its deadline; a failure is an `unreadable` finding. */
+async function checkOne(run: VerifyRun, item: Item, readContent: boolean): Promise<void> {
+  const { backend, add } = run;
+  try {
+    await run.withDeadline(`verifying "${backend.describe(item.key)}"`, (ctx) => (readContent ? readAndCheck(backend, item, run.options.decode ?? {}, ctx, add) : statAndCheck(backend, item, ctx, add)));
+  } catch (error) {
+    item.intact = false;
+    const message = error instanceof WalvaultError ? error.message : (error as Error).message;
+    add({ severity: 'error', code: 'unreadable', file: item.name, message: `could not read "${backend.describe(item.key)}": ${message}`, hint: 'check the repository storage and permissions; if the object is damaged, see the recovery procedure' });
+  }
+  run.progress.done += 1;
+  run.progress.bytes += item.entry.storedSize;
+  run.options.onProgress?.({ ...run.progress });
+}
+
+/**
+ * Phase 2, scope: reads the history and backup history files first (they are small) so that --backup
+ * can narrow the range, then applies --backup, --from and --to.
+ */
+async function readBackupHistories(run: VerifyRun, items: Item[]): Promise<VerifyScope> {
+  const { backend, add, options } = run;
   const walItems = items.filter((item) => item.kind === 'segment' || item.kind === 'partial' || item.kind === 'history' || item.kind === 'backup');
   let fromPos = options.from === undefined ? null : position(options.from);
   const toPos = options.to === undefined ? null : position(options.to);
-  const inRange = (item: Item): boolean => {
-    if (item.kind === 'history') return true;
-    const pos = position(item.name);
-    return (fromPos === null || pos >= fromPos) && (toPos === null || pos <= toPos);
-  };
-  // Backup history files are read first (they are small) so that --backup can narrow the range.
   const backupItems = walItems.filter((item) => item.kind === 'backup' || item.kind === 'history');
-  const progress = { done: 0, total: 0, bytes: 0 };
-  const concurrency = Math.max(1, options.concurrency ?? 6);
-  const checkOne = async (item: Item, readContent: boolean): Promise<void> => {
-    try {
-      await withDeadline(`verifying "${backend.describe(item.key)}"`, (ctx) => (readContent ? readAndCheck(backend, item, options.decode ?? {}, ctx, add) : statAndCheck(backend, item, ctx, add)));
-    } catch (error) {
-      item.intact = false;
-      const message = error instanceof WalvaultError ? error.message : (error as Error).message;
-      add({ severity: 'error', code: 'unreadable', file: item.name, message: `could not read "${backend.describe(item.key)}": ${message}`, hint: 'check the repository storage and permissions; if the object is damaged, see the recovery procedure' });
-    }
-    progress.done += 1;
-    progress.bytes += item.entry.storedSize;
-    options.onProgress?.({ ...progress });
-  };
-  progress.total = backupItems.length;
-  await forEachLimited(backupItems, concurrency, (item) => checkOne(item, true));
+  run.progress.total = backupItems.length;
+  await forEachLimited(backupItems, run.concurrency, (item) => checkOne(run, item, true));
 
   const backups: Array<{ item: Item; history: BackupHistory }> = [];
   for (const item of backupItems.filter((candidate) => candidate.kind === 'backup' && candidate.text !== null)) {
@@ -272,13 +345,25 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     const earliest = selectedBackups.map(({ history }) => position(history.startSegment)).sort()[0]!;
     if (fromPos === null || earliest > fromPos) fromPos = earliest;
   }
+  return { walItems, backupItems, selectedBackups, fromPos, toPos };
+}
 
-  // 3. Content (or, with quick, metadata) of every segment in scope.
-  const segmentItems = walItems.filter((item) => (item.kind === 'segment' || item.kind === 'partial') && inRange(item));
-  progress.total += segmentItems.length;
-  await forEachLimited(segmentItems, concurrency, (item) => checkOne(item, !quick));
+/** Phase 3, content: reads every segment in scope against its recorded hash and header (quick: metadata only). */
+async function checkSegments(run: VerifyRun, scope: VerifyScope): Promise<Item[]> {
+  const inRange = (item: Item): boolean => {
+    if (item.kind === 'history') return true;
+    const pos = position(item.name);
+    return (scope.fromPos === null || pos >= scope.fromPos) && (scope.toPos === null || pos <= scope.toPos);
+  };
+  const segmentItems = scope.walItems.filter((item) => (item.kind === 'segment' || item.kind === 'partial') && inRange(item));
+  run.progress.total += segmentItems.length;
+  await forEachLimited(segmentItems, run.concurrency, (item) => checkOne(run, item, !run.quick));
+  return segmentItems;
+}
 
-  // 4. Clusters and segment size.
+/** Phase 4, clusters: which database system and segment size the archive belongs to, and what does not fit. */
+function checkClusters(run: VerifyRun, segmentItems: Item[], document: RepoDocument | null): ClusterVerdict {
+  const { add } = run;
   const recorded = document?.cluster ?? null;
   const headered = segmentItems.filter((item) => item.header !== null && item.intact);
   const sysids = countBy(headered, (item) => item.header!.systemIdentifier);
@@ -324,8 +409,13 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       item.intact = false;
     }
   }
+  return { recorded, segmentSize, clusters };
+}
 
-  // 5. Timelines: histories, header timelines, continuity.
+/** Phase 5, timelines: history files, the timeline each header names, and continuity (gaps) along every timeline. */
+function checkTimelines(run: VerifyRun, scope: VerifyScope, segmentItems: Item[], segmentSize: number): { index: SegmentIndex; timelines: TimelineReport[] } {
+  const { add, damaged } = run;
+  const { walItems, fromPos, toPos } = scope;
   const index = new SegmentIndex(segmentSize);
   /** Timelines whose history file is there but damaged: reported once as bad-history, not again as missing. */
   const unparsedHistories = new Set<number>();
@@ -425,14 +515,19 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     });
   }
 
-  // 6. Backups.
+  return { index, timelines };
+}
+
+/** Phase 6, backups: whether each selected backup can be restored, and up to where on which timeline. */
+function checkBackups(run: VerifyRun, scope: VerifyScope, index: SegmentIndex, segmentItems: Item[], segmentSize: number): BackupReport[] {
+  const { add, damaged } = run;
   const newestTimeline = (start: number): number => {
     let newest = start;
     while (index.histories.has(newest + 1)) newest += 1;
     return newest;
   };
   const backupReports: BackupReport[] = [];
-  for (const { item, history } of selectedBackups.sort((a, b) => compareBig(a.history.startLsn, b.history.startLsn))) {
+  for (const { item, history } of scope.selectedBackups.sort((a, b) => compareBig(a.history.startLsn, b.history.startLsn))) {
     const startSegno = index.segnoOf(history.startLsn);
     const stopSegno = index.segnoOf(history.stopLsn === 0n ? 0n : history.stopLsn - 1n);
     const needed: Array<{ timeline: number; segno: bigint }> = [];
@@ -498,6 +593,19 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     backupReports.push(report);
   }
 
+  return backupReports;
+}
+
+/** The report: what was counted, found and decided. */
+function summarize(
+  run: VerifyRun,
+  parts: { items: Item[]; segmentItems: Item[]; verdict: ClusterVerdict; timelines: TimelineReport[]; backups: BackupReport[]; started: number },
+): VerifyReport {
+  const { backend, options, quick, findings, progress } = run;
+  const { items, segmentItems, timelines } = parts;
+  const { recorded, segmentSize, clusters } = parts.verdict;
+  const backupReports = parts.backups;
+  const started = parts.started;
   const objects = {
     total: items.length,
     segments: items.filter((item) => item.kind === 'segment').length,
@@ -526,17 +634,6 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     ok: errors === 0,
     durationMs: Date.now() - started,
   };
-
-  function classifyEntry(entry: ListEntry): Item {
-    const name = nameOfKey(entry.key);
-    let kind: Item['kind'];
-    if (entry.temp) kind = 'temp';
-    else if (entry.key === REPO_DOCUMENT) kind = 'document';
-    else if (!entry.key.startsWith(WAL_PREFIX)) kind = 'other';
-    else kind = classify(name);
-    const id = kind === 'segment' || kind === 'partial' ? parseSegmentName(name) : null;
-    return { key: entry.key, name, kind, entry, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline: id?.timeline ?? null };
-  }
 }
 
 /** Reads one object through the decoder, checks size and hash against its metadata, and keeps what analysis needs. */
