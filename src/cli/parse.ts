@@ -44,6 +44,11 @@ export const camel = (name: string): string => name.replace(/-([a-z0-9])/g, (_, 
 /** The environment variable of an option: WALVAULT_ and the name in capitals with underscores. */
 export const envName = (name: string): string => `WALVAULT_${name.toUpperCase().replace(/-/g, '_')}`;
 
+/** Every WALVAULT_* variable an option reads (what a cache of a call's outcome must take into account). */
+export function optionEnvironmentNames(): string[] {
+  return OPTION_TABLE.filter((spec) => spec.flagOnly !== true).map((spec) => envName(spec.name));
+}
+
 const helpHint = (program: Command): { hint: string } => ({ hint: `see ${COMMAND_NAMES[program]} --help for the options` });
 
 /** A boolean from its spelled form; undefined when it is neither true nor false. */

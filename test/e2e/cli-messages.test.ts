@@ -127,6 +127,14 @@ describe('messages, exact, with their exit codes', () => {
     });
   });
 
+  it('a name that is no WAL file name, not swapped either: the setting with the right order', async () => {
+    expect(await run(walvault.archive, ['--repo=/srv/wal', 'pg_wal/x', '../bad'], { cwd: scratch })).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: `walvault-archive: error: invalid WAL file name "../bad": expected 1 to 64 ASCII letters, digits and dots, no path separators; HINT: walvault-archive takes the path (%p), then the file name (%f): archive_command = 'walvault-archive --repo=URL %p %f'\n`,
+    });
+  });
+
   it('a restore failure run by hand from a terminal says what failed, with its own exit code, and nothing about stopping recovery', async () => {
     const missing = path.join(scratch, 'no-such-repository');
     const result = await runOnTerminal(walvault.restore, [`--repo=${missing}`, SEGMENT, 'pg_wal/RECOVERYXLOG'], scratch);

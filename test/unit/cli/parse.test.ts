@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { closestName, parseCommandLine, readCommandLine, wantsHelp, type CommandLineSpec } from '../../../src/cli/parse.js';
+import { closestName, optionEnvironmentNames, parseCommandLine, readCommandLine, wantsHelp, type CommandLineSpec } from '../../../src/cli/parse.js';
 
 const archiveSpec: CommandLineSpec = { program: 'archive', positionals: ['path', 'name'], extraFlags: ['internal-worker'] };
 const restoreSpec: CommandLineSpec = { program: 'restore', positionals: ['name', 'path'], extraFlags: ['internal-worker'] };
@@ -186,5 +186,15 @@ describe('one table for every command', () => {
     const words = readCommandLine(['--repo=s3://b/p', '--s3-force-path-style', '%p', '%f'], { program: 'archive' });
     expect(words.positionals).toEqual(['%p', '%f']);
     expect(words.flags.get('s3-force-path-style')).toBe(true);
+  });
+
+  it('lists the WALVAULT_* variables options read, flag-only ones excluded', () => {
+    const names = optionEnvironmentNames();
+    expect(names).toContain('WALVAULT_REPO');
+    expect(names).toContain('WALVAULT_CONFIG');
+    expect(names).toContain('WALVAULT_S3_ENDPOINT');
+    expect(names).toContain('WALVAULT_PREFETCH');
+    expect(names).not.toContain('WALVAULT_DRY_RUN');
+    expect(names.every((name) => /^WALVAULT_[A-Z0-9_]+$/.test(name))).toBe(true);
   });
 });
