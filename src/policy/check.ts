@@ -1,5 +1,5 @@
 // `walvault check`: checks a live setup end to end, the way an operator would, step by step with OK/FAIL and a hint.
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,7 +12,7 @@ import { hashBuffer } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { checkSegmentHeader } from '../wal/header.js';
 import { objectKey } from '../wal/names.js';
-import { readCommandLine } from '../cli/parse.js';
+import { loadConfigFile, readCommandLine } from '../cli/parse.js';
 import { restoreFile } from './restore.js';
 
 /** Options of checkSetup. */
@@ -126,6 +126,26 @@ export function analyseCommand(command: string, program: 'walvault-archive' | 'w
   }
 }
 
+/**
+ * The repository a command's --config file names, when the command names none itself and the file
+ * is readable here (check often runs on the server's host): read with the programs' own loader. A file
+ * check cannot read (another host, another user) tells nothing; one the programs would refuse is a problem.
+ */
+export function withConfigRepository(analysis: CommandAnalysis): CommandAnalysis {
+  if (analysis.repo !== null || analysis.config === null || analysis.problem !== undefined) return analysis;
+  try {
+    accessSync(analysis.config, constants.R_OK);
+  } catch {
+    return analysis;
+  }
+  try {
+    const repo = loadConfigFile(analysis.config).repo;
+    return typeof repo === 'string' && repo !== '' ? { ...analysis, repo } : analysis;
+  } catch (error) {
+    return { ...analysis, problem: error instanceof WalvaultError ? error.oneLine() : String(error) };
+  }
+}
+
 /** Whether two --repo values name the same repository (file:///x and /x are the same). */
 export function sameRepository(a: string, b: string): boolean {
   try {
@@ -212,7 +232,7 @@ export async function checkSetup(options: CheckOptions): Promise<CheckReport> {
     } else step('archive_mode', 'ok', archiveMode);
     const archiveLibrary = settings.get('archive_library') ?? '';
     const archiveCommand = settings.get('archive_command') ?? '';
-    const archive = analyseCommand(archiveCommand, 'walvault-archive');
+    const archive = withConfigRepository(analyseCommand(archiveCommand, 'walvault-archive'));
     if (archiveLibrary !== '') {
       archivingOk = false;
       step('archive_command', 'fail', `archive_library = '${archiveLibrary}' is set, so archive_command is ignored`, "set archive_library = '' and archive_command = 'walvault-archive --repo=URL %p %f', then reload");
@@ -232,7 +252,7 @@ export async function checkSetup(options: CheckOptions): Promise<CheckReport> {
       step('archive_command', 'fail', `archive_command archives to "${archive.repo}", not to "${options.repo}"`, `check which repository you meant; walvault check --repo must name the one in archive_command`);
     } else step('archive_command', 'ok', archiveCommand);
     const restoreCommand = settings.get('restore_command') ?? '';
-    const restore = analyseCommand(restoreCommand, 'walvault-restore');
+    const restore = withConfigRepository(analyseCommand(restoreCommand, 'walvault-restore'));
     if (restoreCommand === '') {
       step('restore_command', 'warn', 'restore_command is not set (needed only when recovering: put it in the configuration of the server you restore)', `restore_command = 'walvault-restore --repo=${options.repo} %f %p'`);
     } else if (restore.calls && restore.problem !== undefined) {

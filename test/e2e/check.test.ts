@@ -66,6 +66,22 @@ describe('walvault check on a live server', () => {
     }
   });
 
+  it('reads the repository from the --config file archive_command names, as walvault-archive does', async () => {
+    const configDir = await pg.makeDir('config', 0o755);
+    const config = `${configDir}/walvault.json`;
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(config, JSON.stringify({ repo }), { mode: 0o644 });
+    await server.sql(`alter system set archive_command = ${shQuote(`${shQuote(walvault.archive)} --config=${shQuote(config)} %p %f`)}`);
+    await server.sql('select pg_reload_conf()');
+    try {
+      const report = await checkSetup({ repo, backend: createLocalBackend({ root: repo }), connection: db, waitMs: 30_000 });
+      expect(statuses(report)).toEqual(['ok connect', 'ok wal_level', 'ok archive_mode', 'ok archive_command', 'ok restore_command', 'ok switch WAL', 'ok archived', 'ok restore', 'ok compare']);
+    } finally {
+      await server.sql('alter system reset archive_command');
+      await server.sql('select pg_reload_conf()');
+    }
+  });
+
   it('FAILs with what walvault-archive would say when archive_command has an option it refuses', async () => {
     await server.sql(`alter system set archive_command = ${shQuote(`${shQuote(walvault.archive)} --repo=${shQuote(repo)} --compres=zstd %p %f`)}`);
     await server.sql('select pg_reload_conf()');

@@ -1,8 +1,9 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
-import { analyseCommand, connectionConfig, sameRepository, splitShellWords } from '../../../src/policy/check.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { analyseCommand, connectionConfig, sameRepository, splitShellWords, withConfigRepository } from '../../../src/policy/check.js';
 
 describe('reading archive_command / restore_command', () => {
   it('splits like /bin/sh: quotes, escapes, operators', () => {
@@ -66,5 +67,22 @@ describe('what walvault-archive itself would refuse', () => {
     expect(analyseCommand('walvault-archive --rpo=/srv/wal %p %f', 'walvault-archive').problem).toBe('unknown option "--rpo"; HINT: did you mean --repo?');
     expect(analyseCommand('walvault-restore --repo=/srv/wal --compress=zstd %f %p', 'walvault-restore').problem).toBe('unknown option "--compress"; HINT: --compress is an option of walvault-archive, not of walvault-restore');
     expect(analyseCommand('walvault-archive %p %f --repo', 'walvault-archive').problem).toBe('option "--repo" needs a value; HINT: write --repo=URL');
+  });
+});
+
+describe('a command whose repository comes from its --config file', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'walvault-check-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('takes the repository from the file when check can read it, and reports a file the program would refuse', () => {
+    const good = path.join(dir, 'good.json');
+    writeFileSync(good, JSON.stringify({ repo: '/srv/wal', timeout: 30 }));
+    expect(withConfigRepository(analyseCommand(`walvault-archive --config=${good} %p %f`, 'walvault-archive'))).toMatchObject({ repo: '/srv/wal', config: good });
+    const typo = path.join(dir, 'typo.json');
+    writeFileSync(typo, JSON.stringify({ rpeo: '/srv/wal' }));
+    expect(withConfigRepository(analyseCommand(`walvault-archive --config=${typo} %p %f`, 'walvault-archive')).problem).toBe(`config file "${typo}" has unknown option "rpeo"; HINT: did you mean "repo"?`);
+    expect(withConfigRepository(analyseCommand(`walvault-archive --repo=/a --config=${typo} %p %f`, 'walvault-archive'))).toMatchObject({ repo: '/a' });
+    const elsewhere = path.join(dir, 'on-another-host.json');
+    expect(withConfigRepository(analyseCommand(`walvault-archive --config=${elsewhere} %p %f`, 'walvault-archive'))).toEqual({ calls: true, repo: null, positionals: ['%p', '%f'], config: elsewhere });
   });
 });
