@@ -145,6 +145,25 @@ describe('messages, exact, with their exit codes', () => {
     });
   });
 
+  it('a background pusher\'s lines have the one format, with the worker and its pid after the program', async () => {
+    const dataDir = path.join(scratch, 'data-pushing');
+    const repo = path.join(scratch, 'repo-pushing');
+    await mkdir(path.join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
+    await mkdir(repo);
+    const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003'];
+    for (const name of names) {
+      await writeFile(path.join(dataDir, 'pg_wal', name), Buffer.alloc(1 << 20, name.slice(-1)));
+      await writeFile(path.join(dataDir, 'pg_wal', 'archive_status', `${name}.ready`), '');
+    }
+    // Waits until every writer of its stderr is gone: the pusher too, once it has nothing left to push.
+    const result = await run(walvault.archive, [`--repo=${repo}`, `pg_wal/${names[0]}`, names[0]!], { cwd: dataDir });
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stderr.split('\n').filter((line) => line !== '');
+    expect(lines.length).toBeGreaterThan(0);
+    for (const line of lines) expect(line).toMatch(/^walvault-archive(?: \[pusher \d+\])?: (?:debug|info|warning|error): /);
+    expect(lines.some((line) => /^walvault-archive \[pusher \d+\]: info: archived "000000010000000000000002"/.test(line))).toBe(true);
+  });
+
   it('verify as a user who cannot read the repository: run it as the repository\'s owner (exit 5)', async () => {
     const repo = path.join(scratch, 'root-only-repo');
     await mkdir(repo, { mode: 0o700 });
