@@ -1,7 +1,6 @@
 // The S3 backend: atomic create with one conditional PutObject (If-None-Match: *) per object on Amazon S3 and
 // S3-compatible stores, loaded only for s3:// repositories.
 import { randomBytes } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -1,38 +1,30 @@
 // Glue between the entry points and the fast paths: push-ahead for archive, prefetch for restore, and their background workers.
 // The push-ahead machinery loads only for archive and the prefetch machinery only for restore (start-up cost, see README).
-import { WalvaultError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { archiveFile, type ArchiveRequest } from '../policy/archive.js';
 import { restoreFile, type RestoreRequest } from '../policy/restore.js';
-import { numberOption, stringOption, type CommonOptions } from './options.js';
+import { countOption, stringOption, type CommonOptions } from './options.js';
 
 /** The hidden flag that turns a walvault-archive / walvault-restore process into a background worker. */
 export const WORKER_FLAG = 'internal-worker';
 
-/** A non-negative integer option. */
-function count(raw: Record<string, unknown>, name: string, fallback: number, minimum = 0): number {
-  const value = numberOption(raw, name) ?? fallback;
-  if (!Number.isInteger(value) || value < minimum) {
-    throw new WalvaultError('usage', `invalid --${name} "${String(raw[name])}": expected a whole number >= ${minimum}`, { hint: `fix --${name}` });
-  }
-  return value;
+/** A non-negative integer option; its default (per command and backend) comes from OPTION_TABLE through the parser. */
+function count(raw: Record<string, unknown>, name: string, minimum = 0): number {
+  return countOption(raw, name, { minimum });
 }
 
 /** Worker log lines say they come from the background, so the server log tells them apart. */
 function workerLogger(program: string, options: CommonOptions): Logger {
   // Whoever started us may have closed our stderr: losing a log line must not stop a worker.
   process.stderr.on('error', () => undefined);
-  return createLogger(`${program}[${process.pid}]`, options.verbosity);
+  return createLogger(program, options.verbosity, undefined, `${program === 'walvault-archive' ? 'pusher' : 'prefetcher'} ${process.pid}`);
 }
 
 /** archive_command: push-ahead unless --push-ahead=0; or, with the worker flag, the background pusher. */
 export async function archiveCommand(args: readonly string[], options: CommonOptions, request: ArchiveRequest): Promise<void> {
   const raw = options.raw;
-  const pushAhead = count(raw, 'push-ahead', 16);
-  // S3 pushes each hold a whole segment in memory (one PUT): 3 at a time peaked at 142 MiB, 2 at 92.
-  // On a filesystem 5: with the early writeback (posix/writeback.ts) copies stopped waiting on each
-  // other's flushes, and 5 pushed 6-11% more than 3 side by side (README, "Where the time goes now").
-  const parallel = count(raw, 'parallel', request.backend.kind === 's3' ? 2 : 5, 1);
+  const pushAhead = count(raw, 'push-ahead');
+  const parallel = count(raw, 'parallel', 1);
   if (pushAhead === 0 && raw[WORKER_FLAG] === undefined) {
     await archiveFile(request);
     return;
@@ -76,9 +68,9 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
 /** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */
 export async function restoreCommand(args: readonly string[], options: CommonOptions, request: RestoreRequest): Promise<void> {
   const raw = options.raw;
-  const prefetch = count(raw, 'prefetch', 8);
-  const parallel = count(raw, 'parallel', 4, 1);
-  const maxBytes = count(raw, 'prefetch-max-bytes', 256 << 20);
+  const prefetch = count(raw, 'prefetch');
+  const parallel = count(raw, 'parallel', 1);
+  const maxBytes = count(raw, 'prefetch-max-bytes');
   if (prefetch === 0 && raw[WORKER_FLAG] === undefined) {
     await restoreFile(request);
     return;

@@ -1,5 +1,6 @@
 // The body of walvault-archive (src/cli/walvault-archive.ts runs it; the start-up bundle links it in directly).
 // PostgreSQL starts this once per WAL file: import only what every call needs; the rest loads when used.
+import { checkFileArguments, SETTING_LINE } from './arguments.js';
 import { archiveCommand, WORKER_FLAG } from './fast.js';
 import type { CommandContext } from './main.js';
 import { archiveSwitch, installOutcomeHooks } from './outcome.js';
@@ -11,15 +12,16 @@ export async function archiveMain(context: CommandContext): Promise<number> {
   const args = process.argv.slice(2);
   const raw = await parseOrPrintHelp(args, {
     program: 'archive',
-    usage: "$0 [options] <path> <name>\n\narchive_command = 'walvault-archive --repo=URL %p %f'",
-    describe: 'archive the file at <path> (%p) under <name> (%f)',
+    describe: 'Archives the WAL file at <path> under <name>, durably, refusing to overwrite a different file of that name. PostgreSQL runs it as archive_command:',
+    examples: [SETTING_LINE.archive],
     positionals: [
       { name: 'path', describe: 'file to archive (%p)' },
-      { name: 'name', describe: 'WAL file name (%f)' },
+      { name: 'name', describe: 'its WAL file name (%f)' },
     ],
     extraFlags: [WORKER_FLAG],
   });
   if (raw === null) return 0;
+  checkFileArguments('archive', { name: String(raw.name), path: String(raw.path) });
   const outcome = installOutcomeHooks('archive', raw, context);
   const onlyIfExists = archiveSwitch(raw, outcome, context.log);
   if (onlyIfExists?.skipRequest() === true) return 0;

@@ -33,12 +33,6 @@ export function mapDecryptError(error: unknown): Error {
   });
 }
 
-/** Maps an error from encryption (programming or resource errors only: recipients are checked up front). */
-function mapEncryptError(error: unknown): Error {
-  if (error instanceof WalvaultError) return error;
-  return new WalvaultError('internal', `age encryption failed: ${(error as Error | undefined)?.message ?? String(error)}`, { cause: error });
-}
-
 /** Checks recipients before any data moves; a malformed one is a 'key' error naming it. */
 export async function validateRecipients(recipients: readonly string[]): Promise<void> {
   const age = await loadAge();

@@ -1,6 +1,6 @@
 // gzip (RFC 1952) through node:zlib: the most widely readable codec (`gunzip`, `zcat`).
 import zlib from 'node:zlib';
-import { GZIP_INFO, hasMagic } from './catalog.js';
+import { GZIP_INFO } from './catalog.js';
 import type { Codec } from './types.js';
 
 /** gzip codec: levels 1 (fastest) to 9 (smallest), default 6 as in the gzip tool. */
@@ -12,8 +12,5 @@ export const gzipCodec: Codec = {
   },
   async decompressor() {
     return zlib.createGunzip({ chunkSize: 1 << 16 });
-  },
-  matches(firstBytes) {
-    return hasMagic(firstBytes, GZIP_INFO.magic);
   },
 };

@@ -4,7 +4,7 @@
 import { PassThrough, type Duplex } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { CODEC_INFO, hasMagic, isAgeFile, SUPPORTED_CODECS } from './catalog.js';
-import type { Codec, LevelRange } from './types.js';
+import type { Codec } from './types.js';
 
 export type { Codec, LevelRange } from './types.js';
 
@@ -43,11 +43,6 @@ export { SUPPORTED_CODECS } from './catalog.js';
  * metadata): the decoder recognises the codec from the decrypted bytes.
  */
 export const AUTO_CODEC = 'auto';
-
-/** Accepted `--compress-level` range of a codec ('none' has none). */
-export function levelRange(codecName: string): LevelRange | undefined {
-  return CODEC_INFO.find((info) => info.name === codecName)?.levels;
-}
 
 function unknownCodec(name: string): WalvaultError {
   return new WalvaultError('usage', `unknown compression "${name}"`, { hint: `use one of: ${SUPPORTED_CODECS.join(', ')}` });

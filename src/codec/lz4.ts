@@ -2,7 +2,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
-import { hasMagic, LZ4_INFO } from './catalog.js';
+import { LZ4_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import type { Codec } from './types.js';
 
@@ -185,7 +185,7 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
   private content: Hasher32 | undefined;
   private window: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly lz4: Lz4Module, private readonly xxh: XxhashApi) {
+  constructor(private readonly xxh: XxhashApi) {
     super('lz4', corrupt);
   }
 
@@ -299,10 +299,6 @@ export const lz4Codec: Codec = {
     return new Lz4FrameEncoder(lz4, xxh, xxh.create32(0));
   },
   async decompressor() {
-    const [lz4, xxh] = await Promise.all([loadLz4(), loadXxhash()]);
-    return new Lz4FrameDecoder(lz4, xxh);
-  },
-  matches(firstBytes) {
-    return hasMagic(firstBytes, LZ4_INFO.magic);
+    return new Lz4FrameDecoder(await loadXxhash());
   },
 };

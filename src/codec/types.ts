@@ -18,6 +18,4 @@ export interface Codec {
   compressor(level: number): Promise<Duplex>;
   /** A fresh stream that decompresses; errors on malformed input. */
   decompressor(): Promise<Duplex>;
-  /** True when `firstBytes` start with this codec's magic number. */
-  matches(firstBytes: Buffer): boolean;
 }

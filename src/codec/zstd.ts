@@ -5,7 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
-import { hasMagic, ZSTD_INFO } from './catalog.js';
+import { ZSTD_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import type { Codec } from './types.js';
 
@@ -218,8 +218,5 @@ export const zstdCodec: Codec = {
   },
   async decompressor() {
     return new ZstdFramesDecoder(await loadZstd());
-  },
-  matches(firstBytes) {
-    return hasMagic(firstBytes, ZSTD_INFO.magic);
   },
 };

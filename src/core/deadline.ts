@@ -35,11 +35,6 @@ export class Deadline {
     });
   }
 
-  /** Throws the timeout error when the deadline has passed. */
-  check(): void {
-    if (this.signal.aborted) throw this.timeoutError();
-  }
-
   /**
    * Races `work` against the deadline. Filesystem calls cannot always be cancelled (a hung NFS
    * server blocks a thread), so the command must not wait for them once the deadline has passed.

@@ -94,6 +94,9 @@ export function exitCodeOf(error: unknown): number {
 /** Error codes of Node's fs layer that mean "try again, it may work in a moment". */
 const TRANSIENT_ERRNO = new Set(['EIO', 'ESTALE', 'ETIMEDOUT', 'EAGAIN', 'EBUSY', 'EINTR', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/** The `what` of fromSystemError for operations that only read: refused, the fix is the reader's user, not a writable repository. */
+const READ_OPERATIONS = new Set(['access repository directory', 'look up', 'read', 'list']);
+
 /** Turns a system error from a filesystem call into a WalvaultError naming the path and the fix. */
 export function fromSystemError(error: unknown, what: string, path: string): WalvaultError {
   if (error instanceof WalvaultError) return error;
@@ -110,7 +113,9 @@ export function fromSystemError(error: unknown, what: string, path: string): Wal
     case 'EPERM':
     case 'EROFS':
       return new WalvaultError('backend', `could not ${what} "${path}": permission denied (${code})`, {
-        hint: 'make the repository writable for the OS user running PostgreSQL (usually postgres)',
+        hint: READ_OPERATIONS.has(what) && code !== 'EROFS'
+          ? "run the command as the OS user that owns the repository (usually postgres: sudo -u postgres ...), or give this user read access"
+          : 'make the repository writable for the OS user running PostgreSQL (usually postgres)',
         cause: error,
       });
     default:

@@ -1,4 +1,7 @@
-// One-line log events on stderr, where PostgreSQL's logging collector picks them up.
+// One-line log events on stderr, where PostgreSQL's logging collector picks them up. One format for
+// every program and process: `PROGRAM: LEVEL: MESSAGE`, LEVEL one of debug, info, warning, error; a
+// line from a background worker (the push-ahead pusher, the restore prefetcher) names the worker and
+// its pid in brackets after PROGRAM: `walvault-archive [pusher 6518]: info: pushed ...`.
 import { writeSync } from 'node:fs';
 
 /** How chatty a command is: quiet prints only warnings and errors, verbose adds debug lines. */
@@ -36,10 +39,11 @@ export function writeStderr(text: string): void {
   }
 }
 
-/** Builds a logger writing to `write` (stderr by default). */
-export function createLogger(program: string, verbosity: Verbosity, write: (line: string) => void = writeStderr): Logger {
+/** Builds a logger writing to `write` (stderr by default); `worker` names a background worker ("pusher 6518"). */
+export function createLogger(program: string, verbosity: Verbosity, write: (line: string) => void = writeStderr, worker?: string): Logger {
+  const prefix = worker === undefined ? program : `${program} [${worker}]`;
   const emit = (level: string, message: string): void => {
-    write(`${program}: ${level}: ${message.replace(/[\r\n]+/g, ' ')}\n`);
+    write(`${prefix}: ${level}: ${message.replace(/[\r\n]+/g, ' ')}\n`);
   };
   return {
     debug: (message) => verbosity === 'verbose' && emit('debug', message),

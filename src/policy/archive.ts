@@ -8,7 +8,7 @@ import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/
 import { monotonicMs } from '../core/clock.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import { COPY_CHUNK, returnCopyBuffer, takeCopyBuffer } from '../core/buffers.js';
+import { returnCopyBuffer, takeCopyBuffer } from '../core/buffers.js';
 import { collectGarbageAfter, formatHash, HashingStream, loadXxhash, STREAM_CHUNK, type XxhashApi } from '../core/hash.js';
 import { formatDuration, type Logger } from '../core/log.js';
 import { formatLsn, lsnAtOffset, objectKey, validateFileName } from '../wal/names.js';

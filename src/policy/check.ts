@@ -1,5 +1,5 @@
 // `walvault check`: checks a live setup end to end, the way an operator would, step by step with OK/FAIL and a hint.
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { hashBuffer } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { checkSegmentHeader } from '../wal/header.js';
 import { objectKey } from '../wal/names.js';
+import { loadConfigFile, readCommandLine } from '../cli/parse.js';
 import { restoreFile } from './restore.js';
 
 /** Options of checkSetup. */
@@ -59,6 +60,8 @@ export interface CommandAnalysis {
   positionals: string[];
   /** The command names a --config file (which may set the repository). */
   config: string | null;
+  /** Why the program would refuse its own command line (an unknown option, a missing value), if it would. */
+  problem?: string;
 }
 
 /** Splits a /bin/sh command line into words (quotes and backslashes as sh does; operators become their own words). */
@@ -95,7 +98,11 @@ export function splitShellWords(command: string): string[] {
   return words;
 }
 
-/** Finds the call of `program` in an archive_command / restore_command and what it passes. */
+/**
+ * Finds the call of `program` in an archive_command / restore_command and what it passes, reading its
+ * words with the program's own parser (src/cli/parse.ts), so check and the program agree on which
+ * flags take a value.
+ */
 export function analyseCommand(command: string, program: 'walvault-archive' | 'walvault-restore'): CommandAnalysis {
   const words = splitShellWords(command);
   const index = words.findIndex((word) => path.posix.basename(word) === program);
@@ -107,21 +114,36 @@ export function analyseCommand(command: string, program: 'walvault-archive' | 'w
     if (name === 'WALVAULT_REPO') repo = rest.join('=');
     if (name === 'WALVAULT_CONFIG') config = rest.join('=');
   }
-  const positionals: string[] = [];
-  for (let at = index + 1; at < words.length; at += 1) {
-    const word = words[at]!;
-    if (word === ';' || word === '&' || word === '|') break;
-    const option = /^--([a-z-]+)(?:=(.*))?$/.exec(word);
-    if (option === null) {
-      positionals.push(word);
-      continue;
-    }
-    const takesValue = !['quiet', 'verbose', 'force-new-cluster'].includes(option[1]!) && !option[1]!.startsWith('no-');
-    const value = option[2] ?? (takesValue ? words[(at += 1)] ?? '' : '');
-    if (option[1] === 'repo') repo = value;
-    if (option[1] === 'config') config = value;
+  const end = words.findIndex((word, at) => at > index && [';', '&', '|'].includes(word));
+  const args = words.slice(index + 1, end < 0 ? undefined : end);
+  try {
+    const { flags, positionals } = readCommandLine(args, { program: program === 'walvault-archive' ? 'archive' : 'restore' });
+    const flag = (name: string): string | null => (typeof flags.get(name) === 'string' ? (flags.get(name) as string) : null);
+    return { calls: true, repo: flag('repo') ?? repo, positionals, config: flag('config') ?? config };
+  } catch (error) {
+    const problem = error instanceof WalvaultError ? error.oneLine() : String(error);
+    return { calls: true, repo, positionals: args.filter((word) => !word.startsWith('-')), config, problem };
   }
-  return { calls: true, repo, positionals, config };
+}
+
+/**
+ * The repository a command's --config file names, when the command names none itself and the file
+ * is readable here (check often runs on the server's host): read with the programs' own loader. A file
+ * check cannot read (another host, another user) tells nothing; one the programs would refuse is a problem.
+ */
+export function withConfigRepository(analysis: CommandAnalysis): CommandAnalysis {
+  if (analysis.repo !== null || analysis.config === null || analysis.problem !== undefined) return analysis;
+  try {
+    accessSync(analysis.config, constants.R_OK);
+  } catch {
+    return analysis;
+  }
+  try {
+    const repo = loadConfigFile(analysis.config).repo;
+    return typeof repo === 'string' && repo !== '' ? { ...analysis, repo } : analysis;
+  } catch (error) {
+    return { ...analysis, problem: error instanceof WalvaultError ? error.oneLine() : String(error) };
+  }
 }
 
 /** Whether two --repo values name the same repository (file:///x and /x are the same). */
@@ -210,13 +232,16 @@ export async function checkSetup(options: CheckOptions): Promise<CheckReport> {
     } else step('archive_mode', 'ok', archiveMode);
     const archiveLibrary = settings.get('archive_library') ?? '';
     const archiveCommand = settings.get('archive_command') ?? '';
-    const archive = analyseCommand(archiveCommand, 'walvault-archive');
+    const archive = withConfigRepository(analyseCommand(archiveCommand, 'walvault-archive'));
     if (archiveLibrary !== '') {
       archivingOk = false;
       step('archive_command', 'fail', `archive_library = '${archiveLibrary}' is set, so archive_command is ignored`, "set archive_library = '' and archive_command = 'walvault-archive --repo=URL %p %f', then reload");
     } else if (!archive.calls) {
       archivingOk = false;
       step('archive_command', 'fail', `archive_command = '${archiveCommand}' does not call walvault-archive`, `set archive_command = 'walvault-archive --repo=${options.repo} %p %f' and reload (pg_ctl reload or select pg_reload_conf())`);
+    } else if (archive.problem !== undefined) {
+      archivingOk = false;
+      step('archive_command', 'fail', `archive_command = '${archiveCommand}': walvault-archive would refuse it: ${archive.problem}`, `fix archive_command, e.g. 'walvault-archive --repo=${options.repo} %p %f', and reload`);
     } else if (archive.positionals.join(' ') !== '%p %f') {
       archivingOk = false;
       step('archive_command', 'fail', `archive_command = '${archiveCommand}' must pass %p then %f to walvault-archive`, `set archive_command = 'walvault-archive --repo=${options.repo} %p %f' and reload`);
@@ -227,9 +252,11 @@ export async function checkSetup(options: CheckOptions): Promise<CheckReport> {
       step('archive_command', 'fail', `archive_command archives to "${archive.repo}", not to "${options.repo}"`, `check which repository you meant; walvault check --repo must name the one in archive_command`);
     } else step('archive_command', 'ok', archiveCommand);
     const restoreCommand = settings.get('restore_command') ?? '';
-    const restore = analyseCommand(restoreCommand, 'walvault-restore');
+    const restore = withConfigRepository(analyseCommand(restoreCommand, 'walvault-restore'));
     if (restoreCommand === '') {
       step('restore_command', 'warn', 'restore_command is not set (needed only when recovering: put it in the configuration of the server you restore)', `restore_command = 'walvault-restore --repo=${options.repo} %f %p'`);
+    } else if (restore.calls && restore.problem !== undefined) {
+      step('restore_command', 'fail', `restore_command = '${restoreCommand}': walvault-restore would refuse it: ${restore.problem}`, `fix restore_command, e.g. 'walvault-restore --repo=${options.repo} %f %p'`);
     } else if (!restore.calls || restore.positionals.join(' ') !== '%f %p') {
       step('restore_command', 'fail', `restore_command = '${restoreCommand}' does not call walvault-restore with %f %p`, `set restore_command = 'walvault-restore --repo=${options.repo} %f %p'`);
     } else if (restore.repo !== null && !sameRepository(restore.repo, options.repo)) {

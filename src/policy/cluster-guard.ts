@@ -1,9 +1,8 @@
 // Archive-time protection: one repository holds the WAL of one database system, recorded on first use.
-import { open } from 'node:fs/promises';
 import type { Backend, OpContext } from '../backend/types.js';
 import { WalvaultError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { isPlausibleLongHeader, LONG_HEADER_SIZE, parseLongPageHeader } from '../wal/header.js';
+import { isPlausibleLongHeader, parseLongPageHeader } from '../wal/header.js';
 import { classify } from '../wal/names.js';
 
 /** Key of the repository document that records which cluster the repository belongs to. */
@@ -47,23 +46,11 @@ export async function readRepoDocument(backend: Backend, ctx: OpContext): Promis
   }
 }
 
-/** Reads the first 40 bytes (the long page header) of a file about to be archived. */
-export async function readLongHeader(sourcePath: string): Promise<Buffer> {
-  const handle = await open(sourcePath, 'r');
-  try {
-    const buffer = Buffer.alloc(LONG_HEADER_SIZE);
-    const { bytesRead } = await handle.read(buffer, 0, LONG_HEADER_SIZE, 0);
-    return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
-
 /** Options of guardCluster. */
 export interface GuardOptions {
   /** %f of the file being archived; only segments and .partial files carry a header. */
   fileName: string;
-  /** The file's first bytes (at least 40 for a check); see readLongHeader. */
+  /** The file's first bytes (at least the 40 of the long page header for a check). */
   firstBytes: Uint8Array;
   /** Re-record the repository's cluster from this segment instead of refusing a different one. */
   forceNewCluster?: boolean;

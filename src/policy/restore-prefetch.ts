@@ -387,7 +387,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
   const readAsks = async (): Promise<void> => {
     const files = await nodeFs.readdir(asksDir).catch(() => [] as string[]);
     const present = new Set(files);
-    for (const [file, ask] of asks) {
+    for (const file of asks.keys()) {
       if (!present.has(file)) asks.delete(file);
     }
     for (const file of files) {

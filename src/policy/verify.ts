@@ -1,19 +1,16 @@
 // `walvault verify`: re-reads an archive and answers "is every file intact, and which backups can be restored up to when?".
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { Backend, ListEntry, ObjectMeta, OpContext } from '../backend/types.js';
+// verifyArchive runs the phases below in order; reading one object is src/policy/verify-read.ts.
+import type { Backend, ListEntry, OpContext } from '../backend/types.js';
 import type { DecodeOptions } from '../codec/index.js';
 import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import { HashingStream } from '../core/hash.js';
 import { forEachLimited } from '../core/pool.js';
 import { readRepoDocument, REPO_DOCUMENT, type RepoDocument } from './cluster-guard.js';
-import { decodeStored } from './stored.js';
+import { readAndCheck, statAndCheck, type Item } from './verify-read.js';
 import { parseBackupHistory, type BackupHistory } from '../wal/backup-history.js';
 import { groupMissing, SegmentIndex, toRanges, type SegmentRange } from '../wal/continuity.js';
-import { checkSegmentHeader, type LongPageHeader } from '../wal/header.js';
 import { ancestorsOf, branchOf, historyFileName, parseHistory, timelineOfHistoryName } from '../wal/history.js';
-import { classify, formatLsn, isValidSegmentSize, nameOfKey, objectKey, parseSegmentName, segmentNumber, WAL_PREFIX, type WalFileKind } from '../wal/names.js';
+import { classify, formatLsn, isValidSegmentSize, nameOfKey, objectKey, parseSegmentName, segmentNumber, WAL_PREFIX } from '../wal/names.js';
 
 /** Options of verifyArchive; the CLI maps its flags onto these. */
 export interface VerifyOptions {
@@ -132,54 +129,104 @@ export interface VerifyReport {
   durationMs: number;
 }
 
-/** An object of the repository, classified, with what reading it found. */
-interface Item {
-  key: string;
-  name: string;
-  kind: WalFileKind | 'temp' | 'document';
-  entry: ListEntry;
-  meta: ObjectMeta | null;
-  /** Original size: bytes decoded (full) or recorded (quick); null when unknown. */
-  size: number | null;
-  /** Content matched its recorded hash (or had none and read fine); false once a content finding was made. */
-  intact: boolean;
-  header: LongPageHeader | null;
-  text: string | null;
-  segno: bigint | null;
-  timeline: number | null;
-}
-
 const DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024;
 const compareBig = (a: bigint, b: bigint): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** The log+seg part of a segment-like name: ordering these strings orders segments by number on any segment size. */
 const position = (name: string): string => name.slice(8, 24);
 
+/** What the phases of one verify run share: the repository, the options, and the findings so far. */
+interface VerifyRun {
+  backend: Backend;
+  options: VerifyOptions;
+  timeoutMs: number;
+  quick: boolean;
+  concurrency: number;
+  findings: Finding[];
+  add(finding: Finding): void;
+  /** `timeline:segno` of segments that are present but unusable (damaged, foreign): reported once, not again as gaps. */
+  damaged: Set<string>;
+  progress: { done: number; total: number; bytes: number };
+  /** Runs one storage operation under its own deadline. */
+  withDeadline<T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T>;
+}
+
+/** Which objects and backups a run looks at: --backup, --from and --to applied. */
+interface VerifyScope {
+  walItems: Item[];
+  backupItems: Item[];
+  selectedBackups: Array<{ item: Item; history: BackupHistory }>;
+  fromPos: string | null;
+  toPos: string | null;
+}
+
+/** What the cluster phase decided: the archive's own database system and segment size. */
+interface ClusterVerdict {
+  recorded: RepoDocument['cluster'] | null;
+  segmentSize: number;
+  clusters: ClusterReport[];
+}
+
 /**
  * Verifies a repository: lists every object, re-reads each one against its recorded hash (or, with
  * quick, checks names, sizes and hashes recorded), checks segment headers, timelines and backups.
  * Never throws for problems in the archive (they are findings); throws only when the repository
- * cannot be listed or the options are wrong.
+ * cannot be listed or the options are wrong. The phases run in order, each adding findings.
  */
 export async function verifyArchive(backend: Backend, options: VerifyOptions = {}): Promise<VerifyReport> {
   const started = Date.now();
-  const timeoutMs = options.timeoutMs ?? 120_000;
-  const quick = options.quick === true;
-  const findings: Finding[] = [];
-  /** `timeline:segno` of segments that are present but unusable (damaged, foreign): reported once, not again as gaps. */
-  const damaged = new Set<string>();
-  const add = (finding: Finding): void => {
-    findings.push(finding);
-  };
+  checkRangeOptions(options);
+  const run = startRun(backend, options);
+  const { items, document } = await takeInventory(run);
+  const scope = await readBackupHistories(run, items);
+  const segmentItems = await checkSegments(run, scope);
+  const verdict = checkClusters(run, segmentItems, document);
+  const { index, timelines } = checkTimelines(run, scope, segmentItems, verdict.segmentSize);
+  const backups = checkBackups(run, scope, index, segmentItems, verdict.segmentSize);
+  return summarize(run, { items, segmentItems, verdict, timelines, backups, started });
+}
+
+/** Refuses --from/--to values that are not segment names. */
+function checkRangeOptions(options: VerifyOptions): void {
   for (const [flag, value] of [['--from', options.from], ['--to', options.to]] as const) {
     if (value !== undefined && classify(value) !== 'segment') {
       throw new WalvaultError('usage', `${flag} "${value}" is not a WAL segment name`, { hint: 'give a 24-hex-digit segment name such as 000000010000000000000010' });
     }
   }
+}
 
-  // 1. Inventory.
+/** The shared state of a run, before any phase. */
+function startRun(backend: Backend, options: VerifyOptions): VerifyRun {
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const findings: Finding[] = [];
+  return {
+    backend,
+    options,
+    timeoutMs,
+    quick: options.quick === true,
+    concurrency: Math.max(1, options.concurrency ?? 6),
+    findings,
+    add: (finding) => {
+      findings.push(finding);
+    },
+    damaged: new Set<string>(),
+    progress: { done: 0, total: 0, bytes: 0 },
+    withDeadline: async (what, work) => {
+      const deadline = new Deadline(timeoutMs, what);
+      try {
+        return await deadline.race(work({ signal: deadline.signal }));
+      } finally {
+        deadline.dispose();
+      }
+    },
+  };
+}
+
+/** Phase 1, inventory: lists and classifies every object, reads walvault.json, flags what does not belong. */
+async function takeInventory(run: VerifyRun): Promise<{ items: Item[]; document: RepoDocument | null }> {
+  const { backend, add } = run;
   const items: Item[] = [];
-  const listDeadline = new Deadline(timeoutMs * 10, `listing repository "${backend.describe('')}"`);
+  const listDeadline = new Deadline(run.timeoutMs * 10, `listing repository "${backend.describe('')}"`);
   try {
     for await (const entry of backend.list('', { signal: listDeadline.signal })) {
       items.push(classifyEntry(entry));
@@ -188,17 +235,9 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     listDeadline.dispose();
   }
   items.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const withDeadline = async <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => {
-    const deadline = new Deadline(timeoutMs, what);
-    try {
-      return await deadline.race(work({ signal: deadline.signal }));
-    } finally {
-      deadline.dispose();
-    }
-  };
   let document: RepoDocument | null = null;
   try {
-    document = await withDeadline(`reading "${REPO_DOCUMENT}"`, (ctx) => readRepoDocument(backend, ctx));
+    document = await run.withDeadline(`reading "${REPO_DOCUMENT}"`, (ctx) => readRepoDocument(backend, ctx));
   } catch (error) {
     add({ severity: 'warning', code: 'repo-document', file: REPO_DOCUMENT, message: error instanceof WalvaultError ? error.message : String(error) });
   }
@@ -213,34 +252,48 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       item.intact = false;
     }
   }
+  return { items, document };
+}
 
-  // 2. Scope: --backup, --from/--to.
+/** An object as listed, before anything is read. */
+function classifyEntry(entry: ListEntry): Item {
+  const name = nameOfKey(entry.key);
+  let kind: Item['kind'];
+  if (entry.temp) kind = 'temp';
+  else if (entry.key === REPO_DOCUMENT) kind = 'document';
+  else if (!entry.key.startsWith(WAL_PREFIX)) kind = 'other';
+  else kind = classify(name);
+  const id = kind === 'segment' || kind === 'partial' ? parseSegmentName(name) : null;
+  return { key: entry.key, name, kind, entry, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline: id?.timeline ?? null };
+}
+
+/** Reads (or, with quick, stats) one object under its deadline; a failure is an `unreadable` finding. */
+async function checkOne(run: VerifyRun, item: Item, readContent: boolean): Promise<void> {
+  const { backend, add } = run;
+  try {
+    await run.withDeadline(`verifying "${backend.describe(item.key)}"`, (ctx) => (readContent ? readAndCheck(backend, item, run.options.decode ?? {}, ctx, add) : statAndCheck(backend, item, ctx, add)));
+  } catch (error) {
+    item.intact = false;
+    const message = error instanceof WalvaultError ? error.message : (error as Error).message;
+    add({ severity: 'error', code: 'unreadable', file: item.name, message: `could not read "${backend.describe(item.key)}": ${message}`, hint: 'check the repository storage and permissions; if the object is damaged, see the recovery procedure' });
+  }
+  run.progress.done += 1;
+  run.progress.bytes += item.entry.storedSize;
+  run.options.onProgress?.({ ...run.progress });
+}
+
+/**
+ * Phase 2, scope: reads the history and backup history files first (they are small) so that --backup
+ * can narrow the range, then applies --backup, --from and --to.
+ */
+async function readBackupHistories(run: VerifyRun, items: Item[]): Promise<VerifyScope> {
+  const { backend, add, options } = run;
   const walItems = items.filter((item) => item.kind === 'segment' || item.kind === 'partial' || item.kind === 'history' || item.kind === 'backup');
   let fromPos = options.from === undefined ? null : position(options.from);
   const toPos = options.to === undefined ? null : position(options.to);
-  const inRange = (item: Item): boolean => {
-    if (item.kind === 'history') return true;
-    const pos = position(item.name);
-    return (fromPos === null || pos >= fromPos) && (toPos === null || pos <= toPos);
-  };
-  // Backup history files are read first (they are small) so that --backup can narrow the range.
   const backupItems = walItems.filter((item) => item.kind === 'backup' || item.kind === 'history');
-  const progress = { done: 0, total: 0, bytes: 0 };
-  const concurrency = Math.max(1, options.concurrency ?? 6);
-  const checkOne = async (item: Item, readContent: boolean): Promise<void> => {
-    try {
-      await withDeadline(`verifying "${backend.describe(item.key)}"`, (ctx) => (readContent ? readAndCheck(backend, item, options.decode ?? {}, ctx, add) : statAndCheck(backend, item, ctx, add)));
-    } catch (error) {
-      item.intact = false;
-      const message = error instanceof WalvaultError ? error.message : (error as Error).message;
-      add({ severity: 'error', code: 'unreadable', file: item.name, message: `could not read "${backend.describe(item.key)}": ${message}`, hint: 'check the repository storage and permissions; if the object is damaged, see the recovery procedure' });
-    }
-    progress.done += 1;
-    progress.bytes += item.entry.storedSize;
-    options.onProgress?.({ ...progress });
-  };
-  progress.total = backupItems.length;
-  await forEachLimited(backupItems, concurrency, (item) => checkOne(item, true));
+  run.progress.total = backupItems.length;
+  await forEachLimited(backupItems, run.concurrency, (item) => checkOne(run, item, true));
 
   const backups: Array<{ item: Item; history: BackupHistory }> = [];
   for (const item of backupItems.filter((candidate) => candidate.kind === 'backup' && candidate.text !== null)) {
@@ -272,13 +325,25 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     const earliest = selectedBackups.map(({ history }) => position(history.startSegment)).sort()[0]!;
     if (fromPos === null || earliest > fromPos) fromPos = earliest;
   }
+  return { walItems, backupItems, selectedBackups, fromPos, toPos };
+}
 
-  // 3. Content (or, with quick, metadata) of every segment in scope.
-  const segmentItems = walItems.filter((item) => (item.kind === 'segment' || item.kind === 'partial') && inRange(item));
-  progress.total += segmentItems.length;
-  await forEachLimited(segmentItems, concurrency, (item) => checkOne(item, !quick));
+/** Phase 3, content: reads every segment in scope against its recorded hash and header (quick: metadata only). */
+async function checkSegments(run: VerifyRun, scope: VerifyScope): Promise<Item[]> {
+  const inRange = (item: Item): boolean => {
+    if (item.kind === 'history') return true;
+    const pos = position(item.name);
+    return (scope.fromPos === null || pos >= scope.fromPos) && (scope.toPos === null || pos <= scope.toPos);
+  };
+  const segmentItems = scope.walItems.filter((item) => (item.kind === 'segment' || item.kind === 'partial') && inRange(item));
+  run.progress.total += segmentItems.length;
+  await forEachLimited(segmentItems, run.concurrency, (item) => checkOne(run, item, !run.quick));
+  return segmentItems;
+}
 
-  // 4. Clusters and segment size.
+/** Phase 4, clusters: which database system and segment size the archive belongs to, and what does not fit. */
+function checkClusters(run: VerifyRun, segmentItems: Item[], document: RepoDocument | null): ClusterVerdict {
+  const { add } = run;
   const recorded = document?.cluster ?? null;
   const headered = segmentItems.filter((item) => item.header !== null && item.intact);
   const sysids = countBy(headered, (item) => item.header!.systemIdentifier);
@@ -324,8 +389,13 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
       item.intact = false;
     }
   }
+  return { recorded, segmentSize, clusters };
+}
 
-  // 5. Timelines: histories, header timelines, continuity.
+/** Phase 5, timelines: history files, the timeline each header names, and continuity (gaps) along every timeline. */
+function checkTimelines(run: VerifyRun, scope: VerifyScope, segmentItems: Item[], segmentSize: number): { index: SegmentIndex; timelines: TimelineReport[] } {
+  const { add, damaged } = run;
+  const { walItems, fromPos, toPos } = scope;
   const index = new SegmentIndex(segmentSize);
   /** Timelines whose history file is there but damaged: reported once as bad-history, not again as missing. */
   const unparsedHistories = new Set<number>();
@@ -425,14 +495,19 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     });
   }
 
-  // 6. Backups.
+  return { index, timelines };
+}
+
+/** Phase 6, backups: whether each selected backup can be restored, and up to where on which timeline. */
+function checkBackups(run: VerifyRun, scope: VerifyScope, index: SegmentIndex, segmentItems: Item[], segmentSize: number): BackupReport[] {
+  const { add, damaged } = run;
   const newestTimeline = (start: number): number => {
     let newest = start;
     while (index.histories.has(newest + 1)) newest += 1;
     return newest;
   };
   const backupReports: BackupReport[] = [];
-  for (const { item, history } of selectedBackups.sort((a, b) => compareBig(a.history.startLsn, b.history.startLsn))) {
+  for (const { item, history } of scope.selectedBackups.sort((a, b) => compareBig(a.history.startLsn, b.history.startLsn))) {
     const startSegno = index.segnoOf(history.startLsn);
     const stopSegno = index.segnoOf(history.stopLsn === 0n ? 0n : history.stopLsn - 1n);
     const needed: Array<{ timeline: number; segno: bigint }> = [];
@@ -498,6 +573,19 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     backupReports.push(report);
   }
 
+  return backupReports;
+}
+
+/** The report: what was counted, found and decided. */
+function summarize(
+  run: VerifyRun,
+  parts: { items: Item[]; segmentItems: Item[]; verdict: ClusterVerdict; timelines: TimelineReport[]; backups: BackupReport[]; started: number },
+): VerifyReport {
+  const { backend, options, quick, findings, progress } = run;
+  const { items, segmentItems, timelines } = parts;
+  const { recorded, segmentSize, clusters } = parts.verdict;
+  const backupReports = parts.backups;
+  const started = parts.started;
   const objects = {
     total: items.length,
     segments: items.filter((item) => item.kind === 'segment').length,
@@ -526,101 +614,6 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
     ok: errors === 0,
     durationMs: Date.now() - started,
   };
-
-  function classifyEntry(entry: ListEntry): Item {
-    const name = nameOfKey(entry.key);
-    let kind: Item['kind'];
-    if (entry.temp) kind = 'temp';
-    else if (entry.key === REPO_DOCUMENT) kind = 'document';
-    else if (!entry.key.startsWith(WAL_PREFIX)) kind = 'other';
-    else kind = classify(name);
-    const id = kind === 'segment' || kind === 'partial' ? parseSegmentName(name) : null;
-    return { key: entry.key, name, kind, entry, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline: id?.timeline ?? null };
-  }
-}
-
-/** Reads one object through the decoder, checks size and hash against its metadata, and keeps what analysis needs. */
-async function readAndCheck(backend: Backend, item: Item, decode: DecodeOptions, ctx: OpContext, add: (finding: Finding) => void): Promise<void> {
-  const stored = await backend.read(item.key, ctx);
-  if (stored === null) {
-    item.intact = false;
-    add({ severity: 'error', code: 'vanished', file: item.name, message: `"${backend.describe(item.key)}" disappeared while verify was running` });
-    return;
-  }
-  item.meta = stored.meta;
-  const small = item.kind === 'history' || item.kind === 'backup';
-  const hasher = await HashingStream.create({ headLimit: small ? 1 << 20 : 40 });
-  try {
-    const decoded = await decodeStored(stored, decode);
-    await pipeline([decoded.content, hasher, new Writable({ write: (_chunk, _encoding, callback) => callback() })], { signal: ctx.signal });
-    await decoded.finished;
-  } catch (error) {
-    stored.body.destroy();
-    if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : error;
-    item.intact = false;
-    const detail = error instanceof WalvaultError ? error.message : (error as Error).message;
-    // A missing or wrong key is not damage: say which key to pass instead of blaming the bytes.
-    const hint = error instanceof WalvaultError && error.kind === 'key'
-      ? `${error.hint ?? 'pass the age identity that can decrypt it'} (walvault verify --decrypt-identity-file FILE)`
-      : 'the stored bytes are damaged; restore of this file would fail';
-    add({ severity: 'error', code: 'unreadable', file: item.name, message: `"${backend.describe(item.key)}" cannot be decoded: ${detail}`, hint });
-    return;
-  }
-  item.size = hasher.bytes;
-  const head = hasher.head;
-  if (stored.meta === null) {
-    add({ severity: 'warning', code: 'no-hash', file: item.name, message: `"${backend.describe(item.key)}" has no recorded content hash (archived by another tool, or interrupted); its content cannot be checked`, hint: 'if PostgreSQL still has the file, archiving it again records the hash' });
-  } else if (hasher.bytes !== stored.meta.contentSize) {
-    item.intact = false;
-    add({ severity: 'error', code: 'truncated', file: item.name, message: `"${backend.describe(item.key)}" holds ${hasher.bytes} bytes, but ${stored.meta.contentSize} were archived`, hint: 'the stored copy is truncated or overwritten; restore of this file would fail' });
-    return;
-  } else if (hasher.digest() !== stored.meta.contentHash) {
-    item.intact = false;
-    add({ severity: 'error', code: 'hash-mismatch', file: item.name, message: `"${backend.describe(item.key)}" does not match the hash recorded when it was archived (recorded ${stored.meta.contentHash}, read ${hasher.digest()})`, hint: 'the stored bytes changed after archiving (bit rot, tampering, a bad disk); restore refuses this file' });
-    return;
-  }
-  if (small) {
-    item.text = head.toString('utf8');
-    return;
-  }
-  checkHeader(item, head, hasher.bytes, add);
-}
-
-/** Quick mode: metadata only, no content. */
-async function statAndCheck(backend: Backend, item: Item, ctx: OpContext, add: (finding: Finding) => void): Promise<void> {
-  const stat = await backend.stat(item.key, ctx);
-  if (!stat.exists) {
-    item.intact = false;
-    add({ severity: 'error', code: 'vanished', file: item.name, message: `"${backend.describe(item.key)}" disappeared while verify was running` });
-    return;
-  }
-  item.meta = stat.meta;
-  if (stat.meta === null) {
-    add({ severity: 'warning', code: 'no-hash', file: item.name, message: `"${backend.describe(item.key)}" has no recorded content hash (archived by another tool, or interrupted); its content cannot be checked`, hint: 'if PostgreSQL still has the file, archiving it again records the hash' });
-    return;
-  }
-  item.size = stat.meta.contentSize;
-  if (!/^[0-9a-f]{16}$/.test(stat.meta.contentHash)) {
-    item.intact = false;
-    add({ severity: 'error', code: 'bad-metadata', file: item.name, message: `"${backend.describe(item.key)}" has an invalid recorded hash "${stat.meta.contentHash}"` });
-  } else if (stat.meta.codec === 'none' && stat.meta.encryption === 'none' && stat.storedSize !== stat.meta.contentSize) {
-    item.intact = false;
-    add({ severity: 'error', code: 'truncated', file: item.name, message: `"${backend.describe(item.key)}" holds ${stat.storedSize} bytes, but ${stat.meta.contentSize} were archived`, hint: 'the stored copy is truncated or overwritten; restore of this file would fail' });
-  } else if (!isValidSegmentSize(stat.meta.contentSize)) {
-    item.intact = false;
-    add({ severity: 'error', code: 'header', file: item.name, message: `"${item.name}" was archived with ${stat.meta.contentSize} bytes, which is no valid WAL segment size` });
-  }
-}
-
-/** Header checks of a segment whose content is intact. */
-function checkHeader(item: Item, head: Buffer, size: number, add: (finding: Finding) => void): void {
-  // Any lower timeline is accepted here; step 5 checks it against the history files.
-  const result = checkSegmentHeader(item.name, head, { fileSize: size });
-  item.header = result.header;
-  if (result.problems.length > 0) {
-    item.intact = false;
-    add({ severity: 'error', code: 'header', file: item.name, message: result.problems.join('; '), hint: 'the file is not the WAL segment its name says; PostgreSQL would reject it during recovery' });
-  }
 }
 
 function countBy<T>(values: readonly T[], keyOf: (value: T) => string): Map<string, number> {

@@ -48,6 +48,53 @@ describe('walvault check on a live server', () => {
     expect(result.stdout.trimEnd().split('\n').at(-1)).toBe('result: OK, archiving and restoring work end to end');
   });
 
+  it('passes with a boolean flag right before %p %f, as examples/s3-compatible.postgresql.conf writes both commands', async () => {
+    await server.sql(`alter system set archive_command = ${shQuote(`${shQuote(walvault.archive)} --repo=${shQuote(repo)} --s3-force-path-style %p %f`)}`);
+    await server.sql(`alter system set restore_command = ${shQuote(`${shQuote(walvault.restore)} --repo=${shQuote(repo)} --s3-force-path-style %f %p`)}`);
+    await server.sql('select pg_reload_conf()');
+    try {
+      const { run } = await import('../support/pg.js');
+      const result = await run(walvault.walvault, ['check', `--repo=${repo}`, '--db', db, '--wait=30'], { allowFailure: true });
+      expect(result.stderr).toBe('');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toMatch(/^ {2}OK {4}archive_command {2}.* --s3-force-path-style %p %f$/m);
+      expect(result.stdout).toMatch(/^ {2}OK {4}restore_command {2}.* --s3-force-path-style %f %p$/m);
+    } finally {
+      await server.sql('alter system reset archive_command');
+      await server.sql('alter system reset restore_command');
+      await server.sql('select pg_reload_conf()');
+    }
+  });
+
+  it('reads the repository from the --config file archive_command names, as walvault-archive does', async () => {
+    const configDir = await pg.makeDir('config', 0o755);
+    const config = `${configDir}/walvault.json`;
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(config, JSON.stringify({ repo }), { mode: 0o644 });
+    await server.sql(`alter system set archive_command = ${shQuote(`${shQuote(walvault.archive)} --config=${shQuote(config)} %p %f`)}`);
+    await server.sql('select pg_reload_conf()');
+    try {
+      const report = await checkSetup({ repo, backend: createLocalBackend({ root: repo }), connection: db, waitMs: 30_000 });
+      expect(statuses(report)).toEqual(['ok connect', 'ok wal_level', 'ok archive_mode', 'ok archive_command', 'ok restore_command', 'ok switch WAL', 'ok archived', 'ok restore', 'ok compare']);
+    } finally {
+      await server.sql('alter system reset archive_command');
+      await server.sql('select pg_reload_conf()');
+    }
+  });
+
+  it('FAILs with what walvault-archive would say when archive_command has an option it refuses', async () => {
+    await server.sql(`alter system set archive_command = ${shQuote(`${shQuote(walvault.archive)} --repo=${shQuote(repo)} --compres=zstd %p %f`)}`);
+    await server.sql('select pg_reload_conf()');
+    try {
+      const report = await checkSetup({ repo, backend: createLocalBackend({ root: repo }), connection: db, waitMs: 10_000 });
+      expect(report.steps[3]).toMatchObject({ name: 'archive_command', status: 'fail' });
+      expect(report.steps[3]!.detail).toMatch(/': walvault-archive would refuse it: unknown option "--compres"; HINT: did you mean --compress\?$/);
+    } finally {
+      await server.sql('alter system reset archive_command');
+      await server.sql('select pg_reload_conf()');
+    }
+  });
+
   it('FAILs (exit 13) when archive_command archives into another repository, and skips the steps that depend on it', async () => {
     const elsewhere = await pg.makeDir('elsewhere', 0o700);
     await server.sql(`alter system set archive_command = ${shQuote(`${walvault.archive} --repo=${elsewhere} %p %f`)}`);

@@ -1,7 +1,6 @@
 // walvault cleanup on copies of a REAL three-timeline archive: --before (pg_archivecleanup semantics),
 // --keep-backups N (only complete backups count), --dry-run; verify stays clean afterwards.
 import * as fs from 'node:fs/promises';
-import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import { cleanupArchive } from '../../src/policy/cleanup.js';

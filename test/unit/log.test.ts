@@ -23,6 +23,14 @@ describe('createLogger', () => {
     verbose.info('i');
     expect(lines).toEqual(['walvault-restore: debug: d\n', 'walvault-restore: info: i\n']);
   });
+
+  it('keeps the one format for a background worker, marking its lines with the worker and its pid', () => {
+    const lines: string[] = [];
+    const worker = createLogger('walvault-archive', 'normal', (line) => lines.push(line), 'pusher 6518');
+    worker.info('pushed "000000010000000000000001"');
+    worker.error('e');
+    expect(lines).toEqual(['walvault-archive [pusher 6518]: info: pushed "000000010000000000000001"\n', 'walvault-archive [pusher 6518]: error: e\n']);
+  });
 });
 
 describe('writeStderr (the default writer)', () => {

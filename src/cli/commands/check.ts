@@ -1,5 +1,4 @@
 // `walvault check`: parse flags, run the live setup check (the pg client is loaded only here), print each step, exit 13 on failure.
-import type { Argv } from 'yargs';
 import { openBackend } from '../../backend/registry.js';
 import { Deadline } from '../../core/deadline.js';
 import { WalvaultError } from '../../core/errors.js';
@@ -13,19 +12,13 @@ import type { WalvaultCommand } from './index.js';
 export const checkCommand: WalvaultCommand = {
   command: 'check',
   describe: 'check a live server end to end: settings, a forced WAL switch archived into --repo, fetched back and compared; exit 13 on failure',
-  flags: ['db', 'wait', 'json'],
-  builder: (parser: Argv) =>
-    parser
-      .option('db', { type: 'string', describe: 'libpq connection string or postgresql:// URL (default: PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD as for psql)' })
-      .option('wait', { type: 'number', default: 60, describe: 'seconds to wait for the switched segment to reach the repository' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' }),
   async run(raw, context) {
-    const options = commonOptions(raw, 'walvault check');
+    const options = commonOptions(raw);
     context.log = createLogger('walvault', options.verbosity);
     const setup = new Deadline(options.timeoutMs, 'opening the repository');
     const backend = await setup.race(openBackend(options.repo, backendSettings(options)));
     setup.dispose();
-    const wait = numberOption(raw, 'wait') ?? 60;
+    const wait = numberOption(raw, 'wait') ?? 0;
     if (wait <= 0) throw new WalvaultError('usage', `invalid --wait "${String(raw.wait)}": expected seconds > 0`, { hint: 'e.g. --wait=60' });
     const report = await checkSetup({
       repo: options.repo,

@@ -1,11 +1,10 @@
 // `walvault cleanup`: parse flags, run the cleanup policy, print what was (or would be) removed.
-import type { Argv } from 'yargs';
 import { openBackend } from '../../backend/registry.js';
 import { Deadline } from '../../core/deadline.js';
 import { createLogger } from '../../core/log.js';
 import { cleanupArchive, type CleanupReport } from '../../policy/cleanup.js';
 import { formatBytes } from '../../policy/verify-text.js';
-import { commonOptions, numberOption } from '../options.js';
+import { commonOptions, countOption, numberOption } from '../options.js';
 import { backendSettings, decodeOptions } from '../settings.js';
 import type { WalvaultCommand } from './index.js';
 
@@ -28,16 +27,8 @@ export function formatCleanupReport(report: CleanupReport, options: { listFiles:
 export const cleanupCommand: WalvaultCommand = {
   command: 'cleanup',
   describe: "remove archived WAL older than a segment (archive_cleanup_command = 'walvault cleanup --repo=URL --before %r') or not needed by the newest N backups",
-  flags: ['before', 'keep-backups', 'dry-run', 'json', 'parallel'],
-  builder: (parser: Argv) =>
-    parser
-      .option('before', { type: 'string', describe: 'remove segments (all timelines) older than this SEGMENT, like pg_archivecleanup (%r)' })
-      .option('keep-backups', { type: 'number', describe: 'keep the WAL the newest N complete backups need (from the backup history files); remove older WAL' })
-      .option('dry-run', { type: 'boolean', default: false, describe: 'list what would be removed; remove nothing' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the result as JSON' })
-      .option('parallel', { type: 'number', default: 6, describe: 'deletions at the same time' }),
   async run(raw, context) {
-    const options = commonOptions(raw, 'walvault cleanup');
+    const options = commonOptions(raw);
     context.log = createLogger('walvault', options.verbosity);
     const setup = new Deadline(options.timeoutMs, 'opening the repository');
     const backend = await setup.race(openBackend(options.repo, backendSettings(options)));
@@ -47,7 +38,7 @@ export const cleanupCommand: WalvaultCommand = {
       keepBackups: numberOption(raw, 'keep-backups'),
       dryRun: raw['dry-run'] === true,
       timeoutMs: options.timeoutMs,
-      concurrency: numberOption(raw, 'parallel') ?? 6,
+      concurrency: countOption(raw, 'parallel', { minimum: 1, maximum: 64 }),
       decode: await decodeOptions(options),
       log: context.log,
     });

@@ -1,20 +1,16 @@
-// The `walvault <command>` subcommands; each lives in its own file and is listed here.
-import type { Argv } from 'yargs';
+// The `walvault <command>` subcommands; each lives in its own file and is listed here. Their options
+// are rows of OPTION_TABLE (src/cli/options.ts) naming the subcommand in `programs`.
 import type { CommandContext } from '../main.js';
+import type { Command } from '../options.js';
 import { checkCommand } from './check.js';
 import { cleanupCommand } from './cleanup.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 
-/** A subcommand of `walvault`: its own options and a run function returning the exit code. */
+/** A subcommand of `walvault`: its name, one line for help, and a run function returning the exit code. */
 export interface WalvaultCommand {
-  /** yargs command string, e.g. 'verify' or 'cleanup'. */
-  command: string;
+  command: Exclude<Command, 'archive' | 'restore'>;
   describe: string;
-  /** Adds the subcommand's own options. */
-  builder?: (parser: Argv) => Argv;
-  /** Long option names this subcommand accepts (for the unknown-flag check). */
-  flags?: readonly string[];
   run(raw: Record<string, unknown>, context: CommandContext): Promise<number>;
 }
 

@@ -1,7 +1,6 @@
 // `walvault status`: parse flags, gather the report (src/policy/status.ts), print it as text, JSON or
 // Prometheus text; exit 14 when a part could not be read or a threshold is crossed.
 import path from 'node:path';
-import type { Argv } from 'yargs';
 import { openBackend } from '../../backend/registry.js';
 import type { Backend } from '../../backend/types.js';
 import { Deadline } from '../../core/deadline.js';
@@ -24,20 +23,6 @@ function limit(raw: Record<string, unknown>, name: string): number | undefined {
 export const statusCommand: WalvaultCommand = {
   command: 'status',
   describe: 'show archiving on this host (pg_wal, the pusher, last success/failure), the repository and pg_stat_archiver; exit 14 when a part cannot be read or a --max-* threshold is crossed',
-  flags: ['pgdata', 'spool', 'window', 'db', 'json', 'prometheus', 'max-ready-files', 'max-ready-bytes', 'max-lag', 'max-failure-age', 'max-repo-age'],
-  builder: (parser: Argv) =>
-    parser
-      .option('pgdata', { type: 'string', describe: 'data directory whose pg_wal is archived (default: PGDATA); without it, no archive side' })
-      .option('spool', { type: 'string', describe: 'the spool archive_command uses when it is not the default <pgdata>/pg_wal/walvault (relative: to --pgdata)' })
-      .option('window', { type: 'boolean', default: false, describe: 'also show the restorable window of the newest backups (what verify --quick finds: reads the whole listing)' })
-      .option('db', { type: 'string', describe: 'also read pg_stat_archiver over this libpq connection string or URL ("" = PGHOST, PGPORT... as for psql)' })
-      .option('json', { type: 'boolean', default: false, describe: 'print the report as JSON (stable keys)' })
-      .option('prometheus', { type: 'boolean', default: false, describe: 'print the report in the Prometheus text format (for node_exporter\'s textfile collector)' })
-      .option('max-ready-files', { type: 'number', describe: 'threshold: files waiting to be archived' })
-      .option('max-ready-bytes', { type: 'number', describe: 'threshold: bytes waiting to be archived' })
-      .option('max-lag', { type: 'number', describe: 'threshold: seconds the oldest file has waited to be archived' })
-      .option('max-failure-age', { type: 'number', describe: 'threshold: crossed while the last recorded archive or restore failure is younger than this many seconds' })
-      .option('max-repo-age', { type: 'number', describe: 'threshold: seconds since the newest segment was stored in the repository' }),
   async run(raw, context) {
     if (raw.json === true && raw.prometheus === true) throw new WalvaultError('usage', 'choose one of --json and --prometheus', { hint: 'drop one of them' });
     const repo = stringOption(raw, 'repo');
@@ -45,7 +30,7 @@ export const statusCommand: WalvaultCommand = {
     if (!Number.isFinite(timeout) || timeout <= 0) throw new WalvaultError('usage', `invalid --timeout "${String(raw.timeout)}": expected seconds > 0`, { hint: 'e.g. --timeout=60' });
     context.log = createLogger('walvault', raw.quiet === true ? 'quiet' : raw.verbose === true ? 'verbose' : 'normal');
     // Checked now (a bad option is a usage error); opened inside the report (an unreachable repository is a finding).
-    const options = repo === undefined ? undefined : commonOptions(raw, 'walvault status');
+    const options = repo === undefined ? undefined : commonOptions(raw);
     const open = async (): Promise<Backend> => {
       const setup = new Deadline(options!.timeoutMs, 'opening the repository');
       try {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseCommandLine, wantsHelp, type CommandLineSpec } from '../../../src/cli/parse.js';
+import { closestName, optionEnvironmentNames, parseCommandLine, readCommandLine, wantsHelp, type CommandLineSpec } from '../../../src/cli/parse.js';
 
 const archiveSpec: CommandLineSpec = { program: 'archive', positionals: ['path', 'name'], extraFlags: ['internal-worker'] };
 const restoreSpec: CommandLineSpec = { program: 'restore', positionals: ['name', 'path'], extraFlags: ['internal-worker'] };
@@ -139,5 +139,62 @@ describe('environment and config file', () => {
     expect(refusal([`--config=${missing}`, 'p', 'n'])).toMatchObject({ kind: 'usage', message: expect.stringContaining(`cannot read config file "${missing}": ENOENT`) });
     const badChoice = config({ 'on-error': 'sometimes' });
     expect(refusal([`--config=${badChoice}`, SEGMENT, 'p'], {}, restoreSpec)).toMatchObject({ kind: 'usage', message: expect.stringContaining('"sometimes": expected one of auto, missing, abort') });
+  });
+});
+
+describe('one table for every command', () => {
+  const command = (program: CommandLineSpec['program']): CommandLineSpec => ({ program, positionals: [] });
+
+  it('fills defaults per command, and the backend-dependent one from the repository scheme', () => {
+    expect(parse(['--repo=/a', 'p', 'n']).parallel).toBe(5);
+    expect(parse(['--repo=s3://bucket/wal', 'p', 'n']).parallel).toBe(2);
+    expect(parse(['p', 'n'], { WALVAULT_REPO: 's3://bucket/wal' }).parallel).toBe(2);
+    expect(parse(['--repo=s3://bucket/wal', SEGMENT, 'p'], {}, restoreSpec).parallel).toBe(4);
+    expect(parse(['--repo=/a'], {}, command('verify')).parallel).toBe(6);
+    expect(parse(['--repo=/a'], {}, command('cleanup')).parallel).toBe(6);
+    expect(parse(['--repo=/a'], {}, command('check')).parallel).toBeUndefined();
+    expect(parse(['--repo=/a', '--parallel=3', 'p', 'n'])).toMatchObject({ parallel: 3, 'push-ahead': 16 });
+    expect(parse(['--repo=/a', SEGMENT, 'p'], {}, restoreSpec)).toMatchObject({ prefetch: 8, 'prefetch-max-bytes': 268435456 });
+  });
+
+  it('parses the walvault subcommands with the same rules, their flag-only options from the command line only', () => {
+    expect(parse(['--repo=/a', '--before', '000000010000000000000005', '--dry-run'], {}, command('cleanup'))).toMatchObject({ before: '000000010000000000000005', 'dry-run': true, dryRun: true });
+    expect(parse(['--repo=/a'], { WALVAULT_DRY_RUN: 'true', WALVAULT_QUICK: 'true' }, command('cleanup'))['dry-run']).toBe(false);
+    const withBefore = config({ repo: '/a', before: '000000010000000000000005' });
+    expect(refusal([`--config=${withBefore}`], {}, command('cleanup'))).toMatchObject({ kind: 'usage', message: `config file "${withBefore}" has unknown option "before"` });
+    expect(refusal(['--repo=/a', 'extra'], {}, command('verify'))).toMatchObject({ kind: 'usage', message: 'unexpected argument "extra"' });
+    expect(refusal(['--repo=/a', '--prefetch=2'], {}, command('verify'))).toMatchObject({ kind: 'usage', message: 'unknown option "--prefetch"', hint: '--prefetch is an option of walvault-restore, not of walvault verify' });
+  });
+
+  it('names the close option when one is, and otherwise points at --help', () => {
+    expect(refusal(['--rpeo=/a', 'p', 'n'])).toMatchObject({ message: 'unknown option "--rpeo"', hint: 'did you mean --repo?' });
+    expect(refusal(['--push-ahaed=1', 'p', 'n'])).toMatchObject({ hint: 'did you mean --push-ahead?' });
+    expect(refusal(['--frobnicate', 'p', 'n'])).toMatchObject({ message: 'unknown option "--frobnicate"', hint: 'see walvault-archive --help for the options' });
+    expect(closestName('verfy', ['verify', 'check', 'cleanup'])).toBe('verify');
+    expect(closestName('x', ['verify', 'check'])).toBeUndefined();
+    const typo = config({ repo: '/a', prefetsh: 2 });
+    expect(refusal([`--config=${typo}`, SEGMENT, 'p'], {}, restoreSpec)).toMatchObject({ hint: 'did you mean "prefetch"?' });
+  });
+
+  it('takes -h as --help and sees --version', () => {
+    expect(parseCommandLine(['-h'], archiveSpec, {})).toMatchObject({ help: true, version: false });
+    expect(parseCommandLine(['--version'], archiveSpec, {})).toMatchObject({ help: false, version: true });
+    expect(wantsHelp(['-h'])).toBe(true);
+  });
+
+  it('reads an archive_command the way the program does: a boolean flag never takes %p', () => {
+    const words = readCommandLine(['--repo=s3://b/p', '--s3-force-path-style', '%p', '%f'], { program: 'archive' });
+    expect(words.positionals).toEqual(['%p', '%f']);
+    expect(words.flags.get('s3-force-path-style')).toBe(true);
+  });
+
+  it('lists the WALVAULT_* variables options read, flag-only ones excluded', () => {
+    const names = optionEnvironmentNames();
+    expect(names).toContain('WALVAULT_REPO');
+    expect(names).toContain('WALVAULT_CONFIG');
+    expect(names).toContain('WALVAULT_S3_ENDPOINT');
+    expect(names).toContain('WALVAULT_PREFETCH');
+    expect(names).not.toContain('WALVAULT_DRY_RUN');
+    expect(names.every((name) => /^WALVAULT_[A-Z0-9_]+$/.test(name))).toBe(true);
   });
 });
