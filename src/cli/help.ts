@@ -65,8 +65,9 @@ function optionGroups(command: Command): Array<[string, OptionSpec[]]> {
 /** The paragraph every help page ends with: where else options come from, and the exit codes. */
 function footer(command: Command | 'walvault'): string {
   const example = command === 'archive' ? 'push-ahead' : command === 'restore' ? 'prefetch' : 'timeout';
-  const flagOnly = OPTION_TABLE.filter((spec) => spec.flagOnly === true && (command === 'walvault' || spec.programs.includes(command))).map((spec) => `--${spec.name}`);
-  const except = flagOnly.length === 0 ? 'Every option' : `Every option but ${flagOnly.join(', ')}`;
+  // The top page names no flags: each command's page lists its own flag-only options.
+  const flagOnly = command === 'walvault' ? [] : OPTION_TABLE.filter((spec) => spec.flagOnly === true && spec.programs.includes(command)).map((spec) => `--${spec.name}`);
+  const except = command === 'walvault' ? "Every option but a command's flag-only ones (its --help names them)" : flagOnly.length === 0 ? 'Every option' : `Every option but ${flagOnly.join(', ')}`;
   return wrap(
     `${except} can also be set as a WALVAULT_* environment variable (--${example}: ${envName(example)}) or as a key of the JSON file named by --config or WALVAULT_CONFIG ("${example}": ...); a flag wins over the environment, the environment over the file. Exit codes: walvault exit-codes.`,
     0,
