@@ -480,6 +480,7 @@ export class S3Backend implements Backend {
   readonly kind = 's3';
   /** Metadata goes in the request headers; every body (up to S3's 5 GiB) is sent in one request. */
   readonly metaTiming: Backend['metaTiming'];
+  readonly metaBoundToBody = true;
   readonly bucket: string;
   readonly prefix: string;
   readonly client: S3Client;

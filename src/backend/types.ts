@@ -131,6 +131,13 @@ export interface Backend {
    * the caller's scan of a file cuts its FileBody ranges at that size.
    */
   readonly metaTiming: { when: 'after-body' } | { when: 'before-body'; singleRequestBytes: number };
+  /**
+   * True when an object's recorded metadata is part of the object, written with its body in one atomic
+   * request and never changed afterwards (S3: body and x-amz-meta-* of one PutObject): a recorded hash
+   * then speaks for the stored bytes. False for a sidecar written beside the body (POSIX ~meta), which
+   * can outlive a change to the body, so the archive policy compares stored bytes instead.
+   */
+  readonly metaBoundToBody: boolean;
   /** Where a key lives, for messages: a path or an s3:// URL. */
   describe(key: string): string;
   /**

@@ -20,14 +20,14 @@ function isFileName(name: string): boolean {
 }
 
 /**
- * Refuses a <name> that is no WAL file name (usage error): when the path argument ends in one
- * (a segment, .partial, .history or .backup name) instead, the two were swapped, and the message says so.
+ * Refuses a <name> that is no WAL file name (usage error): when the path argument is one (a bare
+ * segment, .partial, .history or .backup name) instead, the two were swapped, and the message says so.
  */
 export function checkFileArguments(program: 'archive' | 'restore', args: { name: string; path: string }): void {
   if (isFileName(args.name)) return;
   const order = program === 'archive' ? 'the path (%p), then the file name (%f)' : 'the file name (%f), then the path (%p)';
-  const base = args.path.slice(args.path.lastIndexOf('/') + 1);
-  if (isFileName(base) && classify(base) !== 'other') {
+  // PostgreSQL's %p always has a folder (pg_wal/...): a bare WAL file name in its place is %f, swapped.
+  if (isFileName(args.path) && classify(args.path) !== 'other') {
     throw new WalvaultError('usage', `arguments in the wrong order: "${args.name}" is not a WAL file name, "${args.path}" is; walvault-${program} takes ${order}`, { hint: `set ${SETTING_LINE[program]}` });
   }
   throw new WalvaultError('usage', `invalid WAL file name "${args.name}": expected 1 to 64 ASCII letters, digits and dots, no path separators`, {

@@ -409,17 +409,20 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
 type Comparison = { state: 'missing' } | { state: 'identical'; meta: ObjectMeta } | { state: 'different'; detail: string } | { state: 'damaged'; detail: string };
 
 /**
- * Compares the existing object with the source, byte for byte: the stored copy is read back and
- * decoded, so a copy whose bytes rotted while its recorded hash still matches is never taken for
- * identical (PostgreSQL would then recycle the only good copy). The one case decided by the recorded
- * hash alone is an encrypted object on a host that holds no identity to decrypt it (the archive side
- * usually has only the recipients); restore and `walvault verify` check such an object's content.
+ * Compares the existing object with the source. Where the recorded metadata is a sidecar (POSIX), the
+ * stored copy is read back, decoded and compared byte for byte, so a copy whose bytes rotted while its
+ * recorded hash still matches is never taken for identical (PostgreSQL would then recycle the only good
+ * copy). A recorded hash alone decides where it cannot diverge from the body (Backend.metaBoundToBody:
+ * one immutable S3 object, which spares a download of every segment a second server archives), and
+ * for an encrypted object on a host that holds no identity to decrypt it (the archive side usually has
+ * only the recipients); restore and `walvault verify` check such an object's content.
  */
 async function compareWithStored(request: ArchiveRequest, key: string, facts: SourceFacts): Promise<Comparison> {
   const ctx = { signal: request.deadline.signal };
   const info = await request.backend.stat(key, ctx);
   if (!info.exists) return { state: 'missing' };
   const recordedSame = info.meta !== null && info.meta.contentHash === facts.hash && info.meta.contentSize === facts.size;
+  if (info.meta !== null && recordedSame && request.backend.metaBoundToBody) return { state: 'identical', meta: info.meta };
   if (info.meta !== null && info.meta.encryption !== 'none' && (request.decode?.identities ?? []).length === 0) {
     if (recordedSame) return { state: 'identical', meta: info.meta };
     return { state: 'different', detail: `its recorded hash ${info.meta.contentHash} (${info.meta.contentSize} bytes) differs from this file's ${facts.hash} (${facts.size} bytes)` };

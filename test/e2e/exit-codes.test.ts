@@ -110,15 +110,15 @@ describe('exit codes through the installed executables', () => {
 });
 
 /**
- * The README's exit code table: the markdown table whose header row's first cell is "code" or "exit
- * code" (any case, backticks allowed); each body row's first cell is the number, and a column headed
+ * The README's exit code table: the markdown table whose header row's first cell is "exit", "code" or
+ * "exit code" (any case, backticks allowed); each body row's first cell is the number, and a column headed
  * "kind", when there is one, names the kind. Fails when there is no such table or a row's code is not a number.
  */
 function readmeExitCodeTable(readme: string): Array<{ code: number; kind?: string }> {
   const cells = (line: string): string[] => line.trim().replace(/^\|/, '').replace(/\|$/, '').split('|').map((cell) => cell.trim().replaceAll('`', ''));
   const lines = readme.split('\n');
-  const header = lines.findIndex((line) => line.trim().startsWith('|') && /^(exit )?code$/i.test(cells(line)[0] ?? ''));
-  expect(header, 'README.md has a markdown table whose first column is headed "code" or "exit code"').toBeGreaterThanOrEqual(0);
+  const header = lines.findIndex((line) => line.trim().startsWith('|') && /^(exit|code|exit code)$/i.test(cells(line)[0] ?? ''));
+  expect(header, 'README.md has a markdown table whose first column is headed "exit", "code" or "exit code"').toBeGreaterThanOrEqual(0);
   const kindColumn = cells(lines[header]!).findIndex((cell) => /^kind$/i.test(cell));
   const rows: Array<{ code: number; kind?: string }> = [];
   for (const line of lines.slice(header + 2)) {

@@ -236,6 +236,7 @@ export class PosixBackend implements Backend {
   readonly kind: string;
   /** The sidecar is written after the data: callers hash while storing (one read of the source). */
   readonly metaTiming = { when: 'after-body' } as const;
+  readonly metaBoundToBody = false;
   readonly root: string;
   private readonly fileMode: number;
   private readonly dirMode: number;
