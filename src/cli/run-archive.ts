@@ -28,9 +28,9 @@ export async function archiveMain(context: CommandContext): Promise<number> {
     decode: await decodeOptions(options),
     deadline,
     log: context.log,
-    inspect: async (source) => {
+    inspect: async (source, ctx) => {
       const { guardCluster } = await import('../policy/cluster-guard.js');
-      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
+      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx, log: context.log });
     },
   });
   deadline.dispose();

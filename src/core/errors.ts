@@ -15,6 +15,7 @@ export type ErrorKind =
   | 'key'
   | 'verify-failed'
   | 'check-failed'
+  | 'node-missing'
   | 'internal'
   | 'abort-recovery';
 
@@ -36,6 +37,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
   key: 11,
   'verify-failed': 12,
   'check-failed': 13,
+  'node-missing': 14,
   internal: 70,
   'abort-recovery': 128,
 };
@@ -55,6 +57,7 @@ export const EXIT_CODE_MEANINGS: Readonly<Record<ErrorKind, string>> = {
   key: 'encryption key missing, unreadable or wrong',
   'verify-failed': 'verify: the archive has problems (see the report)',
   'check-failed': 'check: a step of the live setup check failed',
+  'node-missing': 'the launcher found no Node.js to run (not in PATH, or WALVAULT_NODE names no executable); restore keeps the shell\'s 127, which stops recovery',
   internal: 'unexpected internal error (a bug: please report it with the log line)',
   'abort-recovery': 'restore: a failure other than "not found" with --on-error=abort; PostgreSQL stops recovery',
 };
