@@ -450,7 +450,6 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     await noteWorkerState(paths, next);
   };
   const server = watchServer();
-  const signalsAtStart = inRecovery();
   let lastWatch = 0;
   /** Why this worker has nothing left to serve (checked every 100 ms), or null. */
   const stopReason = async (): Promise<string | null> => {
@@ -459,8 +458,9 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     if (await stopRequested(paths)) return 'a request with other options asked it to stop';
     const gone = await server();
     if (gone !== null) return gone;
-    // PostgreSQL removes recovery.signal / standby.signal when recovery ends (promotion).
-    if (signalsAtStart && !inRecovery()) return 'recovery has ended';
+    // PostgreSQL removes recovery.signal / standby.signal when recovery ends (promotion); a worker is only
+    // ever started while one of them is there (inRecovery), so none there means nothing left to serve.
+    if (!inRecovery()) return 'recovery has ended';
     return null;
   };
 

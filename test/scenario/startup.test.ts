@@ -155,18 +155,21 @@ describe('NODE_EXTRA_CA_CERTS (Node parses the whole bundle at every start)', ()
     return { result, seen: seen.map((value) => (value === bundle ? 'bundle' : value)) };
   }
 
-  it('a repository on a filesystem: archive and restore start node without it', async () => {
-    const name = '00000001000000000000000A';
-    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-a'));
-    const archived = await seenByNode('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', source, name]);
-    expect(archived.result, archived.result.stderr).toMatchObject({ code: 0 });
-    expect(archived.seen).toEqual(['unset']);
-    const restored = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+  it('a repository on a filesystem: once Node has recorded these options, the launcher starts node without it', async () => {
+    const names = ['00000001000000000000000A', '00000001000000000000000C'];
+    const sources = await Promise.all(names.map((name) => writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, `startup-${name}`))));
+    // The launcher interprets no option: the first call of these options keeps the variable; Node's
+    // record (src/policy/SPOOL.md) then says the repository is on a filesystem.
+    const first = await seenByNode('walvault-archive', [`--repo=${repo}`, sources[0]!, names[0]!]);
+    expect(first.result, first.result.stderr).toMatchObject({ code: 0 });
+    expect(first.seen).toEqual(['bundle']);
+    const second = await seenByNode('walvault-archive', [`--repo=${repo}`, sources[1]!, names[1]!]);
+    expect(second.result, second.result.stderr).toMatchObject({ code: 0 });
+    expect(second.seen).toEqual(['unset']);
+    // Without the fast path (no record) Node reads it, whatever the repository.
+    const restored = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', names[0]!, 'pg_wal/RECOVERYXLOG']);
     expect(restored.result, restored.result.stderr).toMatchObject({ code: 0 });
-    expect(restored.seen).toEqual(['unset']);
-    // The repository from WALVAULT_REPO counts too.
-    const fromEnv = await seenByNode('walvault-restore', ['--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], { WALVAULT_REPO: `nfs://${repo}` });
-    expect(fromEnv.seen).toEqual(['unset']);
+    expect(restored.seen).toEqual(['bundle']);
   });
 
   it('an S3 repository, or one the launcher cannot see (config file), keeps it for the TLS connections', async () => {
