@@ -15,6 +15,8 @@
 //   synchronously when PostgreSQL asks for them, and nothing is pushed while a `.history` file is
 //   waiting: PostgreSQL archives history files first, and a new timeline's history must reach the
 //   repository before its segments (another server picks its new timeline ID from the archive).
+// - Markers, claims and the worker carry the fingerprint of the options they were made with; only
+//   calls with the same fingerprint trust them. Every spool file: src/policy/SPOOL.md.
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';

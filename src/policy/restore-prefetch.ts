@@ -8,10 +8,9 @@
 //   by bytes (in-flight downloads included); the worker stops at the end of the archive and when
 //   PostgreSQL stops asking, removing what it fetched and nobody took.
 // - While the worker runs, the launcher does not start Node for a file that is not in the spool: it
-//   posts a request (restore.ask/NAME.PID, created by the launcher, PID = the launcher's shell) and the
-//   worker answers it with a lookup in the repository started after it saw the request: the file,
-//   verified, in the spool; or "missing" (only when the repository says so, never from an earlier
-//   look); or "error" (the launcher then starts Node, which reports it under --on-error).
+//   posts a request and the worker answers it with a lookup in the repository started after it saw the
+//   request (the file, verified, in the spool; "missing" only when the repository says so; or "error").
+// Every spool file, its format, writers, readers and lifetime: src/policy/SPOOL.md.
 import { createWriteStream, existsSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
