@@ -92,7 +92,13 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     return;
   }
   const paths = spool.spoolPaths(spoolDir, 'archive', id);
-  await pushModule.archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, id, configFile }, () => spool.launcherStartedWorker() ?? spool.startWorker('push', args, { env: environment }));
+  let started = false;
+  await pushModule.archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, id, configFile }, () => {
+    started = true;
+    return spool.launcherStartedWorker() ?? spool.startWorker('push', args, { env: environment });
+  });
+  // Archiving one file at a time leaves no trace in pg_wal: a record only once a pusher serves these options.
+  if (!started && !(await spool.workerAlive(paths))) return;
   // This request succeeded: the next ones with exactly these options may be answered by the launcher.
   await spool
     .writeLaunchRecord(

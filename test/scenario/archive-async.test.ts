@@ -32,20 +32,24 @@ afterEach(async () => {
 });
 
 /**
- * Has Node serve one call with these options (a timeline history file outside every test's backlog), so
- * that it writes the launcher's record (src/policy/SPOOL.md, "Records"): the launcher answers, and starts
- * the pusher, only for calls like one Node has served.
+ * Has Node serve one call with these options and start a pusher (two segments of timeline 9, after every
+ * test's own files, so no later pusher takes them for its backlog), so that it writes the launcher's record
+ * (src/policy/SPOOL.md, "Records"): the launcher answers, and starts the pusher, only for calls like one
+ * Node has served with a pusher.
  */
 async function prime(extra: string[] = []): Promise<void> {
-  await mkdir(path.join(dataDir, 'pg_wal'), { recursive: true });
-  await writeFile(path.join(dataDir, 'pg_wal', '00000009.history'), 'primed\n');
-  const result = await runNoWait('walvault-archive', [`--repo=${repo}`, ...extra, 'pg_wal/00000009.history', '00000009.history'], { cwd: dataDir });
+  const names = [seg(9, 1), seg(9, 2)];
+  for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(64 * 1024, name));
+  const result = await runNoWait('walvault-archive', [`--repo=${repo}`, ...extra, `pg_wal/${names[0]}`, names[0]!], { cwd: dataDir });
   expect(result.code, result.stderr).toBe(0);
+  await waitForWorkerExit(spool, 'archive');
+  for (const name of names) await markDone(dataDir, name);
 }
 
 const archive = (name: string, extra: string[] = [], repoDir = repo) => runNoWait('walvault-archive', [`--repo=${repoDir}`, ...extra, `pg_wal/${name}`, name], { cwd: dataDir });
 const stored = (name: string, repoDir = repo): string => path.join(repoDir, 'wal', name.length > 16 && !name.endsWith('.history') ? `${name.slice(0, 16)}/${name}` : name);
-const markers = (): Promise<string[]> => entryNames(spool, 'archive');
+/** Markers of the test's own files (prime's timeline 9 aside). */
+const markers = async (): Promise<string[]> => (await entryNames(spool, 'archive')).filter((name) => !name.startsWith('00000009'));
 /** The marker folder as the launcher names it (relative to the data directory). */
 const markerDir = async (spoolDir = spool): Promise<string> => path.relative(dataDir, (await entriesDir(spoolDir, 'archive')) ?? path.join(spoolDir, 'archive.none'));
 

@@ -56,20 +56,24 @@ describe('worker lock reservation', () => {
 
 describe('takeover of a lock or claim left by a dead process', () => {
   const spoolModule = fileURLToPath(new URL('../../../dist/policy/spool.js', import.meta.url));
-  /** Runs `count` processes at once that each try to claim `file`; each stays alive a while, as a holder would. */
+  /** Runs `count` processes at once that each try to claim `file`; each stays alive (a holder) until all have answered. */
   async function race(file: string, count: number): Promise<string[]> {
-    const script = `import(process.argv[1]).then(async (spool) => { const won = await spool.claimFile(process.argv[2], process.pid + ' x\\n'); process.stdout.write(won ? 'won' : 'lost'); setTimeout(() => undefined, 1500); })`;
-    const children = Array.from({ length: count }, () => spawn(process.execPath, ['--input-type=module', '-e', script, spoolModule, file], { stdio: ['ignore', 'pipe', 'inherit'] }));
-    return Promise.all(
+    const script = `import(process.argv[1]).then(async (spool) => { const won = await spool.claimFile(process.argv[2], process.pid + ' x\\n'); process.stdout.write(won ? 'won' : 'lost'); process.stdin.resume(); process.stdin.on('end', () => process.exit(0)); })`;
+    const children = Array.from({ length: count }, () => spawn(process.execPath, ['--input-type=module', '-e', script, spoolModule, file], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    const outcomes = await Promise.all(
       children.map(
         (child) =>
           new Promise<string>((resolve) => {
-            let out = '';
-            child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-            child.on('exit', () => resolve(out));
+            child.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString()));
+            child.on('exit', () => resolve('exited without an answer'));
           }),
       ),
     );
+    await Promise.all(children.map((child) => new Promise((resolve) => {
+      child.on('exit', resolve);
+      child.stdin.end();
+    })));
+    return outcomes;
   }
 
   it('is won by exactly one of many processes racing for it (exclusive create of a takeover token, never check-then-act)', async () => {
