@@ -28,6 +28,16 @@ process.env = new Proxy(environment, {
   },
 });
 
+/**
+ * The variables looked up so far, plus the WALVAULT_* variable of every option the parser resolved
+ * (flags > WALVAULT_* > config file): recorded even if the parser read the environment some other way.
+ */
+function consulted(raw: Record<string, unknown>): Set<string> {
+  const names = new Set(variablesRead);
+  for (const key of Object.keys(raw)) if (/^[a-z0-9-]+$/.test(key)) names.add(`WALVAULT_${key.toUpperCase().replace(/-/g, '_')}`);
+  return names;
+}
+
 /** A non-negative integer option. */
 function count(raw: Record<string, unknown>, name: string, fallback: number, minimum = 0): number {
   const value = numberOption(raw, name) ?? fallback;
@@ -118,7 +128,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
         args: optionArgs(args),
         ...(configFile === undefined ? {} : { configFile }),
       },
-      variablesRead,
+      consulted(raw),
       environment,
     )
     .catch(() => undefined);
@@ -188,7 +198,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
             args: optionArgs(args),
             ...(configFile === undefined ? {} : { configFile }),
           },
-          variablesRead,
+          consulted(raw),
           environment,
         )
         .catch(() => undefined);
