@@ -1,26 +1,36 @@
 // Writes the sh launchers (package.json "bin") next to the compiled entry points in dist/cli.
+// Runs after tsc: the exit codes and the record folder's name come from the compiled TypeScript, the one place they are defined.
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { EXIT_CODES } from '../dist/core/errors.js';
+import { RECORD_DIR } from '../dist/policy/spool.js';
 
 const template = readFileSync(new URL('../src/cli/launcher.sh', import.meta.url), 'utf8');
+// Node not found (the shell's 126/127 with no executable $wv_node): say so. archive and walvault exit
+// with the table's code; restore keeps 127 (above 125: PostgreSQL stops recovery rather than end it early).
+const nodeMissing = (code) =>
+  `if { [ "$rc" -eq 126 ] || [ "$rc" -eq 127 ]; } && ! command -v "$wv_node" >/dev/null 2>&1; then echo "@ENTRY@: error: node not found (\\"$wv_node\\" is not an executable in PATH=$PATH); HINT: install Node.js where the server's user finds it, or set WALVAULT_NODE to node's absolute path in the server's environment" >&2; exit ${code}; fi`;
 // A Node crash (abort 134, OOM kill 137) must not exceed 125 for archive_command: PostgreSQL would
 // restart the archiver instead of counting a failure. restore keeps it: above 125 stops recovery,
 // the safe outcome when we cannot tell what went wrong.
-const crashToInternal = 'if [ "$rc" -gt 125 ]; then echo "@ENTRY@: error: node exited with status $rc (crash); HINT: this is a bug or the machine ran out of memory" >&2; exit 70; fi';
-const entries = { 'walvault-archive': crashToInternal, walvault: crashToInternal, 'walvault-restore': '' };
-// The fast paths answer pushed-ahead / prefetched files without starting Node (src/cli/fast-path-*.sh).
-// Both share the option scan (src/cli/fast-path-options.sh); each names the flag that turns it off.
+const crashToInternal = `if [ "$rc" -gt 125 ]; then echo "@ENTRY@: error: node exited with status $rc (crash); HINT: this is a bug or the machine ran out of memory" >&2; exit ${EXIT_CODES.internal}; fi`;
+const entries = {
+  'walvault-archive': `${nodeMissing(EXIT_CODES['node-missing'])}\n${crashToInternal}`,
+  walvault: `${nodeMissing(EXIT_CODES['node-missing'])}\n${crashToInternal}`,
+  'walvault-restore': nodeMissing('$rc'),
+};
+// The fast paths answer pushed-ahead / prefetched files without starting Node (src/cli/fast-path-*.sh),
+// from the records Node writes (src/cli/fast-path-record.sh; src/policy/SPOOL.md).
 const readSource = (name) => readFileSync(new URL(`../src/cli/${name}`, import.meta.url), 'utf8');
-const disableFlags = { archive: '--push-ahead=0', restore: '--prefetch=0' };
 const fastPath = (entry) => {
   if (entry === 'walvault') return '';
   const kind = entry.slice('walvault-'.length);
-  const options = readSource('fast-path-options.sh').replace(/^(# .*\n)+/, '').replace('@DISABLE_FLAG@', disableFlags[kind]).trimEnd();
-  return readSource(`fast-path-${kind}.sh`).replace('@FAST_PATH_OPTIONS@', () => options).trimEnd();
+  const record = readSource('fast-path-record.sh').replace(/^(# .*\n)+/, '').trimEnd();
+  return readSource(`fast-path-${kind}.sh`).replace('@FAST_PATH_RECORD@', () => record).replaceAll('@RECORD_DIR@', RECORD_DIR).trimEnd();
 };
 // archive and restore start from the start-up bundle when it fits (src/cli/launcher-bundle.sh, launcher-worker.sh).
 const start = (entry) => (entry === 'walvault' ? 'wv_run "$wv_dir/@ENTRY@.js" "$@"' : readSource('launcher-bundle.sh').trimEnd());
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
-  writeFileSync(target, template.replace('@CRASH_MAP@', crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@ENTRY_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-worker.sh').trimEnd())).replaceAll('@ENTRY@', entry));
+  writeFileSync(target, template.replace('@CRASH_MAP@', () => crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@ENTRY_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-worker.sh').trimEnd())).replaceAll('@ENTRY@', entry));
   chmodSync(target, 0o755);
 }

@@ -1,5 +1,6 @@
-// Glue between the entry points and the fast paths: push-ahead for archive, prefetch for restore, and their background workers.
-// The push-ahead machinery loads only for archive and the prefetch machinery only for restore (start-up cost, see README).
+// Glue between the entry points and the fast paths: push-ahead for archive, prefetch for restore, their
+// background workers, and the records the sh launchers answer from (src/policy/SPOOL.md).
+// The push-ahead machinery loads only for archive and the prefetch machinery only for restore (start-up cost, src/cli/README.md).
 import { createLogger, type Logger } from '../core/log.js';
 import { archiveFile, type ArchiveRequest } from '../policy/archive.js';
 import { restoreFile, type RestoreRequest } from '../policy/restore.js';
@@ -7,6 +8,34 @@ import { countOption, stringOption, type CommonOptions } from './options.js';
 
 /** The hidden flag that turns a walvault-archive / walvault-restore process into a background worker. */
 export const WORKER_FLAG = 'internal-worker';
+
+/**
+ * Every environment variable this process looks up, set or not (the option parser, the backends, the
+ * AWS SDK): a launcher record lists them with their values, so the launcher answers only while each
+ * is as it was (SPOOL.md, "Records"). Installed when this module loads, before the options are parsed.
+ */
+const environment = process.env;
+const variablesRead = new Set<string>();
+process.env = new Proxy(environment, {
+  get(target, name, receiver) {
+    if (typeof name === 'string') variablesRead.add(name);
+    return Reflect.get(target, name, receiver) as unknown;
+  },
+  has(target, name) {
+    if (typeof name === 'string') variablesRead.add(name);
+    return Reflect.has(target, name);
+  },
+});
+
+/**
+ * The variables looked up so far, plus the WALVAULT_* variable of every option the parser resolved
+ * (flags > WALVAULT_* > config file): recorded even if the parser read the environment some other way.
+ */
+function consulted(raw: Record<string, unknown>): Set<string> {
+  const names = new Set(variablesRead);
+  for (const key of Object.keys(raw)) if (/^[a-z0-9-]+$/.test(key)) names.add(`WALVAULT_${key.toUpperCase().replace(/-/g, '_')}`);
+  return names;
+}
 
 /** A non-negative integer option; its default (per command and backend) comes from OPTION_TABLE through the parser. */
 function count(raw: Record<string, unknown>, name: string, minimum = 0): number {
@@ -20,49 +49,81 @@ function workerLogger(program: string, options: CommonOptions): Logger {
   return createLogger(program, options.verbosity, undefined, `${program === 'walvault-archive' ? 'pusher' : 'prefetcher'} ${process.pid}`);
 }
 
+/** The arguments before %p %f (or %f %p), as the launcher compares them. */
+const optionArgs = (args: readonly string[]): string[] => args.slice(0, Math.max(0, args.length - 2));
+
 /** archive_command: push-ahead unless --push-ahead=0; or, with the worker flag, the background pusher. */
 export async function archiveCommand(args: readonly string[], options: CommonOptions, request: ArchiveRequest): Promise<void> {
   const raw = options.raw;
   const pushAhead = count(raw, 'push-ahead');
   const parallel = count(raw, 'parallel', 1);
-  if (pushAhead === 0 && raw[WORKER_FLAG] === undefined) {
-    await archiveFile(request);
+  const worker = raw[WORKER_FLAG];
+  if (pushAhead === 0) {
+    // A worker the launcher started for options that turn push-ahead off has nothing to do (it never
+    // does: the launcher starts one only from a record, and Node writes none with push-ahead off).
+    if (worker === undefined) await archiveFile(request);
+    else request.deadline.dispose();
     return;
   }
-  const [{ archiveWithPushAhead, runPusher }, { defaultSpoolDir, launcherStartedWorker, spoolIdentity, startWorker }] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
-  const spoolDir = stringOption(raw, 'spool') ?? defaultSpoolDir(request.sourcePath);
-  const identity = spoolIdentity('archive', args);
+  const [pushModule, spool] = await Promise.all([import('../policy/archive-async.js'), import('../policy/spool.js')]);
+  const spoolDir = stringOption(raw, 'spool') ?? spool.defaultSpoolDir(request.sourcePath);
+  const walDir = pathDir(request.sourcePath);
+  await spool.checkSpoolFilesystem(spoolDir, walDir);
+  const id = spool.fingerprint('archive', raw, environment);
   const configFile = stringOption(raw, 'config');
   // 'push-own': started by the sh launcher in place of the request for %f (src/cli/fast-path-archive.sh),
   // which waits for %f's marker: %f is pushed first.
-  const worker = raw[WORKER_FLAG];
   if (worker === 'push' || worker === 'push-own') {
     request.deadline.dispose();
-    // The sh launcher starts a pusher before any option is parsed: one that --config (or the
-    // environment) turned off has nothing to do.
-    if (pushAhead === 0) return;
     const log = workerLogger('walvault-archive', options);
-    await runPusher({
+    await pushModule.runPusher({
       spoolDir,
       pushAhead,
       parallel,
-      identity,
+      id,
       configFile,
       backend: request.backend,
-      walDir: pathDir(request.sourcePath),
+      walDir,
       after: request.fileName,
       pushAfterToo: worker === 'push-own',
-      request: (fileName, deadline) => ({ ...request, sourcePath: `${pathDir(request.sourcePath)}/${fileName}`, fileName, deadline, log }),
+      // Each push has its own deadline, and so has everything it does (the cluster guard included: see ArchiveRequest.inspect).
+      request: (fileName, deadline) => ({ ...request, sourcePath: `${walDir}/${fileName}`, fileName, deadline, log }),
       timeoutMs: options.timeoutMs,
       log,
     });
     return;
   }
-  if (pushAhead === 0) {
-    await archiveFile(request);
-    return;
-  }
-  await archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, identity, configFile }, () => launcherStartedWorker() ?? startWorker('push', args));
+  const paths = spool.spoolPaths(spoolDir, 'archive', id);
+  let started = false;
+  await pushModule.archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, id, configFile }, () => {
+    started = true;
+    return spool.launcherStartedWorker() ?? spool.startWorker('push', args, { env: environment });
+  });
+  // Archiving one file at a time leaves no trace in pg_wal: a record only once a pusher serves these options.
+  if (!started && !(await spool.workerAlive(paths))) return;
+  // This request succeeded: the next ones with exactly these options may be answered by the launcher.
+  await spool
+    .writeLaunchRecord(
+      spool.recordFile(request.sourcePath, 'archive'),
+      {
+        side: 'archive',
+        id,
+        values: [
+          ['markers', paths.entries],
+          ['pidfile', paths.pidFile],
+          ['work', paths.work],
+          ['waiter', paths.waiter],
+          ['spool', spoolDir],
+          ['quiet', options.verbosity === 'quiet' ? '1' : '0'],
+          ['ca', request.backend.kind === 's3' ? 'keep' : 'drop'],
+        ],
+        args: optionArgs(args),
+        ...(configFile === undefined ? {} : { configFile }),
+      },
+      consulted(raw),
+      environment,
+    )
+    .catch(() => undefined);
 }
 
 /** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */
@@ -71,22 +132,25 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
   const prefetch = count(raw, 'prefetch');
   const parallel = count(raw, 'parallel', 1);
   const maxBytes = count(raw, 'prefetch-max-bytes');
-  if (prefetch === 0 && raw[WORKER_FLAG] === undefined) {
-    await restoreFile(request);
+  const worker = raw[WORKER_FLAG];
+  if (prefetch === 0) {
+    if (worker === undefined) await restoreFile(request);
+    else request.deadline.dispose();
     return;
   }
-  const [{ restoreWithPrefetch, runPrefetcher }, { defaultSpoolDir, spoolIdentity, spoolPaths, startWorker }] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
-  const spoolDir = stringOption(raw, 'spool') ?? defaultSpoolDir(request.targetPath);
-  const identity = spoolIdentity('restore', args);
-  if (raw[WORKER_FLAG] === 'prefetch') {
+  const [prefetchModule, spool] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
+  const spoolDir = stringOption(raw, 'spool') ?? spool.defaultSpoolDir(request.targetPath);
+  await spool.checkSpoolFilesystem(spoolDir, pathDir(request.targetPath));
+  const id = spool.fingerprint('restore', raw, environment);
+  if (worker === 'prefetch') {
     request.deadline.dispose();
     const log = workerLogger('walvault-restore', options);
-    await runPrefetcher({
+    await prefetchModule.runPrefetcher({
       spoolDir,
       prefetch,
       parallel,
       maxBytes,
-      identity,
+      id,
       backend: request.backend,
       decode: request.decode,
       timeoutMs: options.timeoutMs,
@@ -96,11 +160,42 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
     });
     return;
   }
-  if (prefetch === 0) {
-    await restoreFile(request);
-    return;
+  const paths = spool.spoolPaths(spoolDir, 'restore', id);
+  let prefetching = false;
+  try {
+    const result = await prefetchModule.restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, id }, () => {
+      spool.startWorker('prefetch', args, { paths, env: environment });
+      prefetching = true;
+    });
+    prefetching ||= result.prefetching;
+  } finally {
+    // A prefetcher serves these options (even when this request failed: a history file not found is
+    // routine): the next requests with exactly them may be answered by the launcher.
+    if (prefetching) {
+      const configFile = stringOption(raw, 'config');
+      await spool
+        .writeLaunchRecord(
+          spool.recordFile(request.targetPath, 'restore'),
+          {
+            side: 'restore',
+            id,
+            values: [
+              ['entries', paths.entries],
+              ['pidfile', paths.pidFile],
+              ['asks', prefetchModule.askDirectory(paths)],
+              ['spool', spoolDir],
+              ['quiet', options.verbosity === 'quiet' ? '1' : '0'],
+              ['ca', request.backend.kind === 's3' ? 'keep' : 'drop'],
+            ],
+            args: optionArgs(args),
+            ...(configFile === undefined ? {} : { configFile }),
+          },
+          consulted(raw),
+          environment,
+        )
+        .catch(() => undefined);
+    }
   }
-  await restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, identity }, () => startWorker('prefetch', args, { pidFile: spoolPaths(spoolDir, 'restore').pidFile }));
 }
 
 /** Directory part of a path as PostgreSQL passes it (pg_wal/NAME → pg_wal; NAME → .). */

@@ -35,10 +35,10 @@ export async function archiveMain(context: CommandContext): Promise<number> {
     deadline,
     log: context.log,
     onArchived: outcome.onArchived,
-    inspect: async (source) => {
+    inspect: async (source, ctx) => {
       onlyIfExists?.beforeStore(source.fileName);
       const { guardCluster } = await import('../policy/cluster-guard.js');
-      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx: { signal: deadline.signal }, log: context.log });
+      await guardCluster(backend, { fileName: source.fileName, firstBytes: source.head, forceNewCluster: raw['force-new-cluster'] === true, ctx, log: context.log });
     },
   });
   deadline.dispose();

@@ -1,5 +1,6 @@
 // Every storage operation runs under one deadline, so a hung NFS server or network becomes an error, never a hung archiver.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { monotonicMs } from './clock.js';
 import { WalvaultError } from './errors.js';
 
 /** A point in time after which the whole command gives up; its signal aborts in-flight I/O. */
@@ -14,7 +15,8 @@ export class Deadline {
 
   constructor(timeoutMs: number, private readonly what: string) {
     this.timeoutMs = timeoutMs;
-    this.expiresAt = Date.now() + timeoutMs;
+    // A monotonic clock: a step of the wall clock (NTP, an operator) must not change the retry budget.
+    this.expiresAt = monotonicMs() + timeoutMs;
     this.signal = this.controller.signal;
     this.timer = setTimeout(() => {
       Deadline.anyExpired = true;
@@ -25,7 +27,7 @@ export class Deadline {
 
   /** Milliseconds left before the deadline (0 when passed). */
   remaining(): number {
-    return Math.max(0, this.expiresAt - Date.now());
+    return Math.max(0, this.expiresAt - monotonicMs());
   }
 
   /** The error every operation cut short by this deadline reports. */

@@ -16,6 +16,7 @@ export type ErrorKind =
   | 'verify-failed'
   | 'check-failed'
   | 'status-alert'
+  | 'node-missing'
   | 'internal'
   | 'abort-recovery';
 
@@ -38,6 +39,7 @@ export const EXIT_CODES: Readonly<Record<ErrorKind, number>> = {
   'verify-failed': 12,
   'check-failed': 13,
   'status-alert': 14,
+  'node-missing': 15,
   internal: 70,
   'abort-recovery': 128,
 };
@@ -58,6 +60,7 @@ export const EXIT_CODE_MEANINGS: Readonly<Record<ErrorKind, string>> = {
   'verify-failed': 'verify: the archive has problems (see the report)',
   'check-failed': 'check: a step of the live setup check failed',
   'status-alert': 'status: a part could not be read, or a threshold given to it (--max-lag...) is crossed',
+  'node-missing': 'the launcher found no Node.js to run (not in PATH, or WALVAULT_NODE names no executable); restore keeps the shell\'s 127, which stops recovery',
   internal: 'unexpected internal error (a bug: please report it with the log line)',
   'abort-recovery': 'restore: a failure other than "not found" with --on-error=abort; PostgreSQL stops recovery',
 };

@@ -15,6 +15,8 @@
 //   synchronously when PostgreSQL asks for them, and nothing is pushed while a `.history` file is
 //   waiting: PostgreSQL archives history files first, and a new timeline's history must reach the
 //   repository before its segments (another server picks its new timeline ID from the archive).
+// - Markers, claims and the worker carry the fingerprint of the options they were made with; only
+//   calls with the same fingerprint trust them. Every spool file: src/policy/SPOOL.md.
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,7 +27,7 @@ import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { classify, validateFileName } from '../wal/names.js';
 import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
-import { clearDirectory, ensureDirectory, openSpool, processAlive, readPid, reserveWorkerLock, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+import { askWorkerToStop, claimFile, ensureDirectory, noteWorkerState, openSpool, processAlive, readWorker, releaseFile, removeEntries, reserveWorkerLock, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of the push-ahead machinery. */
 export interface PushAheadOptions {
@@ -35,9 +37,9 @@ export interface PushAheadOptions {
   pushAhead: number;
   /** How many pushes run at once. */
   parallel: number;
-  /** The spool owner line (see spoolIdentity). */
-  identity: string;
-  /** The config file the settings were read from, if any: a pusher stops once it changes. */
+  /** The fingerprint of the effective options (see fingerprint in spool.ts): markers and the worker carry it. */
+  id: string;
+  /** The config file the settings were read from, if any: a pusher stops once its content changes. */
   configFile?: string;
 }
 
@@ -76,40 +78,29 @@ async function wakeWaiter(paths: SpoolPaths, fileName: string): Promise<void> {
   }
 }
 
-/** Writes a claim (our pid) for a file being archived, so the worker and requests don't push it twice. */
-async function claim(paths: SpoolPaths, fileName: string): Promise<void> {
-  await nodeFs.writeFile(path.join(paths.work, fileName), `${process.pid}\n`);
-}
+/** The claim file of a file being archived (SPOOL.md, "archive.work/NAME"). */
+const claimPath = (paths: SpoolPaths, fileName: string): string => path.join(paths.work, fileName);
 
 /**
- * Claims a file for a pusher only if no live process has claimed it (exclusive create): two pushers
- * (the worker and the process that started it, see pushWhileWorkerStarts) never push one file twice.
+ * Claims a file for this process (exclusive create, or the takeover of a dead process's claim: see
+ * claimFile): two pushers never push one file twice, and a pusher leaves a file a request archives.
  */
-async function claimIfFree(paths: SpoolPaths, fileName: string): Promise<boolean> {
-  const file = path.join(paths.work, fileName);
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    try {
-      await nodeFs.writeFile(file, `${process.pid}\n`, { flag: 'wx' });
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-      if ((await liveClaimer(paths, fileName)) !== null) return false;
-      // A claim left by a dead process (kill -9): take it over.
-      await nodeFs.unlink(file).catch(() => undefined);
-    }
-  }
-  return false;
+function claimIfFree(paths: SpoolPaths, fileName: string): Promise<boolean> {
+  return claimFile(claimPath(paths, fileName), `${process.pid} ${paths.id}\n`);
 }
 
 /** Removes our claim. */
 async function unclaim(paths: SpoolPaths, fileName: string): Promise<void> {
-  await nodeFs.unlink(path.join(paths.work, fileName)).catch(() => undefined);
+  await releaseFile(claimPath(paths, fileName));
 }
 
-/** Pid of the live process that claimed a file, or null. */
-async function liveClaimer(paths: SpoolPaths, fileName: string): Promise<number | null> {
-  const pid = await readPid(path.join(paths.work, fileName));
-  return pid !== null && pid !== process.pid && processAlive(pid) ? pid : null;
+/** Pid of the live process (not this one) that claimed a file, or null; `sameOptions`: only a claimer with this fingerprint counts. */
+async function liveClaimer(paths: SpoolPaths, fileName: string, sameOptions = false): Promise<number | null> {
+  const text = await nodeFs.readFile(claimPath(paths, fileName), 'utf8').catch(() => '');
+  const [pidText, id] = text.trim().split(' ');
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid === process.pid || !processAlive(pid)) return null;
+  return sameOptions && id !== paths.id ? null : pid;
 }
 
 /** Names with a .ready status file, sorted the way PostgreSQL archives them (oldest first). */
@@ -126,12 +117,12 @@ async function readyFiles(walDir: string): Promise<string[]> {
 export async function archiveWithPushAhead(request: ArchiveRequest, options: PushAheadOptions, start: () => number | undefined): Promise<ArchiveResult> {
   const started = monotonicMs();
   const fileName = validateFileName(request.fileName);
-  const paths = spoolPaths(options.spoolDir, 'archive');
+  const paths = spoolPaths(options.spoolDir, 'archive', options.id);
   const walDir = path.dirname(request.sourcePath);
+  // Only markers made under this very fingerprint answer (SPOOL.md, "archive.ID/NAME").
   const marker = path.join(paths.entries, fileName);
   // The spool is created only when a pusher is started: archiving one file at a time leaves no trace.
-  const owner = await nodeFs.readFile(paths.owner, 'utf8').catch(() => null);
-  let trusted = owner !== null && owner.replace(/\n$/, '') === options.identity;
+  let trusted = await nodeFs.stat(paths.entries).then(() => true, () => false);
 
   const answered = (how: string): ArchiveResult => {
     request.log.info(`"${fileName}" ${how}; it is durable in the repository (${Math.round(monotonicMs() - started)} ms)`);
@@ -140,7 +131,7 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   if (trusted) {
     if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead');
     // A worker is pushing this very file: wait for its marker (or for it to give up) instead of racing it.
-    while ((await liveClaimer(paths, fileName)) !== null && request.deadline.remaining() > 1000) {
+    while ((await liveClaimer(paths, fileName, true)) !== null && request.deadline.remaining() > 1000) {
       await sleep(5);
       if (await sameFile(request.sourcePath, marker)) return answered('was pushed ahead (waited for the background push)');
     }
@@ -151,20 +142,27 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
   if (segment && options.pushAhead > 0) {
     const waiting = (await readyFiles(walDir)).some((name) => name > fileName && pushable(name));
     startWorker = waiting && !(trusted && (await workerAlive(paths)));
+    // A worker for other options (a changed config file, another archive_command) serves nobody now: it is asked to stop.
+    const other = startWorker ? await readWorker(paths) : null;
+    if (other !== null && other.id !== options.id && processAlive(other.pid)) {
+      await askWorkerToStop(paths, other.pid).catch(() => undefined);
+      startWorker = false;
+    }
   }
   if (startWorker) {
     try {
-      await openSpool(paths, options.identity);
+      await openSpool(paths);
       // A server that archives no longer needs restore leftovers from its own recovery.
-      await clearDirectory(path.join(options.spoolDir, 'restore'));
+      await removeEntries(options.spoolDir, 'restore');
       trusted = true;
     } catch (error) {
       startWorker = false;
       request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); archiving without push-ahead; HINT: check --spool`);
     }
   }
-  // Claim first, so a worker (started now or running) leaves this file to us.
-  if (trusted) await claim(paths, fileName).catch(() => undefined);
+  // Claim first, so a worker (started now or running) leaves this file to us; held by a live pusher of
+  // other options, it is archived here all the same (storing is idempotent).
+  const claimed = trusted && (await claimIfFree(paths, fileName).catch(() => false));
   let workerPid: number | undefined;
   if (startWorker) {
     // The worker needs a few hundred ms to load: requests arriving meanwhile must see it as running.
@@ -192,7 +190,7 @@ export async function archiveWithPushAhead(request: ArchiveRequest, options: Pus
     ownFailed = true;
     throw error;
   } finally {
-    if (trusted) await unclaim(paths, fileName);
+    if (claimed) await unclaim(paths, fileName);
     await helping;
   }
   if (!alongside) await help(options.parallel);
@@ -216,14 +214,14 @@ const HELP_MAX_MS = 1500;
  * those files pushed.
  */
 async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAheadOptions, walDir: string, workerPid: number, ownFailed: () => boolean): Promise<void> {
-  const paths = spoolPaths(options.spoolDir, 'archive');
+  const paths = spoolPaths(options.spoolDir, 'archive', options.id);
   // Helping must never make this request late: its pushes get half of what is left of its deadline.
   const budget = request.deadline.remaining();
   if (budget < 4 * HELP_MAX_MS) return;
   const until = monotonicMs() + HELP_MAX_MS;
   const starting = async (): Promise<boolean> => {
-    const text = await nodeFs.readFile(paths.pidFile, 'utf8').catch(() => '');
-    return text.trim() === `${workerPid} starting` && processAlive(workerPid);
+    const worker = await readWorker(paths);
+    return worker !== null && worker.pid === workerPid && worker.state === 'starting' && processAlive(workerPid);
   };
   await pushLoop(
     paths,
@@ -266,6 +264,25 @@ export interface PusherOptions extends PushAheadOptions {
   log: Logger;
 }
 
+/**
+ * The background pusher's states, written to the pid file on each transition (SPOOL.md):
+ * starting (reserved by whoever started it) -> pushing <-> idle -> stopping (then the file goes).
+ */
+export type PusherState = 'starting' | 'pushing' | 'idle' | 'stopping';
+
+/** What the worker watches to end once there is nothing to serve. */
+interface PusherWatch {
+  /** Why the server it serves is gone (see watchServer), or null. */
+  server: () => Promise<string | null>;
+  /** The config file's content when the worker started (null: none). */
+  config: string | null;
+}
+
+/** A config file's content, or null. */
+async function configContent(file: string | undefined): Promise<string | null> {
+  return file === undefined ? null : nodeFs.readFile(file, 'utf8').catch(() => null);
+}
+
 /** Summary of a pusher run, for logs and tests. */
 export interface PusherSummary {
   pushed: string[];
@@ -279,17 +296,18 @@ export interface PusherSummary {
  * failure (PostgreSQL's own requests then retry and report it) and after `idleMs` without work.
  */
 export async function runPusher(options: PusherOptions): Promise<PusherSummary> {
-  const paths = spoolPaths(options.spoolDir, 'archive');
+  const paths = spoolPaths(options.spoolDir, 'archive', options.id);
   const summary: PusherSummary = { pushed: [], failed: [], locked: false };
-  await openSpool(paths, options.identity);
-  const release = await takeWorkerLock(paths);
+  await openSpool(paths);
+  const release = await takeWorkerLock(paths, 'pushing');
   if (release === null) {
     summary.locked = true;
     return summary;
   }
   try {
-    await pushLoop(paths, options, summary);
+    await pushLoop(paths, options, summary, undefined, { server: watchServer(), config: await configContent(options.configFile) });
   } finally {
+    await noteWorkerState(paths, 'stopping');
     await release();
   }
   return summary;
@@ -299,8 +317,27 @@ export async function runPusher(options: PusherOptions): Promise<PusherSummary> 
  * Pushes .ready segments after `options.after` until idle, a failure, or `stop` says so; waits for
  * the pushes it started. Run by the worker (holding the lock) and briefly by the process starting it.
  */
-async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, stop?: () => Promise<boolean>): Promise<void> {
+async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, stop?: () => Promise<boolean>, watch?: PusherWatch): Promise<void> {
   const idleMs = options.idleMs ?? 1500;
+  // The worker's state machine (SPOOL.md, "archive.pid"): each transition is written to the pid file.
+  let state: PusherState = 'pushing';
+  const enter = async (next: PusherState): Promise<void> => {
+    if (next === state || watch === undefined) return;
+    state = next;
+    await noteWorkerState(paths, next);
+  };
+  let lastWatch = 0;
+  /** Why this worker must stop serving now (checked every 100 ms), or null. */
+  const stopReason = async (): Promise<string | null> => {
+    if (watch === undefined || monotonicMs() - lastWatch < 100) return null;
+    lastWatch = monotonicMs();
+    if (await stopRequested(paths)) return 'a request with other options asked it to stop';
+    const gone = await watch.server();
+    if (gone !== null) return gone;
+    // Its settings (codec, keys, repository) came from the config file: pushing on after it changed would store files with the old ones.
+    if (options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return `config file "${options.configFile}" changed`;
+    return null;
+  };
   const pollMs = options.pollMs ?? 10;
   const inflight = new Map<string, Promise<void>>();
   let failed = false;
@@ -338,20 +375,13 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
     }
   };
 
-  // This process read its settings (codec, keys, repository) from the config file after it started:
-  // once the file is newer than that, pushing on would store files with the old settings.
-  const settingsChanged = async (): Promise<boolean> => {
-    if (options.configFile === undefined) return false;
-    const info = await nodeFs.stat(options.configFile).catch(() => null);
-    return info === null || info.mtimeMs >= performance.timeOrigin;
-  };
-
   try {
     let lastScan = '';
     for (;;) {
       if (stop !== undefined && (await stop())) break;
-      if (await settingsChanged()) {
-        options.log.info(`config file "${options.configFile}" changed; pushing stops, PostgreSQL's requests archive with the new settings`);
+      const reason = await stopReason();
+      if (reason !== null) {
+        options.log.info(`background pusher stops: ${reason}; PostgreSQL's requests archive the rest`);
         break;
       }
       const ready = await readyFiles(options.walDir);
@@ -404,6 +434,7 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
         }
       }
       if (launched > 0 || inflight.size > 0) idleSince = monotonicMs();
+      await enter(inflight.size > 0 ? 'pushing' : 'idle');
       if (inflight.size === 0 && (failed || monotonicMs() - idleSince > idleMs)) break;
       if (inflight.size >= options.parallel) await Promise.race(inflight.values());
       else await sleep(pollMs);

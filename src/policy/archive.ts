@@ -3,7 +3,7 @@ import { createReadStream, readSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import { PassThrough, Transform, type Duplex, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Backend, FileBody, FilePart, ObjectMeta, PullBody } from '../backend/types.js';
+import type { Backend, FileBody, FilePart, ObjectMeta, OpContext, PullBody } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { monotonicMs } from '../core/clock.js';
 import { withRetries, type Deadline } from '../core/deadline.js';
@@ -32,7 +32,7 @@ export interface ArchiveRequest {
    * Called with the first bytes and size of the source before anything is stored, e.g. to refuse WAL
    * from another cluster; throw to refuse.
    */
-  inspect?: (source: { fileName: string; head: Buffer; size: number }) => Promise<void>;
+  inspect?: (source: { fileName: string; head: Buffer; size: number }, ctx: OpContext) => Promise<void>;
   /** A background push (see OpContext.blockingCopy): the backend may copy with blocking calls. */
   blockingCopy?: boolean;
   /** Told once the file is durable in the repository (walvault status records it; src/cli/outcome.ts). */
@@ -461,7 +461,8 @@ export async function archiveFile(request: ArchiveRequest): Promise<ArchiveResul
   const { backend, deadline, log } = request;
   const location = backend.describe(key);
   const source = await readHead(request.sourcePath);
-  await request.inspect?.({ fileName, head: source.head, size: source.size });
+  // The request's own deadline: a background push has one per file, and must not be held by a disposed one.
+  await request.inspect?.({ fileName, head: source.head, size: source.size }, { signal: deadline.signal });
   const retry = { deadline, onRetry: (error: WalvaultError, attempt: number, delay: number) => log.warn(`${error.oneLine()} (attempt ${attempt}, retrying in ${delay} ms)`) };
 
   for (let round = 0; round < 3; round += 1) {

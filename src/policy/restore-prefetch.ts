@@ -8,10 +8,9 @@
 //   by bytes (in-flight downloads included); the worker stops at the end of the archive and when
 //   PostgreSQL stops asking, removing what it fetched and nobody took.
 // - While the worker runs, the launcher does not start Node for a file that is not in the spool: it
-//   posts a request (restore.ask/NAME.PID, created by the launcher, PID = the launcher's shell) and the
-//   worker answers it with a lookup in the repository started after it saw the request: the file,
-//   verified, in the spool; or "missing" (only when the repository says so, never from an earlier
-//   look); or "error" (the launcher then starts Node, which reports it under --on-error).
+//   posts a request and the worker answers it with a lookup in the repository started after it saw the
+//   request (the file, verified, in the spool; "missing" only when the repository says so; or "error").
+// Every spool file, its format, writers, readers and lifetime: src/policy/SPOOL.md.
 import { createWriteStream, existsSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
@@ -27,7 +26,7 @@ import type { Logger } from '../core/log.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
-import { clearDirectory, ensureDirectory, openSpool, processAlive, spoolPaths, takeWorkerLock, workerAlive, type SpoolPaths } from './spool.js';
+import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, processAlive, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of restore prefetch. */
 export interface PrefetchOptions {
@@ -39,13 +38,18 @@ export interface PrefetchOptions {
   parallel: number;
   /** Upper bound of the spool's size in bytes, downloads in flight included. */
   maxBytes: number;
-  /** The spool owner line (see spoolIdentity). */
-  identity: string;
+  /** The fingerprint of the effective options (see fingerprint in spool.ts): prefetched files and the worker carry it. */
+  id: string;
 }
 
-/** Folder of the launcher's requests to a running worker (see the file comment). */
+/** Folder of the launcher's requests to the running worker of this fingerprint (SPOOL.md, "restore.ID.ask"). */
 export function askDirectory(paths: SpoolPaths): string {
-  return path.join(paths.root, 'restore.ask');
+  return `${paths.entries}.ask`;
+}
+
+/** True while the data directory (the working directory) is in recovery: only then is a prefetcher worth starting. */
+function inRecovery(): boolean {
+  return existsSync('recovery.signal') || existsSync('standby.signal');
 }
 
 /** The cursor file: the last segment PostgreSQL asked for and the segment size. */
@@ -72,47 +76,56 @@ async function discardStale(paths: SpoolPaths, current: string, log: Logger): Pr
  * restore_command with prefetch: hands over a prefetched file with a rename, or restores it here;
  * then records where recovery is and starts the background prefetcher if it is not running.
  */
-export async function restoreWithPrefetch(request: RestoreRequest, options: PrefetchOptions, start: () => void): Promise<RestoreResult> {
+export async function restoreWithPrefetch(request: RestoreRequest, options: PrefetchOptions, start: () => void): Promise<RestoreResult & { prefetching: boolean }> {
   const started = monotonicMs();
   const fileName = validateFileName(request.fileName);
-  const paths = spoolPaths(options.spoolDir, 'restore');
+  const paths = spoolPaths(options.spoolDir, 'restore', options.id);
   const segment = classify(fileName) === 'segment';
   // The spool is only read here; it is created when a prefetcher is started, so a recovery that
-  // needs one file leaves nothing behind in pg_wal.
-  const owner = segment ? await nodeFs.readFile(paths.owner, 'utf8').catch(() => null) : null;
-  if (owner !== null && owner.replace(/\n$/, '') === options.identity) {
+  // needs one file leaves nothing behind in pg_wal. Only files fetched under this very fingerprint answer.
+  const owned = segment && (await nodeFs.stat(paths.entries).then(() => true, () => false));
+  const recovering = inRecovery();
+  if (owned) {
     await discardStale(paths, fileName, request.log).catch(() => undefined);
     try {
       const info = await nodeFs.stat(path.join(paths.entries, fileName));
       await nodeFs.rename(path.join(paths.entries, fileName), request.targetPath);
       await noteCursor(paths, fileName, info.size).catch(() => undefined);
-      if (!(await workerAlive(paths))) start();
+      let prefetching = await workerAlive(paths);
+      if (!prefetching && recovering) {
+        start();
+        prefetching = true;
+      }
       const durationMs = monotonicMs() - started;
       request.log.info(`restored "${fileName}" to "${request.targetPath}" (${info.size} bytes, prefetched and verified, ${Math.round(durationMs)} ms)`);
-      return { bytes: info.size, location: options.spoolDir, durationMs, verified: true };
+      return { bytes: info.size, location: options.spoolDir, durationMs, verified: true, prefetching };
     } catch {
       // not prefetched (or taken meanwhile): restore it here
     }
   }
   if (!segment) {
-    await startForRecovery(request, options, paths, start);
-    return restoreFile(request);
+    const prefetching = await startForRecovery(request, options, paths, start);
+    return { ...(await restoreFile(request)), prefetching };
   }
   const result = await restoreFile(request);
-  if (options.prefetch === 0 || !isValidSegmentSize(result.bytes)) return result;
+  // A restore run by hand (no recovery.signal or standby.signal here) starts no worker.
+  if (options.prefetch === 0 || !isValidSegmentSize(result.bytes) || !recovering) return { ...result, prefetching: false };
+  let prefetching = false;
   try {
-    if (owner !== null && (await workerAlive(paths))) {
+    if (owned && (await workerAlive(paths))) {
       await noteCursor(paths, fileName, result.bytes);
+      prefetching = true;
     } else if (await nextIsArchived(request, fileName, result.bytes)) {
-      await openSpool(paths, options.identity);
+      await openSpool(paths);
       await discardStale(paths, fileName, request.log);
       await noteCursor(paths, fileName, result.bytes);
       start();
+      prefetching = true;
     }
   } catch (error) {
     request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
   }
-  return result;
+  return { ...result, prefetching };
 }
 
 /**
@@ -121,15 +134,16 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
  * the worker is started here, so its own start overlaps this request and it serves the next ones.
  * Without a segment request it stops after a third of its idle time, removing the spool.
  */
-async function startForRecovery(request: RestoreRequest, options: PrefetchOptions, paths: SpoolPaths, start: () => void): Promise<void> {
-  if (options.prefetch === 0 || path.basename(request.targetPath) !== 'RECOVERYHISTORY') return;
-  if (!existsSync('recovery.signal') && !existsSync('standby.signal')) return;
+async function startForRecovery(request: RestoreRequest, options: PrefetchOptions, paths: SpoolPaths, start: () => void): Promise<boolean> {
+  if (options.prefetch === 0 || path.basename(request.targetPath) !== 'RECOVERYHISTORY' || !inRecovery()) return false;
   try {
-    if (await workerAlive(paths)) return;
-    await openSpool(paths, options.identity);
+    if (await workerAlive(paths)) return true;
+    await openSpool(paths);
     start();
+    return true;
   } catch (error) {
     request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
+    return false;
   }
 }
 
@@ -176,6 +190,12 @@ export interface PrefetcherOptions extends PrefetchOptions {
   pollMs?: number;
   log: Logger;
 }
+
+/**
+ * The background prefetcher's states, written to the pid file on each transition (SPOOL.md):
+ * starting (reserved by whoever started it) -> serving <-> idle -> stopping (then the file goes).
+ */
+export type PrefetcherState = 'starting' | 'serving' | 'idle' | 'stopping';
 
 /** Summary of a prefetcher run, for logs and tests. */
 export interface PrefetcherSummary {
@@ -245,11 +265,11 @@ function parseAsk(file: string): Ask | null {
  * progress or requests (a third of that when it never learnt a position).
  */
 export async function runPrefetcher(options: PrefetcherOptions): Promise<PrefetcherSummary> {
-  const paths = spoolPaths(options.spoolDir, 'restore');
+  const paths = spoolPaths(options.spoolDir, 'restore', options.id);
   const asksDir = askDirectory(paths);
   const summary: PrefetcherSummary = { fetched: [], missing: [], corrupt: [], locked: false };
-  await openSpool(paths, options.identity);
-  const release = await takeWorkerLock(paths);
+  await openSpool(paths);
+  const release = await takeWorkerLock(paths, 'serving');
   if (release === null) {
     summary.locked = true;
     return summary;
@@ -421,9 +441,36 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     }
   };
 
+  // The worker's state machine (SPOOL.md, "restore.pid"): each transition is written to the pid file.
+  let state: PrefetcherState = 'serving';
+  const enter = async (next: PrefetcherState): Promise<void> => {
+    if (next === state) return;
+    state = next;
+    await noteWorkerState(paths, next);
+  };
+  const server = watchServer();
+  let lastWatch = 0;
+  /** Why this worker has nothing left to serve (checked every 100 ms), or null. */
+  const stopReason = async (): Promise<string | null> => {
+    if (monotonicMs() - lastWatch < 100) return null;
+    lastWatch = monotonicMs();
+    if (await stopRequested(paths)) return 'a request with other options asked it to stop';
+    const gone = await server();
+    if (gone !== null) return gone;
+    // PostgreSQL removes recovery.signal / standby.signal when recovery ends (promotion); a worker is only
+    // ever started while one of them is there (inRecovery), so none there means nothing left to serve.
+    if (!inRecovery()) return 'recovery has ended';
+    return null;
+  };
+
   try {
     await ensureDirectory(asksDir);
     for (;;) {
+      const reason = await stopReason();
+      if (reason !== null) {
+        options.log.info(`background prefetcher stops: ${reason}`);
+        break;
+      }
       // The cursor (written by walvault-restore in the foreground) counts when it changed: requests move the position too.
       const noted = await readCursor(paths);
       const notedText = noted === null ? '' : `${noted.name} ${noted.segmentSize}`;
@@ -472,6 +519,7 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
           }
         }
       }
+      await enter(inflight.size > 0 || asks.size > 0 ? 'serving' : 'idle');
       const limit = position === null ? idleMs / 3 : idleMs;
       if (inflight.size === 0 && asks.size === 0 && monotonicMs() - lastProgress > limit) break;
       // Wake up for the next request at once rather than after a download: requests come every few ms.
@@ -487,7 +535,8 @@ export async function runPrefetcher(options: PrefetcherOptions): Promise<Prefetc
     // Leave no trace in pg_wal once recovery stops asking: the spool is created again when needed.
     await nodeFs.unlink(cursorFile(paths)).catch(() => undefined);
     await nodeFs.rmdir(paths.work).catch(() => undefined);
-    if (await nodeFs.rmdir(paths.entries).then(() => true, () => false)) await nodeFs.unlink(paths.owner).catch(() => undefined);
+    await nodeFs.rmdir(paths.entries).catch(() => undefined);
+    await noteWorkerState(paths, 'stopping');
     await release();
     await nodeFs.rmdir(paths.root).catch(() => undefined);
   }

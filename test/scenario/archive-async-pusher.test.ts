@@ -35,7 +35,7 @@ function pusherOptions(lines: string[], extra: Partial<PusherOptions> = {}): Pus
     spoolDir: path.join(walDir, 'walvault'),
     pushAhead: 16,
     parallel: 2,
-    identity: 'v1|test',
+    id: '0123456789abcdef',
     backend,
     walDir,
     after: names[0]!,
@@ -58,7 +58,7 @@ async function firstRequest(backend: Backend) {
   try {
     return await archiveWithPushAhead(
       { backend, sourcePath: path.join(walDir, names[0]!), fileName: names[0]!, encode: { compress: 'none' }, deadline, log: createLogger('walvault-archive', 'normal', () => undefined) },
-      { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, identity: 'v1|test' },
+      { spoolDir: path.join(walDir, 'walvault'), pushAhead: 16, parallel: 2, id: '0123456789abcdef' },
       () => loading.pid,
     );
   } finally {
@@ -80,14 +80,16 @@ describe('background pusher', () => {
     expect(await storedNames()).toEqual(names.slice(1));
   });
 
-  it('pushes nothing with settings older than the config file (it changed after this process read it)', async () => {
+  it('stops once the config file it read its settings from changes (its markers would vouch for old settings)', async () => {
     const config = path.join(temp.dir, 'walvault.json');
-    await writeFile(config, '{"compress": "gzip"}');
+    await writeFile(config, '{}');
     const lines: string[] = [];
-    const summary = await runPusher(pusherOptions(lines, { configFile: config }));
-    expect(summary.pushed).toEqual([]);
-    expect(await storedNames()).toEqual([]);
-    expect(lines.join('')).toContain(`config file "${config}" changed; pushing stops`);
+    // Idle for up to 60 s: only the change ends it.
+    const running = runPusher(pusherOptions(lines, { configFile: config, idleMs: 60_000 }));
+    while (!lines.join('').includes('archived') && (await storedNames()).length < names.length - 1) await new Promise((resolve) => setTimeout(resolve, 20));
+    await writeFile(config, '{"compress": "gzip"}');
+    await running;
+    expect(lines.join('')).toContain(`background pusher stops: config file "${config}" changed`);
   });
 
   it('has the request that starts the pusher push the following files while its own is still being stored, together at most --parallel', async () => {
@@ -120,7 +122,7 @@ describe('background pusher', () => {
     // Its own file counts against --parallel (2 here): S3 pushes each hold a segment in memory.
     expect(mostInFlight).toBe(2);
     expect(await storedNames()).toEqual(names);
-    expect((await readdir(path.join(walDir, 'walvault', 'archive'))).sort()).toEqual(names.slice(1));
+    expect((await readdir(path.join(walDir, 'walvault', 'archive.0123456789abcdef'))).sort()).toEqual(names.slice(1));
   });
 
   it('starts helping only after its own file when the backend holds each segment in memory for one request (S3)', async () => {

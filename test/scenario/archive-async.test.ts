@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes } from '../support/walfile.js';
-import { exists, killWorker, makeReady, markDone, runNoWait, waitForWorkerExit, waitForWorkerStart } from '../support/spool.js';
+import { entriesDir, entryNames, exists, killWorker, makeReady, markDone, runNoWait, waitForWorkerExit, waitForWorkerStart } from '../support/spool.js';
 import { segmentFileName } from '../../src/wal/names.js';
 
 const MiB = 1 << 20;
@@ -24,15 +24,34 @@ beforeEach(async () => {
   spool = path.join(dataDir, 'pg_wal', 'walvault');
   await mkdir(dataDir);
   await mkdir(repo);
+  await prime();
 });
 afterEach(async () => {
   await killWorker(spool, 'archive');
   await temp.remove();
 });
 
+/**
+ * Has Node serve one call with these options and start a pusher (two segments of timeline 9, after every
+ * test's own files, so no later pusher takes them for its backlog), so that it writes the launcher's record
+ * (src/policy/SPOOL.md, "Records"): the launcher answers, and starts the pusher, only for calls like one
+ * Node has served with a pusher.
+ */
+async function prime(extra: string[] = []): Promise<void> {
+  const names = [seg(9, 1), seg(9, 2)];
+  for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(64 * 1024, name));
+  const result = await runNoWait('walvault-archive', [`--repo=${repo}`, ...extra, `pg_wal/${names[0]}`, names[0]!], { cwd: dataDir });
+  expect(result.code, result.stderr).toBe(0);
+  await waitForWorkerExit(spool, 'archive');
+  for (const name of names) await markDone(dataDir, name);
+}
+
 const archive = (name: string, extra: string[] = [], repoDir = repo) => runNoWait('walvault-archive', [`--repo=${repoDir}`, ...extra, `pg_wal/${name}`, name], { cwd: dataDir });
 const stored = (name: string, repoDir = repo): string => path.join(repoDir, 'wal', name.length > 16 && !name.endsWith('.history') ? `${name.slice(0, 16)}/${name}` : name);
-const markers = async (): Promise<string[]> => (await readdir(path.join(spool, 'archive')).catch(() => [] as string[])).sort();
+/** Markers of the test's own files (prime's timeline 9 aside). */
+const markers = async (): Promise<string[]> => (await entryNames(spool, 'archive')).filter((name) => !name.startsWith('00000009'));
+/** The marker folder as the launcher names it (relative to the data directory). */
+const markerDir = async (spoolDir = spool): Promise<string> => path.relative(dataDir, (await entriesDir(spoolDir, 'archive')) ?? path.join(spoolDir, 'archive.none'));
 
 /** Every marker must stand for a complete, identical copy in the repository. */
 async function expectMarkersTruthful(repoDir = repo): Promise<void> {
@@ -72,7 +91,7 @@ describe('walvault-archive push-ahead', () => {
     const second = await archive(names[1]!);
     expect(second.code).toBe(0);
     // This line comes from the sh fast path: Node was not started.
-    expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
+    expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "${await markerDir()}")\n`);
   });
 
   it('answers from the spool when the repository comes from WALVAULT_REPO and the spool from --spool (launcher and Node agree on the owner line)', async () => {
@@ -85,7 +104,7 @@ describe('walvault-archive push-ahead', () => {
     await markDone(dataDir, names[0]!);
     const second = await run(names[1]!);
     expect(second.code).toBe(0);
-    expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "${custom}/archive")\n`);
+    expect(second.stderr).toBe(`walvault-archive: info: "${names[1]}" was pushed ahead and is durable in the repository (answered from "${(await entriesDir(custom, 'archive'))!}")\n`);
     // The same options with another repository in the environment: not answered from this spool.
     const repo2 = path.join(temp.dir, 'repo2');
     await mkdir(repo2);
@@ -99,8 +118,8 @@ describe('walvault-archive push-ahead', () => {
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(64 * 1024, name));
     expect((await archive(names[0]!, ['--push-ahead=3'])).code).toBe(0);
     await waitForWorkerExit(spool, 'archive');
-    // The requested file itself (pushed by the pusher the launcher started for it) is not ahead.
-    expect(await markers()).toEqual(names.slice(0, 4));
+    // No record for --push-ahead=3 yet: Node archives the requested file itself and starts the pusher, which keeps 3 ahead.
+    expect(await markers()).toEqual(names.slice(1, 4));
     expect(exists(stored(names[4]!))).toBe(false);
   });
 
@@ -178,7 +197,7 @@ describe('walvault-archive push-ahead', () => {
     await expectMarkersTruthful();
     const rest = await archiveAll(names.slice(1));
     expect(rest.map((r) => r.code)).toEqual([0, 0, 0]);
-    expect(rest.find((r) => r.name === backup)?.stderr).toBe(`walvault-archive: info: "${backup}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
+    expect(rest.find((r) => r.name === backup)?.stderr).toBe(`walvault-archive: info: "${backup}" was pushed ahead and is durable in the repository (answered from "${await markerDir()}")\n`);
   });
 
   it('handles two timelines: nothing is pushed while a .history file waits, .partial and .history are archived on request only', async () => {
@@ -246,7 +265,7 @@ describe("the launcher's fast path", () => {
 
   it('does not accept a marker that is a copy rather than a link to the WAL file', async () => {
     await pushAhead();
-    const marker = path.join(spool, 'archive', names[1]!);
+    const marker = path.join((await entriesDir(spool, 'archive'))!, names[1]!);
     await rm(marker);
     await writeFile(marker, await readFile(path.join(dataDir, 'pg_wal', names[1]!)));
     await rm(stored(names[1]!));
@@ -288,7 +307,7 @@ describe('the pusher started by the launcher', () => {
     const first = await archiveVia(names[0]!);
     expect(first.code).toBe(0);
     // The request's line comes from the launcher; the pusher's own lines go to the same stderr.
-    expect(first.stderr).toContain(`walvault-archive: info: "${names[0]}" was pushed ahead and is durable in the repository (answered from "pg_wal/walvault/archive")\n`);
+    expect(first.stderr).toContain(`walvault-archive: info: "${names[0]}" was pushed ahead and is durable in the repository (answered from "${await markerDir()}")\n`);
     expect(first.stderr).not.toMatch(/^walvault-archive: info: archived/m);
     const launched = await starts();
     expect(launched).toHaveLength(1);
@@ -408,7 +427,7 @@ describe('the pusher started by the launcher', () => {
     expect(await markers()).toEqual([]);
   });
 
-  it('a pusher that the config file turns off (push-ahead 0) exits at once, and the request archives %f itself', async () => {
+  it('starts no pusher for options whose config file turns push-ahead off: Node archives %f itself and writes no record', async () => {
     const names = [1, 2, 3].map((n) => seg(1, n));
     for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
     const config = path.join(temp.dir, 'walvault.json');
@@ -417,8 +436,11 @@ describe('the pusher started by the launcher', () => {
     expect(result.code).toBe(0);
     expect(result.stderr).toContain(`info: archived "${names[0]}"`);
     const launched = await starts();
-    expect(launched.map((line) => line.includes('--internal-worker=push-own'))).toEqual([true, false]);
+    expect(launched.map((line) => line.includes('--internal-worker'))).toEqual([false]);
     expect(await markers()).toEqual([]);
-    expect(exists(stored(names[1]!))).toBe(false);
+    const again = await runNoWait('walvault-archive', [`--config=${config}`, `pg_wal/${names[1]}`, names[1]!], { cwd: dataDir, env });
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain(`info: archived "${names[1]}"`);
+    expect(exists(stored(names[2]!))).toBe(false);
   });
 });

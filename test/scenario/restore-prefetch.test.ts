@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../support/cli.js';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
-import { exists, killWorker, runNoWait, waitForWorkerStart, workerPid } from '../support/spool.js';
+import { entriesDir, entryNames, exists, killWorker, runNoWait, waitForWorkerStart, workerPid } from '../support/spool.js';
 import { segmentFileName } from '../../src/wal/names.js';
 
 const MiB = 1 << 20;
@@ -47,7 +47,9 @@ afterEach(async () => {
 });
 
 const restore = (name: string, extra: string[] = []) => runNoWait('walvault-restore', [`--repo=${repo}`, ...extra, name, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir });
-const spooled = async (): Promise<string[]> => (await readdir(path.join(spool, 'restore')).catch(() => [] as string[])).sort();
+const spooled = (): Promise<string[]> => entryNames(spool, 'restore');
+/** The prefetch folder as the launcher names it (relative to the data directory). */
+const spoolFolder = async (): Promise<string> => path.relative(dataDir, (await entriesDir(spool, 'restore')) ?? path.join(spool, 'restore.none'));
 const recovered = (): Promise<Buffer> => readFile(path.join(dataDir, 'pg_wal', 'RECOVERYXLOG'));
 
 /** Waits until the spool holds exactly `names` (or fails after a while). */
@@ -71,7 +73,7 @@ describe('walvault-restore prefetch', () => {
 
     const second = await restore(names[1]!, ['--prefetch=3']);
     expect(second.code).toBe(0);
-    expect(second.stderr).toBe(`walvault-restore: info: restored "${names[1]}" to "pg_wal/RECOVERYXLOG" (prefetched and verified in "pg_wal/walvault/restore")\n`);
+    expect(second.stderr).toBe(`walvault-restore: info: restored "${names[1]}" to "pg_wal/RECOVERYXLOG" (prefetched and verified in "${await spoolFolder()}")\n`);
     expect((await recovered()).equals(contents.get(names[1]!)!)).toBe(true);
     // The worker follows: the window moves on to the next segment.
     await waitForSpool(names.slice(2, 5));
@@ -140,7 +142,7 @@ describe('walvault-restore prefetch', () => {
     while ((await readdir(path.join(spool, 'restore.work')).catch(() => [] as string[])).length === 0 && (await spooled()).length < 4) await sleep(1);
     process.kill(pid!, 'SIGKILL');
     await sleep(50);
-    for (const name of await spooled()) expect((await readFile(path.join(spool, 'restore', name))).equals(contents.get(name)!)).toBe(true);
+    for (const name of await spooled()) expect((await readFile(path.join((await entriesDir(spool, 'restore'))!, name))).equals(contents.get(name)!)).toBe(true);
     for (const name of names.slice(1)) {
       const result = await restore(name, ['--prefetch=4']);
       expect(result.code).toBe(0);
@@ -191,7 +193,7 @@ describe('walvault-restore requests to the running prefetcher', () => {
     expect((await recovered()).equals(contents.get(names[1]!)!)).toBe(true);
     const found = await ask('00000002.history', 'pg_wal/RECOVERYHISTORY');
     expect(found.code).toBe(0);
-    expect(found.stderr).toBe('walvault-restore: info: restored "00000002.history" to "pg_wal/RECOVERYHISTORY" (prefetched and verified in "pg_wal/walvault/restore")\n');
+    expect(found.stderr).toBe(`walvault-restore: info: restored "00000002.history" to "pg_wal/RECOVERYHISTORY" (prefetched and verified in "${await spoolFolder()}")\n`);
     expect((await readFile(path.join(dataDir, 'pg_wal', 'RECOVERYHISTORY'))).equals(history)).toBe(true);
     const missing = await ask('00000003.history', 'pg_wal/RECOVERYHISTORY');
     expect(missing.code).toBe(1);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bin, run, type RunResult } from '../support/cli.js';
-import { killWorker } from '../support/spool.js';
+import { killWorker, waitForWorkerExit } from '../support/spool.js';
 import { makeTempDir } from '../support/tmp.js';
 import { pseudoRandomBytes, writeWalFile } from '../support/walfile.js';
 
@@ -159,18 +159,25 @@ describe('NODE_EXTRA_CA_CERTS (Node parses the whole bundle at every start)', ()
     return { result, seen: seen.map((value) => (value === bundle ? 'bundle' : value)) };
   }
 
-  it('a repository on a filesystem: archive and restore start node without it', async () => {
-    const name = '00000001000000000000000A';
-    const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-a'));
-    const archived = await seenByNode('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', source, name]);
-    expect(archived.result, archived.result.stderr).toMatchObject({ code: 0 });
-    expect(archived.seen).toEqual(['unset']);
-    const restored = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', name, 'pg_wal/RECOVERYXLOG']);
+  it('a repository on a filesystem: once Node has recorded these options, the launcher starts node without it', async () => {
+    const names = ['00000001000000000000000A', '00000001000000000000000C', '00000001000000000000000D'];
+    const sources = await Promise.all(names.map((name) => writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, `startup-${name}`))));
+    await mkdir(path.join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
+    for (const name of names.slice(0, 2)) await writeFile(path.join(dataDir, 'pg_wal', 'archive_status', `${name}.ready`), '');
+    // The launcher interprets no option: the first call of these options keeps the variable; Node
+    // starts the pusher for the backlog and records (src/policy/SPOOL.md) that the repository is on a filesystem.
+    const first = await seenByNode('walvault-archive', [`--repo=${repo}`, sources[0]!, names[0]!]);
+    expect(first.result, first.result.stderr).toMatchObject({ code: 0 });
+    expect(first.seen[0]).toBe('bundle');
+    await waitForWorkerExit(path.join(dataDir, 'pg_wal', 'walvault'), 'archive');
+    // A file the pusher did not push: the launcher starts Node, without the variable.
+    const second = await seenByNode('walvault-archive', [`--repo=${repo}`, sources[2]!, names[2]!]);
+    expect(second.result, second.result.stderr).toMatchObject({ code: 0 });
+    expect(second.seen).toEqual(['unset']);
+    // Without the fast path (no record) Node reads it, whatever the repository.
+    const restored = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', names[0]!, 'pg_wal/RECOVERYXLOG']);
     expect(restored.result, restored.result.stderr).toMatchObject({ code: 0 });
-    expect(restored.seen).toEqual(['unset']);
-    // The repository from WALVAULT_REPO counts too.
-    const fromEnv = await seenByNode('walvault-restore', ['--prefetch=0', name, 'pg_wal/RECOVERYXLOG'], { WALVAULT_REPO: `nfs://${repo}` });
-    expect(fromEnv.seen).toEqual(['unset']);
+    expect(restored.seen).toEqual(['bundle']);
   });
 
   it('an S3 repository, or one the launcher cannot see (config file), keeps it for the TLS connections', async () => {

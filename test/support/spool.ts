@@ -1,6 +1,6 @@
 // Helpers for the push-ahead / prefetch scenarios: a fake pg_wal with archive_status, runs that don't wait for background workers.
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { run, type RunResult } from './cli.js';
@@ -79,3 +79,19 @@ export async function killWorker(spoolDir: string, side: 'archive' | 'restore'):
 
 /** True when a path exists. */
 export const exists = (target: string): boolean => existsSync(target);
+
+/**
+ * The entries folder of a side's fingerprint in a spool (src/policy/SPOOL.md: `archive.ID` holds markers,
+ * `restore.ID` prefetched files): the only one there, or null. Its name, relative to `relativeTo` when given.
+ */
+export async function entriesDir(spoolDir: string, side: 'archive' | 'restore'): Promise<string | null> {
+  const names = (await readdir(spoolDir).catch(() => [] as string[])).filter((name) => new RegExp(`^${side}\\.[0-9a-f]{16}$`).test(name));
+  if (names.length > 1) throw new Error(`more than one ${side} entries folder in "${spoolDir}": ${names.join(', ')}`);
+  return names[0] === undefined ? null : path.join(spoolDir, names[0]);
+}
+
+/** The files in a side's entries folder (none when there is no folder), sorted. */
+export async function entryNames(spoolDir: string, side: 'archive' | 'restore'): Promise<string[]> {
+  const dir = await entriesDir(spoolDir, side);
+  return dir === null ? [] : (await readdir(dir).catch(() => [] as string[])).sort();
+}

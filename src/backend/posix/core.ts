@@ -319,22 +319,26 @@ export class PosixBackend implements Backend {
   }
 
   private async createDirectory(directory: string): Promise<void> {
+    const parent = path.dirname(directory);
+    const inside = parent !== directory && (parent.startsWith(this.root + path.sep) || parent === this.root);
+    let exists = true;
     try {
       await nodeFs.access(directory);
-      return;
     } catch {
-      // falls through to create
+      exists = false;
     }
-    const parent = path.dirname(directory);
-    if (parent !== directory && !parent.startsWith(this.root + path.sep) && parent !== this.root) return;
+    if (!inside) return;
     if (parent !== this.root) await this.ensureDirectory(parent);
-    try {
-      await nodeFs.mkdir(directory, { mode: this.dirMode });
-      await nodeFs.chmod(directory, this.dirMode);
-    } catch (error) {
-      if (!isCode(error, 'EEXIST')) throw fromSystemError(error, 'create directory', directory);
-      return;
+    if (!exists) {
+      try {
+        await nodeFs.mkdir(directory, { mode: this.dirMode });
+        await nodeFs.chmod(directory, this.dirMode);
+      } catch (error) {
+        if (!isCode(error, 'EEXIST')) throw fromSystemError(error, 'create directory', directory);
+      }
     }
+    // Whoever created the folder (another process, maybe still before its own fsync) is no proof that its
+    // entry is durable: the parent is synced here too, found or made (durability is not tracked per process).
     await this.ops.fsyncPath(parent).catch((error: unknown) => {
       throw fromSystemError(error, 'sync directory', parent);
     });
