@@ -67,8 +67,8 @@ export interface RecordView {
 export interface PusherState {
   running: boolean;
   pid: number | null;
-  /** "starting" while it loads, "running" afterwards, "stopped" when no live process holds the lock. */
-  state: 'starting' | 'running' | 'stopped';
+  /** The state its pid file names (src/policy/SPOOL.md): starting, pushing, idle, stopping; "stopped" when no live process holds the lock. */
+  state: 'starting' | 'pushing' | 'idle' | 'stopping' | 'stopped';
   /** Files a live process is storing right now. */
   claims: string[];
   /** Markers of pushed files PostgreSQL has not asked for yet, or not swept since. */
@@ -155,17 +155,23 @@ async function liveProcess(pid: number): Promise<boolean> {
  * for status: when the pusher writes a state file of its own, only this function changes.
  */
 export async function readPusherState(spoolDir: string): Promise<PusherState> {
+  // The lock: "PID STATE ID" (SPOOL.md, "Files"); ID names the marker folder archive.ID of its options.
   const text = await nodeFs.readFile(path.join(spoolDir, 'archive.pid'), 'utf8').catch(() => '');
-  const [pidText, stateText] = text.trim().split(/\s+/);
+  const [pidText, stateText, id] = text.trim().split(/\s+/);
   const pid = pidText !== undefined && /^[1-9][0-9]*$/.test(pidText) ? Number(pidText) : null;
   const running = pid !== null && (await liveProcess(pid));
   const claims: string[] = [];
   for (const name of (await nodeFs.readdir(path.join(spoolDir, 'archive.work')).catch(() => [] as string[])).sort()) {
+    // Claims are "PID ID"; FILE.takeover.PID tokens in the same folder are no claims.
+    if (name.includes('.takeover.')) continue;
     const claimer = Number.parseInt(await nodeFs.readFile(path.join(spoolDir, 'archive.work', name), 'utf8').catch(() => ''), 10);
     if (Number.isInteger(claimer) && (await liveProcess(claimer))) claims.push(name);
   }
-  const markers = (await nodeFs.readdir(path.join(spoolDir, 'archive')).catch(() => [] as string[])).length;
-  return { running, pid: running ? pid : null, state: running ? (stateText === 'starting' ? 'starting' : 'running') : 'stopped', claims, markers };
+  const markerFolder = id !== undefined && /^[0-9a-f]+$/.test(id) ? `archive.${id}` : null;
+  const markers = markerFolder === null ? 0 : (await nodeFs.readdir(path.join(spoolDir, markerFolder)).catch(() => [] as string[])).length;
+  const states = ['starting', 'pushing', 'idle', 'stopping'] as const;
+  const state = running ? (states.find((known) => known === stateText) ?? 'pushing') : 'stopped';
+  return { running, pid: running ? pid : null, state, claims, markers };
 }
 
 /** A side's record with ages, in the report's key names. */

@@ -89,19 +89,26 @@ describe('the Prometheus rendering', () => {
 });
 
 describe('the spool as status reads it', () => {
-  it('a pid file naming a dead process is a stopped pusher; claims count only when their process lives', async () => {
+  it('a pid file naming a dead process is a stopped pusher; claims count only when their process lives; markers are those of the lock holder\'s options', async () => {
     const spool = temp.dir;
+    const id = '0123456789abcdef';
     await mkdir(path.join(spool, 'archive.work'));
-    await mkdir(path.join(spool, 'archive'));
-    await writeFile(path.join(spool, 'archive.pid'), '999999999\n');
-    await writeFile(path.join(spool, 'archive.work', '000000010000000000000002'), `${process.pid}\n`);
-    await writeFile(path.join(spool, 'archive.work', '000000010000000000000003'), '999999999\n');
-    await writeFile(path.join(spool, 'archive', '000000010000000000000001'), '');
+    await mkdir(path.join(spool, `archive.${id}`));
+    await mkdir(path.join(spool, 'archive.fedcba9876543210'));
+    await writeFile(path.join(spool, 'archive.pid'), `999999999 pushing ${id}\n`);
+    await writeFile(path.join(spool, 'archive.work', '000000010000000000000002'), `${process.pid} ${id}\n`);
+    await writeFile(path.join(spool, 'archive.work', '000000010000000000000003'), `999999999 ${id}\n`);
+    await writeFile(path.join(spool, 'archive.work', `000000010000000000000004.takeover.999999999`), `${process.pid}\n`);
+    await writeFile(path.join(spool, `archive.${id}`, '000000010000000000000001'), '');
+    await writeFile(path.join(spool, 'archive.fedcba9876543210', '000000010000000000000001'), '');
+    await writeFile(path.join(spool, 'archive.fedcba9876543210', '000000010000000000000005'), '');
     expect(await readPusherState(spool)).toEqual({ running: false, pid: null, state: 'stopped', claims: ['000000010000000000000002'], markers: 1 });
-    await writeFile(path.join(spool, 'archive.pid'), `${process.pid} starting\n`);
-    expect(await readPusherState(spool)).toMatchObject({ running: true, pid: process.pid, state: 'starting' });
-    await writeFile(path.join(spool, 'archive.pid'), `${process.pid}\n`);
-    expect((await readPusherState(spool)).state).toBe('running');
+    await writeFile(path.join(spool, 'archive.pid'), `${process.pid} starting ${id}\n`);
+    expect(await readPusherState(spool)).toMatchObject({ running: true, pid: process.pid, state: 'starting', markers: 1 });
+    await writeFile(path.join(spool, 'archive.pid'), `${process.pid} idle ${id}\n`);
+    expect((await readPusherState(spool)).state).toBe('idle');
+    await writeFile(path.join(spool, 'archive.pid'), `${process.pid} stopping fedcba9876543210\n`);
+    expect(await readPusherState(spool)).toMatchObject({ state: 'stopping', markers: 2 });
   });
 
   it('the record: counters are the sizes of append-only files, the last event is replaced whole; a missing spool is created', () => {
