@@ -47,10 +47,10 @@ describe('a 1 GiB segment', () => {
     needTools('/usr/bin/time');
     const archived = await measured([bin('walvault-archive'), `--repo=${temp.dir}/repo`, TIMEOUT, `pg_wal/${SEGMENT}`, SEGMENT], temp.dir);
     expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
-    expect(archived.code).toBe(0);
+    expect(archived.code, archived.stderr).toBe(0);
     expect(archived.peakKiB).toBeLessThan(100 * 1024);
     const restored = await measured([bin('walvault-restore'), `--repo=${temp.dir}/repo`, TIMEOUT, SEGMENT, 'pg_wal/RECOVERYXLOG'], temp.dir);
-    expect(restored.code).toBe(0);
+    expect(restored.code, restored.stderr).toBe(0);
     expect(restored.peakKiB).toBeLessThan(100 * 1024);
     expect((await stat(path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG'))).size).toBe(GiB);
     // cmp exits 0 only when both files are identical.
@@ -66,14 +66,14 @@ describe('a 1 GiB segment on S3', () => {
     try {
       // Bare s3rver (it ignores If-None-Match, which the RGW tier covers): the proxy would hold the
       // checksummed 1 GiB body in this process to verify it.
-      const flags = [...s3Flags(server, 'large', { bare: true }), '--s3-conditional-writes=on'];
+      const flags = s3Flags(server, 'large', { bare: true });
       // No push-ahead, no prefetch: the measured process is the one doing the transfer.
-      const archived = await measured([bin('walvault-archive'), ...flags, TIMEOUT, '--push-ahead=0', `pg_wal/${SEGMENT}`, SEGMENT], temp.dir, server.env);
+      const archived = await measured([bin('walvault-archive'), ...flags, '--s3-conditional-writes=on', TIMEOUT, '--push-ahead=0', `pg_wal/${SEGMENT}`, SEGMENT], temp.dir, server.env);
       expect(archived.stderr).toContain(`archived "${SEGMENT}"`);
-      expect(archived.code).toBe(0);
+      expect(archived.code, archived.stderr).toBe(0);
       expect(archived.peakKiB).toBeLessThan(100 * 1024);
       const restored = await measured([bin('walvault-restore'), ...flags, TIMEOUT, '--prefetch=0', SEGMENT, 'pg_wal/RECOVERYXLOG.s3'], temp.dir, server.env);
-      expect(restored.code).toBe(0);
+      expect(restored.code, restored.stderr).toBe(0);
       expect(restored.peakKiB).toBeLessThan(100 * 1024);
       await promisify(execFile)('cmp', [path.join(temp.dir, 'pg_wal', SEGMENT), path.join(temp.dir, 'pg_wal', 'RECOVERYXLOG.s3')]);
       process.stdout.write(`1 GiB segment on S3: archive peak ${Math.round(archived.peakKiB / 1024)} MiB, restore peak ${Math.round(restored.peakKiB / 1024)} MiB\n`);

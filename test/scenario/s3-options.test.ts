@@ -158,7 +158,13 @@ describe('restore --parallel: how many files the prefetcher downloads at once', 
     const dataDir = path.join(work.dir, `data-${counter++}`);
     await fs.mkdir(path.join(dataDir, 'pg_wal'), { recursive: true });
     await fs.writeFile(path.join(dataDir, 'recovery.signal'), '');
-    const spool = path.join(dataDir, 'pg_wal', 'walvault', 'restore');
+    // Prefetched files sit in restore.ID, ID the fingerprint of the options (src/policy/SPOOL.md).
+    const spoolRoot = path.join(dataDir, 'pg_wal', 'walvault');
+    const prefetched = async (): Promise<string[]> => {
+      const folders = (await fs.readdir(spoolRoot).catch(() => [] as string[])).filter((name) => /^restore\.[0-9a-f]+$/.test(name));
+      const lists = await Promise.all(folders.map((folder) => fs.readdir(path.join(spoolRoot, folder)).catch(() => [] as string[])));
+      return lists.flat();
+    };
     server.resetRequests();
     server.latencyMs = 1500;
     try {
@@ -168,7 +174,7 @@ describe('restore --parallel: how many files the prefetcher downloads at once', 
       const until = Date.now() + 120_000;
       let spooled: string[] = [];
       while (Date.now() < until) {
-        spooled = (await fs.readdir(spool).catch(() => [] as string[])).filter((name) => names.includes(name)).sort();
+        spooled = (await prefetched()).filter((name) => names.includes(name)).sort();
         if (spooled.length === 6) break;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
