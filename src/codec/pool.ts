@@ -81,9 +81,13 @@ function slotLimit(): number {
   return Math.max(2, 2 * currentSettings().threads);
 }
 
+/** Counters for tests and the codec benchmark. */
+const counters = { jobsInWorkers: 0, peakJobsInFlight: 0 };
+
 async function acquireSlot(): Promise<void> {
   while (jobsInFlight >= slotLimit()) await new Promise<void>((resolve) => slotWaiters.push(resolve));
   jobsInFlight += 1;
+  counters.peakJobsInFlight = Math.max(counters.peakJobsInFlight, jobsInFlight);
 }
 
 function releaseSlot(): void {
@@ -177,7 +181,7 @@ function assign(worker: PoolWorker, queued: QueuedJob): void {
   const id = nextJobId++;
   worker.state = 'busy';
   worker.job = { id, resolve: queued.resolve, reject: queued.reject };
-  // Held (ref) while it works: the process must not end with a job unanswered; idle workers never keep it alive.
+  // Held (ref) while it works: the process must not end with a job unanswered.
   worker.thread.ref();
   worker.thread.postMessage({ id, job: queued.job }, [queued.job.input.buffer as ArrayBuffer]);
 }
@@ -192,11 +196,12 @@ function startWorker(): void {
   const thread = new Worker(script);
   const worker: PoolWorker = { thread, state: 'starting' };
   workers.push(worker);
-  thread.unref();
+  // Held while it starts (jobs may be waiting for it) and while it works; an idle worker never keeps the process alive.
   thread.on('message', (message: { ready?: true; id?: number; output?: Uint8Array; error?: SerializedError }) => {
     if (message.ready === true) {
       worker.state = 'idle';
       workerEverReady = true;
+      thread.unref();
       dispatch();
       return;
     }
@@ -205,6 +210,7 @@ function startWorker(): void {
     worker.job = undefined;
     worker.state = 'idle';
     thread.unref();
+    counters.jobsInWorkers += 1;
     if (message.error !== undefined) job.reject(deserializeError(message.error));
     else job.resolve(message.output as Uint8Array);
     dispatch();
@@ -239,7 +245,16 @@ export async function terminateCodecWorkers(): Promise<number> {
   return running.length;
 }
 
-/** What the pool is doing, for tests and the codec benchmark. */
-export function codecPoolState(): { state: PoolState; workers: number; busyWorkers: number; jobsInFlight: number; busyStreams: number } {
-  return { state: poolState, workers: workers.length, busyWorkers: workers.filter((worker) => worker.state === 'busy').length, jobsInFlight, busyStreams };
+/** What the pool is doing and has done, for tests and the codec benchmark. */
+export function codecPoolState(): { state: PoolState; threads: number; workers: number; busyWorkers: number; jobsInFlight: number; jobLimit: number; busyStreams: number; jobsInWorkers: number; peakJobsInFlight: number } {
+  return {
+    state: poolState,
+    threads: currentSettings().threads,
+    workers: workers.length,
+    busyWorkers: workers.filter((worker) => worker.state === 'busy').length,
+    jobsInFlight,
+    jobLimit: slotLimit(),
+    busyStreams,
+    ...counters,
+  };
 }
