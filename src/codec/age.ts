@@ -5,7 +5,7 @@ import { WalvaultError } from '../core/errors.js';
 import { ByteQueue } from './bytes.js';
 import { isAgeFile } from './catalog.js';
 import { OrderedOutput } from './ordered.js';
-import { runCodecJob, streamBusy } from './pool.js';
+import { runCodecJob, StreamGroup } from './pool.js';
 
 export { AGE_MAGIC, isAgeFile } from './catalog.js';
 
@@ -167,7 +167,7 @@ class AgePayloadEncryptor extends Transform {
   private readonly output = new OrderedOutput(this, mapEncryptError);
   private busy: (() => void) | undefined;
 
-  constructor(private readonly prefix: Buffer, private readonly key: Buffer) {
+  constructor(private readonly prefix: Buffer, private readonly key: Buffer, private readonly group: StreamGroup) {
     super();
   }
 
@@ -180,11 +180,12 @@ class AgePayloadEncryptor extends Transform {
   private start(): void {
     if (this.started) return;
     this.started = true;
-    this.busy = streamBusy();
+    this.busy = this.group.enter();
     this.output.add(this.prefix);
   }
 
   private async consume(): Promise<void> {
+    await this.group.admitted();
     // Keeps at least one byte back: the last chunk is sealed differently, and only the end tells which it is.
     while (this.queue.length > CHUNK) {
       this.seal(Math.min(CHUNKS_PER_JOB, Math.floor((this.queue.length - 1) / CHUNK)), false);
@@ -222,7 +223,7 @@ class AgeDecryptor extends Transform {
   private readonly output = new OrderedOutput(this, mapDecryptError);
   private busy: (() => void) | undefined;
 
-  constructor(private readonly decrypter: InstanceType<AgeModule['Decrypter']>) {
+  constructor(private readonly decrypter: InstanceType<AgeModule['Decrypter']>, private readonly group: StreamGroup) {
     super();
   }
 
@@ -246,6 +247,7 @@ class AgeDecryptor extends Transform {
   }
 
   private async consume(): Promise<void> {
+    await this.group.admitted();
     if (this.key === null) {
       if (this.header === null) {
         const length = this.headerLength();
@@ -270,7 +272,7 @@ class AgeDecryptor extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.busy ??= streamBusy();
+    this.busy ??= this.group.enter();
     this.queue.push(chunk);
     this.consume().then(() => callback(), (error: unknown) => callback(mapDecryptError(error)));
   }
@@ -300,7 +302,7 @@ class AgeDecryptor extends Transform {
  * pass-through recipient hands us the file key so the bulk encryption runs in OpenSSL, about ten
  * times faster than the package's JavaScript ChaCha20. Memory: one 64 KiB chunk.
  */
-export async function createAgeEncryptStream(recipients: readonly string[]): Promise<Duplex> {
+export async function createAgeEncryptStream(recipients: readonly string[], group: StreamGroup = new StreamGroup()): Promise<Duplex> {
   const age = await loadAge();
   const encrypter = new age.Encrypter();
   for (const recipient of recipients) encrypter.addRecipient(recipient);
@@ -316,13 +318,13 @@ export async function createAgeEncryptStream(recipients: readonly string[]): Pro
   const empty = Buffer.from(await encrypter.encrypt(new Uint8Array(0)));
   if (fileKey === undefined || empty.length < 32) throw new WalvaultError('internal', 'age encryption produced no file key');
   const prefix = empty.subarray(0, empty.length - TAG);
-  return new AgePayloadEncryptor(prefix, payloadKey(fileKey, prefix.subarray(prefix.length - 16)));
+  return new AgePayloadEncryptor(prefix, payloadKey(fileKey, prefix.subarray(prefix.length - 16)), group);
 }
 
 /** A stream that decrypts an age file with any of `identities`; errors are 'key' (no identity fits) or 'corrupt'. */
-export async function createAgeDecryptStream(identities: readonly string[]): Promise<Duplex> {
+export async function createAgeDecryptStream(identities: readonly string[], group: StreamGroup = new StreamGroup()): Promise<Duplex> {
   const age = await loadAge();
   const decrypter = new age.Decrypter();
   for (const identity of identities) decrypter.addIdentity(identity);
-  return new AgeDecryptor(decrypter);
+  return new AgeDecryptor(decrypter, group);
 }

@@ -4,7 +4,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { ByteQueue } from './bytes.js';
 import { OrderedOutput } from './ordered.js';
-import { streamBusy } from './pool.js';
+import { StreamGroup } from './pool.js';
 
 /** A Transform that decodes a sequence of frames from a byte queue; subclasses parse, this class feeds and finishes. */
 export abstract class FrameSequenceDecoder extends Transform {
@@ -18,6 +18,7 @@ export abstract class FrameSequenceDecoder extends Transform {
   constructor(
     private readonly codecName: string,
     private readonly corrupt: (detail: string) => Error,
+    private readonly group: StreamGroup = new StreamGroup(),
   ) {
     super();
   }
@@ -29,15 +30,15 @@ export abstract class FrameSequenceDecoder extends Transform {
   protected abstract step(): boolean;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.busy ??= streamBusy();
+    this.busy ??= this.group.enter();
     this.queue.push(chunk);
-    try {
-      while (this.step());
-    } catch (error) {
-      callback(error as Error);
-      return;
-    }
-    this.output.room().then(() => callback(), callback);
+    this.group
+      .admitted()
+      .then(() => {
+        while (this.step());
+        return this.output.room();
+      })
+      .then(() => callback(), callback);
   }
 
   override _flush(callback: TransformCallback): void {

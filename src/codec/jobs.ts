@@ -4,10 +4,10 @@ import { WalvaultError } from '../core/errors.js';
 
 /** One unit of codec work: its input bytes and what to do with them. Every job is independent of the others. */
 export type CodecJob =
-  /** Compress `input` (at most 4 MiB) into one zstd frame with a content checksum. */
-  | { op: 'zstd-compress'; level: number; input: Uint8Array }
-  /** Decompress one whole zstd frame; `capacity` bounds its decoded size. */
-  | { op: 'zstd-decompress'; input: Uint8Array; capacity: number }
+  /** Compress `input` (at most 4 MiB) into one zstd frame with a content checksum; `native`: with node:zlib's zstd. */
+  | { op: 'zstd-compress'; level: number; input: Uint8Array; native: boolean }
+  /** Decompress one whole zstd frame; `capacity` bounds its decoded size; `native`: with node:zlib's zstd. */
+  | { op: 'zstd-decompress'; input: Uint8Array; capacity: number; native: boolean }
   /** Compress one independent lz4 block; the output is the block as the frame stores it (size word first). */
   | { op: 'lz4-compress'; input: Uint8Array }
   /** Decode one independent raw lz4 block of at most `maxOutput` decoded bytes. */
@@ -28,9 +28,9 @@ export interface SerializedError {
 export async function runJob(job: CodecJob): Promise<Uint8Array> {
   switch (job.op) {
     case 'zstd-compress':
-      return (await import('./zstd.js')).compressFrame(job.level, job.input);
+      return (await import('./zstd.js')).compressFrame(job.level, job.input, job.native);
     case 'zstd-decompress':
-      return (await import('./zstd.js')).decompressFrame(job.input, job.capacity);
+      return (await import('./zstd.js')).decompressFrame(job.input, job.capacity, job.native);
     case 'lz4-compress':
       return (await import('./lz4.js')).compressBlock(job.input);
     case 'lz4-decompress':
@@ -43,9 +43,8 @@ export async function runJob(job: CodecJob): Promise<Uint8Array> {
 }
 
 /** True when Node's own zstd (node:zlib, Node 22.15 and later) runs the job: it needs no worker thread. */
-export async function runsNatively(job: CodecJob): Promise<boolean> {
-  if (job.op !== 'zstd-compress' && job.op !== 'zstd-decompress') return false;
-  return (await import('./zstd.js')).hasNativeZstd();
+export function runsNatively(job: CodecJob): boolean {
+  return (job.op === 'zstd-compress' || job.op === 'zstd-decompress') && job.native;
 }
 
 /** An error as it is posted between threads. */

@@ -5,7 +5,7 @@ import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { hasMagic, LZ4_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import { OrderedOutput } from './ordered.js';
-import { runCodecJob, streamBusy } from './pool.js';
+import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
 type Lz4Module = typeof import('lz4-wasm-nodejs');
@@ -78,7 +78,7 @@ class Lz4FrameEncoder extends Transform {
   private readonly output = new OrderedOutput(this, (error) => error as Error);
   private busy: (() => void) | undefined;
 
-  constructor(private readonly xxh: XxhashApi, private readonly content: Hasher32) {
+  constructor(private readonly xxh: XxhashApi, private readonly content: Hasher32, private readonly group: StreamGroup = new StreamGroup()) {
     super();
   }
 
@@ -99,7 +99,8 @@ class Lz4FrameEncoder extends Transform {
   }
 
   private async gather(chunk: Buffer): Promise<void> {
-    this.busy ??= streamBusy();
+    this.busy ??= this.group.enter();
+    await this.group.admitted();
     this.writeHeader();
     this.content.update(chunk);
     let rest = chunk;
@@ -218,8 +219,8 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
   private content: Hasher32 | undefined;
   private window: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly xxh: XxhashApi) {
-    super('lz4', corrupt);
+  constructor(private readonly xxh: XxhashApi, group?: StreamGroup) {
+    super('lz4', corrupt, group);
   }
 
   /** Removes and returns exactly `n` queued bytes, or null when fewer are queued. */
@@ -330,12 +331,12 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
 export const lz4Codec: Codec = {
   name: LZ4_INFO.name,
   levels: LZ4_INFO.levels,
-  async compressor() {
+  async compressor(_level, group) {
     const xxh = await loadXxhash();
-    return new Lz4FrameEncoder(xxh, xxh.create32(0));
+    return new Lz4FrameEncoder(xxh, xxh.create32(0), group);
   },
-  async decompressor() {
-    return new Lz4FrameDecoder(await loadXxhash());
+  async decompressor(group) {
+    return new Lz4FrameDecoder(await loadXxhash(), group);
   },
   matches(firstBytes) {
     return hasMagic(firstBytes, LZ4_INFO.magic);

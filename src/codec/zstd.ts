@@ -10,7 +10,7 @@ import { loadXxhash } from '../core/hash.js';
 import { hasMagic, ZSTD_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import { OrderedOutput } from './ordered.js';
-import { runCodecJob, streamBusy } from './pool.js';
+import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
 type ZstdModule = typeof import('@bokuweb/zstd-wasm');
@@ -73,8 +73,8 @@ function corrupt(detail: string): WalvaultError {
  * descriptor; the low 32 bits of XXH64, seed 0, after the last block), so `zstd -d` and our decoder
  * both detect damage. A job (jobs.ts): runs on any thread.
  */
-export async function compressFrame(level: number, input: Uint8Array): Promise<Uint8Array> {
-  const native = nativeZstd();
+export async function compressFrame(level: number, input: Uint8Array, useNative: boolean): Promise<Uint8Array> {
+  const native = useNative ? nativeZstd() : undefined;
   if (native !== undefined) {
     const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag, ZSTD_c_contentSizeFlag } = native.constants as Record<string, number>;
     const params = { [ZSTD_c_compressionLevel as number]: level, [ZSTD_c_checksumFlag as number]: 1, [ZSTD_c_contentSizeFlag as number]: 1 };
@@ -93,8 +93,8 @@ export async function compressFrame(level: number, input: Uint8Array): Promise<U
 }
 
 /** Decompresses one whole frame of at most `capacity` decoded bytes; a job (jobs.ts). */
-export async function decompressFrame(frame: Uint8Array, capacity: number): Promise<Uint8Array> {
-  const native = nativeZstd();
+export async function decompressFrame(frame: Uint8Array, capacity: number, useNative: boolean): Promise<Uint8Array> {
+  const native = useNative ? nativeZstd() : undefined;
   try {
     if (native !== undefined) {
       return await new Promise<Buffer>((resolve, reject) => native.zstdDecompress(frame, { maxOutputLength: Math.max(capacity, 1) }, (error, output) => (error === null ? resolve(output) : reject(error))));
@@ -117,7 +117,7 @@ class ZstdFramesEncoder extends Transform {
   private readonly output = new OrderedOutput(this, (error) => error as Error);
   private busy: (() => void) | undefined;
 
-  constructor(private readonly level: number) {
+  constructor(private readonly level: number, private readonly group: StreamGroup = new StreamGroup()) {
     super();
   }
 
@@ -125,12 +125,13 @@ class ZstdFramesEncoder extends Transform {
     const input = (this.frame ?? Buffer.allocUnsafeSlow(0)).subarray(0, this.filled);
     this.frame = undefined;
     this.filled = 0;
-    this.output.add(runCodecJob({ op: 'zstd-compress', level: this.level, input }, { owned: true }));
+    this.output.add(runCodecJob({ op: 'zstd-compress', level: this.level, input, native: hasNativeZstd() }, { owned: true }));
     this.framesWritten += 1;
   }
 
   private async gather(chunk: Buffer): Promise<void> {
-    this.busy ??= streamBusy();
+    this.busy ??= this.group.enter();
+    await this.group.admitted();
     let rest = chunk;
     while (rest.length > 0) {
       this.frame ??= Buffer.allocUnsafeSlow(FRAME_INPUT);
@@ -177,8 +178,8 @@ type FrameState =
 class ZstdFramesDecoder extends FrameSequenceDecoder {
   protected state: FrameState = { step: 'magic' };
 
-  constructor() {
-    super('zstd', corrupt);
+  constructor(group?: StreamGroup) {
+    super('zstd', corrupt, group);
   }
 
   protected step(): boolean {
@@ -259,7 +260,7 @@ class ZstdFramesDecoder extends FrameSequenceDecoder {
 
   private decodeFrame(length: number, capacity: number): void {
     const frame = this.queue.take(length);
-    this.output.add(runCodecJob({ op: 'zstd-decompress', input: frame, capacity }, { owned: false }));
+    this.output.add(runCodecJob({ op: 'zstd-decompress', input: frame, capacity, native: hasNativeZstd() }, { owned: false }));
     this.state = { step: 'magic' };
   }
 }
@@ -274,11 +275,11 @@ function tooLarge(): WalvaultError {
 export const zstdCodec: Codec = {
   name: ZSTD_INFO.name,
   levels: ZSTD_INFO.levels,
-  async compressor(level) {
-    return new ZstdFramesEncoder(level);
+  async compressor(level, group) {
+    return new ZstdFramesEncoder(level, group);
   },
-  async decompressor() {
-    return new ZstdFramesDecoder();
+  async decompressor(group) {
+    return new ZstdFramesDecoder(group);
   },
   matches(firstBytes) {
     return hasMagic(firstBytes, ZSTD_INFO.magic);

@@ -31,9 +31,13 @@ beforeAll(async () => {
 });
 afterAll(() => temp.remove());
 
-beforeEach(() => {
-  // Every stream goes through the pool, even alone (the default waits for two busy streams).
+beforeEach(async () => {
+  // Every stream goes through the pool, even alone (the default waits for two busy streams), zstd
+  // too where Node has its own (which would otherwise run in libuv's threads: native-zstd.test.ts),
+  // with its workers ready (jobs would run on the calling thread while they start).
   pool.configureCodecPool({ threads: 2, minStreams: 1 });
+  ((await import(dist('codec/zstd.js'))) as typeof import('../../../src/codec/zstd.js')).preferNativeZstd(false);
+  expect(await pool.startCodecPool()).toBe(2);
 });
 
 const COMBOS = ['lz4', 'zstd', 'gzip', 'none'].flatMap((compress) => [
@@ -94,6 +98,7 @@ describe('round trips through the worker pool', () => {
 describe('many streams at once', () => {
   it('24 concurrent encode+decode streams of every codec come back byte for byte, within the global job limit', async () => {
     pool.configureCodecPool({ threads: 2, minStreams: 2 });
+    const before = pool.codecPoolState();
     const jobs = Array.from({ length: 24 }, (_, index) => {
       const { compress, encrypted } = COMBOS[index % COMBOS.length] as { compress: string; encrypted: boolean };
       const data = walLikeData((3 << 20) + index * 100_001, index + 100);
@@ -106,6 +111,7 @@ describe('many streams at once', () => {
     expect(state.jobsInFlight).toBe(0);
     expect(state.busyStreams).toBe(0);
     expect(state.workers).toBeLessThanOrEqual(2);
+    expect(state.jobsInWorkers).toBeGreaterThan(before.jobsInWorkers);
   });
 });
 
@@ -136,8 +142,11 @@ describe('a worker thread lost in the middle of a stream', () => {
     await expect(running).rejects.toMatchObject({ kind: 'internal', message: expect.stringMatching(/codec worker thread stopped in the middle of a job/) });
     expect(outputBytes).toBeLessThan(data.length);
     const again = walLikeData(5 << 20, 10);
+    expect(await pool.startCodecPool()).toBe(2);
+    const before = pool.codecPoolState().jobsInWorkers;
     expect((await roundTrip(again, 'zstd', true)).restored.equals(again)).toBe(true);
     expect(pool.codecPoolState().state).toBe('running');
+    expect(pool.codecPoolState().jobsInWorkers).toBeGreaterThan(before);
   });
 
   it('walvault-archive\'s policy stores nothing when the worker is lost: an error, no object, no temp file left', async () => {
