@@ -46,7 +46,7 @@ function currentSettings(): PoolSettings {
 /**
  * One fewer than the cores (the calling thread is the last one), at most MAX_THREADS; the environment
  * variable WALVAULT_CODEC_THREADS overrides it (0: every job on the calling thread), for benchmarks
- * comparing the pool with the calling thread alone (see src/codec/README.md).
+ * comparing the pool with the calling thread alone, e.g. `WALVAULT_CODEC_THREADS=0 scripts/bench --only codecs`.
  */
 function defaultThreads(): number {
   const override = process.env.WALVAULT_CODEC_THREADS;
