@@ -14,7 +14,10 @@
 // compressible WAL (pgbench -i plus pgbench transactions, --codec-segments files) is drained by walvault
 // and pgBackRest async with each codec into a fresh local repo; segments/s and stored bytes per segment
 // (the archived files only: walvault's ~meta sidecars and walvault.json, pgBackRest's archive.info are
-// not counted). One run per row unless --codec-repeats.
+// not counted). One run per row unless --codec-repeats. When no row outside the codec phase is selected
+// (`--only codecs`), the codec backlog is the whole archive from the base backup on, so recovery is also
+// timed from the compressed repositories (rows `codec-restore-...`: walvault lz4 and zstd, pgBackRest
+// archive-get async lz4 and zst, and `cp` from an uncompressed copy of the same backlog, `codec-cp`).
 //
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
 //                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
@@ -766,15 +769,23 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       return { command: `pgbackrest --config=${conf} --stanza=bench archive-push %p` };
     } };
     // Each walvault row names the pgBackRest row with the same codec (`peer`) for the ratio column.
+    // Recovery from the codec repositories needs them complete from the base backup on: only without the random backlog.
+    const codecRecovery = !mainWanted;
+    const codecCp = codecRecovery && { key: 'codec-cp', tool: 'cp', mode: 'not durable, uncompressed (the recovery rows\' baseline)', keep: true, prepare: () => {
+      const d = freshDir('codec-cp');
+      repoOf['codec-cp'] = d;
+      return { command: `test ! -f ${d}/%f && cp %p ${d}/%f` };
+    } };
     const codecTools = [
+      codecCp,
       { ...wvCodec('codec-walvault-none', 'local, defaults, --compress=none', '--compress=none'), peer: 'codec-pgbackrest-none' },
       pgbrCodec('codec-pgbackrest-none', 'none'),
       { ...wvCodec('codec-walvault-gzip', 'local, defaults, --compress=gzip (level 6)', '--compress=gzip'), peer: 'codec-pgbackrest-gz' },
       pgbrCodec('codec-pgbackrest-gz', 'gz'),
-      { ...wvCodec('codec-walvault-lz4', 'local, defaults, --compress=lz4', '--compress=lz4'), peer: 'codec-pgbackrest-lz4' },
-      pgbrCodec('codec-pgbackrest-lz4', 'lz4'),
-      { ...wvCodec('codec-walvault-zstd', 'local, defaults, --compress=zstd (level 3)', '--compress=zstd'), peer: 'codec-pgbackrest-zst' },
-      pgbrCodec('codec-pgbackrest-zst', 'zst'),
+      { ...wvCodec('codec-walvault-lz4', 'local, defaults, --compress=lz4', '--compress=lz4'), peer: 'codec-pgbackrest-lz4', keep: codecRecovery },
+      { ...pgbrCodec('codec-pgbackrest-lz4', 'lz4'), keep: codecRecovery },
+      { ...wvCodec('codec-walvault-zstd', 'local, defaults, --compress=zstd (level 3)', '--compress=zstd'), peer: 'codec-pgbackrest-zst', keep: codecRecovery },
+      { ...pgbrCodec('codec-pgbackrest-zst', 'zst'), keep: codecRecovery },
       ageRecipient && { ...wvCodec('codec-walvault-zstd-age', 'local, defaults, --compress=zstd + --encrypt-recipient (age)', `--compress=zstd --encrypt-recipient=${ageRecipient}`), peer: 'codec-pgbackrest-zst' },
     ].filter((t) => t && t.key && wantedCodec(t.key));
     // Bytes of the archived files in a repo: walvault's own files (names with '~', walvault.json) and
@@ -819,8 +830,8 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
             times.push(res.seconds);
             failed += res.failed;
             bytes = storedBytes(repoOf[tool.key]);
-            // Measured: nothing later reads this copy (see disposeRepos).
-            delete repoOf[tool.key];
+            // Measured: nothing later reads this copy (see disposeRepos), unless its last run is recovered from.
+            if (!(tool.keep && r === Math.max(1, CODEC_REPEATS) - 1)) delete repoOf[tool.key];
             disposeRepos();
           }
           const secs = median(times);
@@ -852,6 +863,20 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, defaults (prefetch)`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3-noprefetch', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, --prefetch=0`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style --prefetch=0 %f %p` },
     ].filter(Boolean).filter((t) => wanted(t.key) || wanted(t.key.replace(/^restore-/, '')));
+    // Recovery from the codec phase's repositories (see the usage): each compared with cp from the
+    // uncompressed copy and, for walvault, with pgBackRest async with the same codec.
+    restoreTools.push(
+      ...[
+        repoOf['codec-cp'] && { key: 'codec-restore-cp', tool: 'cp', mode: 'local, uncompressed (compressible backlog)', command: () => `cp ${repoOf['codec-cp']}/%f %p` },
+        ...[['lz4', 'lz4'], ['zstd', 'zst']].flatMap(([wv, pgbr]) => [
+          walvault && repoOf[`codec-walvault-${wv}`] && { key: `codec-restore-walvault-${wv}`, tool: 'walvault', mode: `local, --compress=${wv} archive, defaults (prefetch)`, vs: 'codec-restore-cp', peer: `codec-restore-pgbackrest-${pgbr}`, command: () => `${walvault.restore} --repo=${repoOf[`codec-walvault-${wv}`]} %f %p` },
+          hasPgbr && repoOf[`codec-pgbackrest-${pgbr}`] && { key: `codec-restore-pgbackrest-${pgbr}`, tool: 'pgBackRest 2.45', mode: `archive-get, async (prefetch), compress-type=${pgbr} archive`, vs: 'codec-restore-cp', command: () => {
+            fs.rmSync(path.join(tmp, 'pgbr-spool'), { recursive: true, force: true });
+            return `pgbackrest --config=${pgbrConf(`pgbr-get-${pgbr}`, repoOf[`codec-pgbackrest-${pgbr}`], { async: true, pgPath: rdata, pgPort: rport, compress: pgbr })} --stanza=bench archive-get %f "%p"`;
+          } },
+        ]),
+      ].filter((t) => t && wantedCodec(t.key)).map((t) => ({ ...t, vs: t.key === 'codec-restore-cp' ? undefined : 'codec-restore-cp', sameAs: 'codec-restore-cp' })),
+    );
 
     const restoreOnce = async (tool) => {
       fs.rmSync(rdata, { recursive: true, force: true });
@@ -897,10 +922,15 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       log(`recovery: ${tool.key}`);
       try {
         const warm = await restoreOnce(tool);
+        // A gap in a repository ends recovery early, as a success: a short replay is a failed row, not a fast one.
+        const expected = results.restore.find((r) => r.key === tool.sameAs)?.restored;
+        if (tool.sameAs !== undefined && tool.key !== tool.sameAs && expected !== undefined && warm.restored !== expected) {
+          throw new Error(`${warm.restored} segments restored, ${expected} from the uncompressed copy`);
+        }
         const times = [];
         for (let r = 0; r < Math.max(1, REPEATS); r++) times.push((await restoreOnce(tool)).seconds);
         const secs = median(times);
-        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored });
+        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored, vs: tool.vs, peer: tool.peer });
         log(`  ${tool.key}: ${secs.toFixed(2)} s (runs ${times.map((t) => t.toFixed(2)).join(', ')}), ${warm.restored} segments restored`);
       } catch (error) {
         log(`  ${tool.key} FAILED: ${error.message}`);
@@ -966,9 +996,10 @@ function renderReport(results) {
     lines.push('');
     lines.push('Recovery (server start until it logs "ready to accept connections": replay of the whole archive, end of recovery):');
     lines.push('');
-    lines.push('| tool | mode | seconds | segments/s | vs cp (time) |');
-    lines.push('|---|---|---:|---:|---:|');
-    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, cp)} |`);
+    const restoreBy = (key) => results.restore.find((r) => r.key === key)?.seconds;
+    lines.push('| tool | mode | seconds | segments/s | vs cp (time) | vs pgBackRest async, same codec (time) |');
+    lines.push('|---|---|---:|---:|---:|---:|');
+    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, r.vs ? restoreBy(r.vs) : cp)} | ${r.peer ? ratio(r.seconds, restoreBy(r.peer)) : '–'} |`);
   }
   const o = results.overhead;
   if (o.nodeMs) {
