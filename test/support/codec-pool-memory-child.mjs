@@ -1,7 +1,8 @@
 // Child process for the pool memory test: STREAMS streams of N MiB of WAL-like bytes each, at once, through
 // encode then decode with the codec pool in use (built dist/), checks the bytes that come out, and prints
 // the process's RSS (main thread and worker threads together) at its start, baseline and peak as JSON.
-// THREADS in the environment overrides the pool's thread count (0: every job on the calling thread).
+// THREADS in the environment overrides the pool's thread count (0: every job on the calling thread);
+// ENCODE_ONLY=1 encodes only (as walvault-archive does), else encode then decode in one pipeline.
 import { createHash } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
