@@ -18,9 +18,11 @@
 // (`--only codecs`), the codec backlog is the whole archive from the base backup on, so recovery is also
 // timed from the compressed repositories (rows `codec-restore-...`: walvault lz4 and zstd, pgBackRest
 // archive-get async lz4 and zst, and `cp` from an uncompressed copy of the same backlog, `codec-cp`).
+// --codec-memory adds one more, untimed run per codec row that measures the peak memory of every process
+// of that tool (as the warm-up of the rows above does), shown in a column of the codec table.
 //
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
-//                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
+//                      [--codec-segments N] [--codec-repeats R] [--codec-memory] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ... [--timeline]
 // --timeline logs, after each archive run, when each backlog file was stored in the repository and
 // when PostgreSQL marked it .done (ms after the reload that started archiving; from file ctimes).
@@ -825,7 +827,10 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
           const times = [];
           let failed = 0;
           let bytes = 0;
+          let rssKiB;
           for (let r = 0; r < Math.max(1, CODEC_REPEATS); r++) {
+            // Untimed, before the first timed run (GNU time and /proc polling cost time); its copy is not kept.
+            if (args['codec-memory'] && r === 0) rssKiB = (await archiveOnce(tool, { measureMemory: true })).rssKiB;
             const res = await archiveOnce(tool, { measureMemory: false });
             times.push(res.seconds);
             failed += res.failed;
@@ -835,7 +840,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
             disposeRepos();
           }
           const secs = median(times);
-          const row = { key: tool.key, peer: tool.peer, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, bytesPerSegment: bytes / N, ratio: originalBytes / bytes, failed };
+          const row = { key: tool.key, peer: tool.peer, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, bytesPerSegment: bytes / N, ratio: originalBytes / bytes, failed, rssKiB };
           results.codecs.push(row);
           log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), ${Math.round(row.bytesPerSegment)} bytes/segment stored, failures ${failed}`);
         } catch (error) {
@@ -985,10 +990,11 @@ function renderReport(results) {
     lines.push('');
     lines.push(`Compression (PostgreSQL's archiver draining a backlog of ${results.codecSegments} WAL files of compressible data: \`pgbench -i -s 4\` and 3 s of pgbench transactions, repeated; local repo; ${runs}; stored bytes = the archived files, without sidecars and repository documents):`);
     lines.push('');
-    lines.push('| tool | mode | segments/s | vs pgBackRest, same codec | stored bytes/segment | original/stored | failures |');
-    lines.push('|---|---|---:|---:|---:|---:|---:|');
+    const memory = results.codecs.some((r) => r.rssKiB !== undefined);
+    lines.push(`| tool | mode | segments/s | vs pgBackRest, same codec | stored bytes/segment | original/stored |${memory ? ' peak memory |' : ''} failures |`);
+    lines.push(`|---|---|---:|---:|---:|---:|${memory ? '---:|' : ''}---:|`);
     for (const r of results.codecs) {
-      lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${r.peer ? ratio(r.segPerSec, codecBy(r.peer)?.segPerSec) : '–'} | ${Math.round(r.bytesPerSegment).toLocaleString('en-US')} | ${r.ratio.toFixed(2)}× | ${r.failed} |`);
+      lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${r.peer ? ratio(r.segPerSec, codecBy(r.peer)?.segPerSec) : '–'} | ${Math.round(r.bytesPerSegment).toLocaleString('en-US')} | ${r.ratio.toFixed(2)}× |${memory ? ` ${mib(r.rssKiB)} |` : ''} ${r.failed} |`);
     }
   }
   const cp = results.restore.find((r) => r.key === 'restore-cp')?.seconds;
