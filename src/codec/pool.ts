@@ -43,15 +43,22 @@ function currentSettings(): PoolSettings {
   return settings;
 }
 
+/** Whether the pool is used by default: see defaultThreads. */
+const POOL_BY_DEFAULT = false;
+
 /**
- * One fewer than the cores (the calling thread is the last one), at most MAX_THREADS; the environment
- * variable WALVAULT_CODEC_THREADS overrides it (0: every job on the calling thread), for benchmarks
- * comparing the pool with the calling thread alone, e.g. `WALVAULT_CODEC_THREADS=0 scripts/bench --only codecs`.
+ * Worker threads: none by default for now (POOL_BY_DEFAULT: on a loaded 2-core machine the pool was
+ * slower, and each worker adds 20-45 MiB to the pusher), else one fewer than the cores (the calling
+ * thread is the last one), at most MAX_THREADS. The environment variable WALVAULT_CODEC_THREADS sets
+ * it (0: every job on the calling thread; "auto": cores - 1), for benchmarks comparing the pool with
+ * the calling thread alone, e.g. `WALVAULT_CODEC_THREADS=auto scripts/bench --only codecs`.
  */
 function defaultThreads(): number {
   const override = process.env.WALVAULT_CODEC_THREADS;
+  const perCores = Math.min(Math.max(0, os.availableParallelism() - 1), MAX_THREADS);
+  if (override === 'auto') return perCores;
   if (override !== undefined && /^[0-9]+$/.test(override)) return Math.min(Number(override), MAX_THREADS);
-  return Math.min(Math.max(0, os.availableParallelism() - 1), MAX_THREADS);
+  return POOL_BY_DEFAULT ? perCores : 0;
 }
 
 /**
