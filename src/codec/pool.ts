@@ -1,8 +1,9 @@
 // Where codec jobs run: on the stream's own thread while a process encodes or decodes one object at a
 // time (a worker start, ~30-300 ms, would cost more than it saves on one segment); once two or more
 // objects are encoded or decoded at once (the pusher, the prefetcher), also in a shared pool of worker
-// threads, one fewer than the cores: a job goes to an idle worker, else the calling thread runs it itself,
-// so every core works and no job waits in a queue. Node's own zstd runs in libuv's thread pool instead.
+// threads (off by default for now, see defaultThreads), one fewer than the cores: a job goes to an idle
+// worker, else the calling thread runs it itself, so every core works and no job waits in a queue.
+// Node's own zstd runs in libuv's thread pool instead, pool or not.
 // A global limit on jobs in flight bounds memory (each holds at most 4 MiB in and out).
 //
 // Protocol between the pool and a worker (src/codec/worker.ts):
