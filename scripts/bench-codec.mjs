@@ -2,6 +2,13 @@
 // Codec benchmark: encode/decode MB/s and compression ratio per codec and level on WAL segments
 // (real ones from --wal-dir, else generated WAL-like bytes). Uses the built dist/ (npm run build).
 // Importable: `benchCodecs(options)` returns the rows; the throughput benchmark folds them into its table.
+//
+// Usage: node scripts/bench-codec.mjs [--segments N] [--wal-dir DIR] [--age] [--streams S] [--threads T] [--wasm-zstd]
+//                                     [--cases codec:level,...] (e.g. --cases lz4:1,zstd:3; default: DEFAULT_CASES)
+// --streams S encodes and decodes S segments at once (as the pusher and the prefetcher do), which
+// starts the codec worker pool (src/codec/pool.ts); --threads T sets its worker threads (default:
+// cores - 1; 0 runs every job on the calling thread); --wasm-zstd uses the WASM zstd even where
+// node:zlib has zstd (Node 22.15 and later). The first line says which zstd and how many threads ran.
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -69,8 +76,14 @@ async function collect(segment, transforms) {
  * Measures each case on `segments`: encode MB/s and decode MB/s (original bytes per second),
  * stored bytes per segment, ratio. `recipients`/`identities` add age encryption to every case.
  */
-export async function benchCodecs({ segments, cases = DEFAULT_CASES, recipients = [], identities = [] } = {}) {
+export async function benchCodecs({ segments, cases = DEFAULT_CASES, recipients = [], identities = [], streams = 1 } = {}) {
   const { createEncoder, createDecoder } = await import(pathToFileURL(path.join(root, 'dist/codec/index.js')).href);
+  // `streams` segments at a time, each its own encoder (or decoder), as the pusher runs its archives.
+  const inBatches = async (items, run) => {
+    const out = [];
+    for (let index = 0; index < items.length; index += streams) out.push(...(await Promise.all(items.slice(index, index + streams).map(run))));
+    return out;
+  };
   const original = segments.reduce((sum, segment) => sum + segment.length, 0);
   const rows = [];
   for (const { codec, level } of cases) {
@@ -79,18 +92,12 @@ export async function benchCodecs({ segments, cases = DEFAULT_CASES, recipients 
     const warm = await createEncoder({ compress: codec, level, recipients });
     const warmStored = await collect(segments[0].subarray(0, 1 << 20), warm.transforms);
     await drain(warmStored, await createDecoder({ codec: warm.codec, encryption: warm.encryption }, { identities }));
-    const stored = [];
     let started = performance.now();
-    for (const segment of segments) {
-      const encoder = await createEncoder({ compress: codec, level, recipients });
-      stored.push(await collect(segment, encoder.transforms));
-    }
+    const stored = await inBatches(segments, async (segment) => collect(segment, (await createEncoder({ compress: codec, level, recipients })).transforms));
     const encodeSeconds = (performance.now() - started) / 1000;
     const meta = await createEncoder({ compress: codec, level, recipients });
     started = performance.now();
-    for (const object of stored) {
-      await drain(object, await createDecoder({ codec: meta.codec, encryption: meta.encryption }, { identities }));
-    }
+    await inBatches(stored, async (object) => drain(object, await createDecoder({ codec: meta.codec, encryption: meta.encryption }, { identities })));
     const decodeSeconds = (performance.now() - started) / 1000;
     const storedBytes = stored.reduce((sum, object) => sum + object.length, 0);
     rows.push({
@@ -124,15 +131,28 @@ async function main() {
   const option = (name) => { const index = args.indexOf(name); return index >= 0 ? args[index + 1] : undefined; };
   const walDir = option('--wal-dir');
   const count = Number(option('--segments') ?? 4);
+  const streams = Number(option('--streams') ?? 1);
+  const pool = await import(pathToFileURL(path.join(root, 'dist/codec/pool.js')).href);
+  const zstd = await import(pathToFileURL(path.join(root, 'dist/codec/zstd.js')).href);
+  if (option('--threads') !== undefined) pool.configureCodecPool({ threads: Number(option('--threads')) });
+  if (args.includes('--wasm-zstd')) zstd.preferNativeZstd(false);
+  // Started ahead, so that the rows measure the running pool, not its start (the pusher pays that once).
+  const ready = streams > 1 ? await pool.startCodecPool() : 0;
+  console.log(`Node ${process.version}, zstd: ${zstd.hasNativeZstd() ? 'node:zlib' : 'WASM'}, ${streams} stream(s) at once, ${ready} worker thread(s) ready`);
   const segments = walDir ? await loadWalSegments(walDir, count) : Array.from({ length: count }, (_, index) => walLikeSegment(16 << 20, index + 1));
   if (segments.length === 0) throw new Error(`no WAL segments in "${walDir}"`);
   console.log(`${segments.length} segment(s) of ${walDir ? `real WAL from "${walDir}"` : 'generated WAL-like data'}, ${(segments[0].length / 2 ** 20).toFixed(0)} MiB each`);
-  console.log(formatRows(await benchCodecs({ segments })));
+  const cases = option('--cases')?.split(',').map((item) => { const [codec, level] = item.split(':'); return level === undefined ? { codec } : { codec, level: Number(level) }; });
+  console.log(formatRows(await benchCodecs({ segments, streams, ...(cases ? { cases } : {}) })));
   if (args.includes('--age')) {
     const age = await import('age-encryption');
     const identity = await age.generateX25519Identity();
     const recipients = [await age.identityToRecipient(identity)];
-    console.log(formatRows(await benchCodecs({ segments, cases: [{ codec: 'none' }, { codec: 'lz4', level: 1 }, { codec: 'zstd', level: 3 }], recipients, identities: [identity] })));
+    console.log(formatRows(await benchCodecs({ segments, cases: [{ codec: 'none' }, { codec: 'lz4', level: 1 }, { codec: 'zstd', level: 3 }], recipients, identities: [identity], streams })));
+  }
+  if (streams > 1) {
+    const state = pool.codecPoolState();
+    console.log(`pool: ${state.jobsInWorkers} jobs in worker threads, ${state.jobsOnCaller} on the calling thread, at most ${state.peakJobsInFlight} in flight (limit ${state.jobLimit})`);
   }
 }
 

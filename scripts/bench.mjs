@@ -14,10 +14,15 @@
 // compressible WAL (pgbench -i plus pgbench transactions, --codec-segments files) is drained by walvault
 // and pgBackRest async with each codec into a fresh local repo; segments/s and stored bytes per segment
 // (the archived files only: walvault's ~meta sidecars and walvault.json, pgBackRest's archive.info are
-// not counted). One run per row unless --codec-repeats.
+// not counted). One run per row unless --codec-repeats. When no row outside the codec phase is selected
+// (`--only codecs`), the codec backlog is the whole archive from the base backup on, so recovery is also
+// timed from the compressed repositories (rows `codec-restore-...`: walvault lz4 and zstd, pgBackRest
+// archive-get async lz4 and zst, and `cp` from an uncompressed copy of the same backlog, `codec-cp`).
+// --codec-memory adds one more, untimed run per codec row that measures the peak memory of every process
+// of that tool (as the warm-up of the rows above does), shown in a column of the codec table.
 //
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
-//                      [--codec-segments N] [--codec-repeats R] [--keep] [--json FILE] [--markdown FILE]
+//                      [--codec-segments N] [--codec-repeats R] [--codec-memory] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ... [--timeline]
 // --timeline logs, after each archive run, when each backlog file was stored in the repository and
 // when PostgreSQL marked it .done (ms after the reload that started archiving; from file ctimes).
@@ -766,15 +771,23 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       return { command: `pgbackrest --config=${conf} --stanza=bench archive-push %p` };
     } };
     // Each walvault row names the pgBackRest row with the same codec (`peer`) for the ratio column.
+    // Recovery from the codec repositories needs them complete from the base backup on: only without the random backlog.
+    const codecRecovery = !mainWanted;
+    const codecCp = codecRecovery && { key: 'codec-cp', tool: 'cp', mode: 'not durable, uncompressed (the recovery rows\' baseline)', keep: true, prepare: () => {
+      const d = freshDir('codec-cp');
+      repoOf['codec-cp'] = d;
+      return { command: `test ! -f ${d}/%f && cp %p ${d}/%f` };
+    } };
     const codecTools = [
+      codecCp,
       { ...wvCodec('codec-walvault-none', 'local, defaults, --compress=none', '--compress=none'), peer: 'codec-pgbackrest-none' },
       pgbrCodec('codec-pgbackrest-none', 'none'),
       { ...wvCodec('codec-walvault-gzip', 'local, defaults, --compress=gzip (level 6)', '--compress=gzip'), peer: 'codec-pgbackrest-gz' },
       pgbrCodec('codec-pgbackrest-gz', 'gz'),
-      { ...wvCodec('codec-walvault-lz4', 'local, defaults, --compress=lz4', '--compress=lz4'), peer: 'codec-pgbackrest-lz4' },
-      pgbrCodec('codec-pgbackrest-lz4', 'lz4'),
-      { ...wvCodec('codec-walvault-zstd', 'local, defaults, --compress=zstd (level 3)', '--compress=zstd'), peer: 'codec-pgbackrest-zst' },
-      pgbrCodec('codec-pgbackrest-zst', 'zst'),
+      { ...wvCodec('codec-walvault-lz4', 'local, defaults, --compress=lz4', '--compress=lz4'), peer: 'codec-pgbackrest-lz4', keep: codecRecovery },
+      { ...pgbrCodec('codec-pgbackrest-lz4', 'lz4'), keep: codecRecovery },
+      { ...wvCodec('codec-walvault-zstd', 'local, defaults, --compress=zstd (level 3)', '--compress=zstd'), peer: 'codec-pgbackrest-zst', keep: codecRecovery },
+      { ...pgbrCodec('codec-pgbackrest-zst', 'zst'), keep: codecRecovery },
       ageRecipient && { ...wvCodec('codec-walvault-zstd-age', 'local, defaults, --compress=zstd + --encrypt-recipient (age)', `--compress=zstd --encrypt-recipient=${ageRecipient}`), peer: 'codec-pgbackrest-zst' },
     ].filter((t) => t && t.key && wantedCodec(t.key));
     // Bytes of the archived files in a repo: walvault's own files (names with '~', walvault.json) and
@@ -814,17 +827,20 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
           const times = [];
           let failed = 0;
           let bytes = 0;
+          let rssKiB;
           for (let r = 0; r < Math.max(1, CODEC_REPEATS); r++) {
+            // Untimed, before the first timed run (GNU time and /proc polling cost time); its copy is not kept.
+            if (args['codec-memory'] && r === 0) rssKiB = (await archiveOnce(tool, { measureMemory: true })).rssKiB;
             const res = await archiveOnce(tool, { measureMemory: false });
             times.push(res.seconds);
             failed += res.failed;
             bytes = storedBytes(repoOf[tool.key]);
-            // Measured: nothing later reads this copy (see disposeRepos).
-            delete repoOf[tool.key];
+            // Measured: nothing later reads this copy (see disposeRepos), unless its last run is recovered from.
+            if (!(tool.keep && r === Math.max(1, CODEC_REPEATS) - 1)) delete repoOf[tool.key];
             disposeRepos();
           }
           const secs = median(times);
-          const row = { key: tool.key, peer: tool.peer, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, bytesPerSegment: bytes / N, ratio: originalBytes / bytes, failed };
+          const row = { key: tool.key, peer: tool.peer, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, segPerSec: N / secs, bytesPerSegment: bytes / N, ratio: originalBytes / bytes, failed, rssKiB };
           results.codecs.push(row);
           log(`  ${tool.key}: ${row.segPerSec.toFixed(1)} seg/s (runs ${times.map((t) => t.toFixed(2)).join(', ')} s), ${Math.round(row.bytesPerSegment)} bytes/segment stored, failures ${failed}`);
         } catch (error) {
@@ -852,6 +868,20 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, defaults (prefetch)`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3-noprefetch', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, --prefetch=0`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style --prefetch=0 %f %p` },
     ].filter(Boolean).filter((t) => wanted(t.key) || wanted(t.key.replace(/^restore-/, '')));
+    // Recovery from the codec phase's repositories (see the usage): each compared with cp from the
+    // uncompressed copy and, for walvault, with pgBackRest async with the same codec.
+    restoreTools.push(
+      ...[
+        repoOf['codec-cp'] && { key: 'codec-restore-cp', tool: 'cp', mode: 'local, uncompressed (compressible backlog)', command: () => `cp ${repoOf['codec-cp']}/%f %p` },
+        ...[['lz4', 'lz4'], ['zstd', 'zst']].flatMap(([wv, pgbr]) => [
+          walvault && repoOf[`codec-walvault-${wv}`] && { key: `codec-restore-walvault-${wv}`, tool: 'walvault', mode: `local, --compress=${wv} archive, defaults (prefetch)`, vs: 'codec-restore-cp', peer: `codec-restore-pgbackrest-${pgbr}`, command: () => `${walvault.restore} --repo=${repoOf[`codec-walvault-${wv}`]} %f %p` },
+          hasPgbr && repoOf[`codec-pgbackrest-${pgbr}`] && { key: `codec-restore-pgbackrest-${pgbr}`, tool: 'pgBackRest 2.45', mode: `archive-get, async (prefetch), compress-type=${pgbr} archive`, vs: 'codec-restore-cp', command: () => {
+            fs.rmSync(path.join(tmp, 'pgbr-spool'), { recursive: true, force: true });
+            return `pgbackrest --config=${pgbrConf(`pgbr-get-${pgbr}`, repoOf[`codec-pgbackrest-${pgbr}`], { async: true, pgPath: rdata, pgPort: rport, compress: pgbr })} --stanza=bench archive-get %f "%p"`;
+          } },
+        ]),
+      ].filter((t) => t && wantedCodec(t.key)).map((t) => ({ ...t, vs: t.key === 'codec-restore-cp' ? undefined : 'codec-restore-cp', sameAs: 'codec-restore-cp' })),
+    );
 
     const restoreOnce = async (tool) => {
       fs.rmSync(rdata, { recursive: true, force: true });
@@ -897,10 +927,15 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       log(`recovery: ${tool.key}`);
       try {
         const warm = await restoreOnce(tool);
+        // A gap in a repository ends recovery early, as a success: a short replay is a failed row, not a fast one.
+        const expected = results.restore.find((r) => r.key === tool.sameAs)?.restored;
+        if (tool.sameAs !== undefined && tool.key !== tool.sameAs && expected !== undefined && warm.restored !== expected) {
+          throw new Error(`${warm.restored} segments restored, ${expected} from the uncompressed copy`);
+        }
         const times = [];
         for (let r = 0; r < Math.max(1, REPEATS); r++) times.push((await restoreOnce(tool)).seconds);
         const secs = median(times);
-        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored });
+        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored, vs: tool.vs, peer: tool.peer });
         log(`  ${tool.key}: ${secs.toFixed(2)} s (runs ${times.map((t) => t.toFixed(2)).join(', ')}), ${warm.restored} segments restored`);
       } catch (error) {
         log(`  ${tool.key} FAILED: ${error.message}`);
@@ -955,10 +990,11 @@ function renderReport(results) {
     lines.push('');
     lines.push(`Compression (PostgreSQL's archiver draining a backlog of ${results.codecSegments} WAL files of compressible data: \`pgbench -i -s 4\` and 3 s of pgbench transactions, repeated; local repo; ${runs}; stored bytes = the archived files, without sidecars and repository documents):`);
     lines.push('');
-    lines.push('| tool | mode | segments/s | vs pgBackRest, same codec | stored bytes/segment | original/stored | failures |');
-    lines.push('|---|---|---:|---:|---:|---:|---:|');
+    const memory = results.codecs.some((r) => r.rssKiB !== undefined);
+    lines.push(`| tool | mode | segments/s | vs pgBackRest, same codec | stored bytes/segment | original/stored |${memory ? ' peak memory |' : ''} failures |`);
+    lines.push(`|---|---|---:|---:|---:|---:|${memory ? '---:|' : ''}---:|`);
     for (const r of results.codecs) {
-      lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${r.peer ? ratio(r.segPerSec, codecBy(r.peer)?.segPerSec) : '–'} | ${Math.round(r.bytesPerSegment).toLocaleString('en-US')} | ${r.ratio.toFixed(2)}× | ${r.failed} |`);
+      lines.push(`| ${r.tool} | ${r.mode} | ${r.segPerSec.toFixed(1)} | ${r.peer ? ratio(r.segPerSec, codecBy(r.peer)?.segPerSec) : '–'} | ${Math.round(r.bytesPerSegment).toLocaleString('en-US')} | ${r.ratio.toFixed(2)}× |${memory ? ` ${mib(r.rssKiB)} |` : ''} ${r.failed} |`);
     }
   }
   const cp = results.restore.find((r) => r.key === 'restore-cp')?.seconds;
@@ -966,9 +1002,10 @@ function renderReport(results) {
     lines.push('');
     lines.push('Recovery (server start until it logs "ready to accept connections": replay of the whole archive, end of recovery):');
     lines.push('');
-    lines.push('| tool | mode | seconds | segments/s | vs cp (time) |');
-    lines.push('|---|---|---:|---:|---:|');
-    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, cp)} |`);
+    const restoreBy = (key) => results.restore.find((r) => r.key === key)?.seconds;
+    lines.push('| tool | mode | seconds | segments/s | vs cp (time) | vs pgBackRest async, same codec (time) |');
+    lines.push('|---|---|---:|---:|---:|---:|');
+    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, r.vs ? restoreBy(r.vs) : cp)} | ${r.peer ? ratio(r.seconds, restoreBy(r.peer)) : '–'} |`);
   }
   const o = results.overhead;
   if (o.nodeMs) {

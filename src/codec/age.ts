@@ -4,6 +4,8 @@ import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { ByteQueue } from './bytes.js';
 import { isAgeFile } from './catalog.js';
+import { OrderedOutput } from './ordered.js';
+import { runCodecJob, StreamGroup } from './pool.js';
 
 export { AGE_MAGIC, isAgeFile } from './catalog.js';
 
@@ -31,6 +33,12 @@ export function mapDecryptError(error: unknown): Error {
     hint: 'the stored object was damaged or tampered with; restore it from another copy of the archive',
     cause: error,
   });
+}
+
+/** An encryption failure as walvault reports it: a bug (the inputs were checked before any data moved). */
+function mapEncryptError(error: unknown): Error {
+  if (error instanceof WalvaultError) return error;
+  return new WalvaultError('internal', `age encryption failed: ${(error as Error | undefined)?.message ?? String(error)}`, { cause: error });
 }
 
 /** Checks recipients before any data moves; a malformed one is a 'key' error naming it. */
@@ -86,73 +94,143 @@ function chunkNonce(counter: number, last: boolean): Buffer {
   return nonce;
 }
 
-/**
- * Encrypts the payload in age's STREAM format with Node's ChaCha20-Poly1305 (OpenSSL), after the
- * header and payload nonce made by the age-encryption package. A full chunk is sealed only once
- * more input shows it is not the last one.
- */
-class AgePayloadEncryptor extends Transform {
-  private readonly queue = new ByteQueue();
-  private counter = 0;
-  private started = false;
+/** STREAM chunks per job: 1 MiB of payload, enough to outweigh a message to a worker thread. */
+const CHUNKS_PER_JOB = 16;
 
-  constructor(private readonly prefix: Buffer, private readonly key: Buffer) {
-    super();
-  }
-
-  private seal(plaintext: Buffer, last: boolean): void {
-    const cipher = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter, last), { authTagLength: TAG });
-    const body = cipher.update(plaintext);
-    cipher.final();
-    this.push(body);
-    this.push(cipher.getAuthTag());
-    this.counter += 1;
-  }
-
-  private start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.push(this.prefix);
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.start();
-    this.queue.push(chunk);
-    while (this.queue.length > CHUNK) this.seal(this.queue.take(CHUNK), false);
-    callback();
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.start();
-    this.seal(this.queue.take(this.queue.length), true);
-    callback();
-  }
+/** What a seal or open job needs (see CodecJob in jobs.ts). */
+interface ChunkJob {
+  key: Uint8Array;
+  counter: number;
+  last: boolean;
+  input: Uint8Array;
 }
 
-/** Decrypts an age file: header (through the age-encryption package: identities, MAC), then the STREAM payload with Node's crypto. */
-class AgeDecryptor extends Transform {
-  private readonly queue = new ByteQueue();
-  private header: Buffer | null = null;
-  private key: Buffer | null = null;
-  private counter = 0;
-
-  constructor(private readonly decrypter: InstanceType<AgeModule['Decrypter']>) {
-    super();
+/**
+ * Seals `input` as consecutive STREAM chunks from `counter`: whole 64 KiB chunks, and when `last`, a
+ * final one of what is left (possibly empty) flagged as last. A job (jobs.ts): runs on any thread.
+ */
+export function sealChunks(job: ChunkJob): Uint8Array {
+  const input = Buffer.from(job.input.buffer, job.input.byteOffset, job.input.byteLength);
+  const count = job.last ? Math.max(1, Math.ceil(input.length / CHUNK)) : input.length / CHUNK;
+  if (!Number.isInteger(count)) throw new Error(`age seal job of ${input.length} bytes is not whole chunks`);
+  const sealed = Buffer.allocUnsafeSlow(input.length + count * TAG);
+  let at = 0;
+  for (let index = 0; index < count; index += 1) {
+    const plaintext = input.subarray(index * CHUNK, (index + 1) * CHUNK);
+    const cipher = createCipheriv('chacha20-poly1305', Buffer.from(job.key), chunkNonce(job.counter + index, job.last && index === count - 1), { authTagLength: TAG });
+    at += cipher.update(plaintext).copy(sealed, at);
+    cipher.final();
+    at += cipher.getAuthTag().copy(sealed, at);
   }
+  return sealed;
+}
 
-  private open(sealed: Buffer, last: boolean): void {
-    if (sealed.length < TAG) throw mapDecryptError(new Error('the payload is truncated'));
-    if (last && sealed.length === TAG && this.counter > 0) throw mapDecryptError(new Error('final chunk is empty'));
-    const decipher = createDecipheriv('chacha20-poly1305', this.key as Buffer, chunkNonce(this.counter, last), { authTagLength: TAG });
+/**
+ * Opens consecutive sealed STREAM chunks from `counter` (each 64 KiB + tag; when `last`, the final one
+ * may be shorter and is checked as last). Throws on any chunk that does not authenticate. A job (jobs.ts).
+ */
+export function openChunks(job: ChunkJob): Uint8Array {
+  const input = Buffer.from(job.input.buffer, job.input.byteOffset, job.input.byteLength);
+  const whole = CHUNK + TAG;
+  const count = job.last ? Math.max(1, Math.ceil(input.length / whole)) : input.length / whole;
+  if (!Number.isInteger(count)) throw new Error(`age open job of ${input.length} bytes is not whole chunks`);
+  const opened = Buffer.allocUnsafeSlow(Math.max(0, input.length - count * TAG));
+  let at = 0;
+  for (let index = 0; index < count; index += 1) {
+    const counter = job.counter + index;
+    const last = job.last && index === count - 1;
+    const sealed = input.subarray(index * whole, (index + 1) * whole);
+    if (sealed.length < TAG) throw new Error('the payload is truncated');
+    if (last && sealed.length === TAG && counter > 0) throw new Error('final chunk is empty');
+    const decipher = createDecipheriv('chacha20-poly1305', Buffer.from(job.key), chunkNonce(counter, last), { authTagLength: TAG });
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG));
     const body = decipher.update(sealed.subarray(0, sealed.length - TAG));
     try {
       decipher.final();
     } catch (error) {
-      throw mapDecryptError(new Error(`chunk ${this.counter} does not authenticate${last ? ' (last chunk: truncated?)' : ''} (${(error as Error).message})`));
+      throw new Error(`chunk ${counter} does not authenticate${last ? ' (last chunk: truncated?)' : ''} (${(error as Error).message})`);
     }
-    this.push(body);
-    this.counter += 1;
+    at += body.copy(opened, at);
+  }
+  return opened.subarray(0, at);
+}
+
+/**
+ * Encrypts the payload in age's STREAM format with Node's ChaCha20-Poly1305 (OpenSSL), after the
+ * header and payload nonce made by the age-encryption package. A full chunk is sealed only once
+ * more input shows it is not the last one. Runs of chunks are sealed as jobs (pool.ts), in order.
+ */
+class AgePayloadEncryptor extends Transform {
+  private readonly queue = new ByteQueue();
+  private counter = 0;
+  private started = false;
+  private readonly output = new OrderedOutput(this, mapEncryptError);
+  private busy: (() => void) | undefined;
+
+  constructor(private readonly prefix: Buffer, private readonly key: Buffer, private readonly group: StreamGroup) {
+    super();
+  }
+
+  private seal(chunks: number, last: boolean): void {
+    const input = this.queue.take(last ? this.queue.length : chunks * CHUNK);
+    this.output.add(runCodecJob({ op: 'age-seal', key: this.key, counter: this.counter, last, input }, { owned: false }));
+    this.counter += chunks;
+  }
+
+  private start(): void {
+    if (this.started) return;
+    this.started = true;
+    this.busy = this.group.enter();
+    this.output.add(this.prefix);
+  }
+
+  private async consume(): Promise<void> {
+    await this.group.admitted();
+    // Keeps at least one byte back: the last chunk is sealed differently, and only the end tells which it is.
+    while (this.queue.length > CHUNK) {
+      this.seal(Math.min(CHUNKS_PER_JOB, Math.floor((this.queue.length - 1) / CHUNK)), false);
+      await this.output.room();
+    }
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.start();
+    this.queue.push(chunk);
+    this.consume().then(() => callback(), callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.start();
+    this.seal(1, true);
+    this.output.drained().then(() => {
+      this.busy?.();
+      callback();
+    }, callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.busy?.();
+    callback(error);
+  }
+}
+
+/** Decrypts an age file: header (through the age-encryption package: identities, MAC), then the STREAM payload with Node's crypto, in jobs. */
+class AgeDecryptor extends Transform {
+  private readonly queue = new ByteQueue();
+  private header: Buffer | null = null;
+  private key: Buffer | null = null;
+  private counter = 0;
+  private readonly output = new OrderedOutput(this, mapDecryptError);
+  private busy: (() => void) | undefined;
+
+  constructor(private readonly decrypter: InstanceType<AgeModule['Decrypter']>, private readonly group: StreamGroup) {
+    super();
+  }
+
+  private open(chunks: number, last: boolean): void {
+    const input = this.queue.take(last ? this.queue.length : chunks * (CHUNK + TAG));
+    this.output.add(runCodecJob({ op: 'age-open', key: this.key as Buffer, counter: this.counter, last, input }, { owned: false }));
+    this.counter += chunks;
   }
 
   /** Finds the end of the header (the "--- MAC" line) in the queued bytes; null while incomplete. */
@@ -169,6 +247,7 @@ class AgeDecryptor extends Transform {
   }
 
   private async consume(): Promise<void> {
+    await this.group.admitted();
     if (this.key === null) {
       if (this.header === null) {
         const length = this.headerLength();
@@ -185,10 +264,15 @@ class AgeDecryptor extends Transform {
       }
       this.key = payloadKey(fileKey, nonce);
     }
-    while (this.queue.length > CHUNK + TAG) this.open(this.queue.take(CHUNK + TAG), false);
+    // Keeps at least one byte back: the last chunk is opened differently, and only the end tells which it is.
+    while (this.queue.length > CHUNK + TAG) {
+      this.open(Math.min(CHUNKS_PER_JOB, Math.floor((this.queue.length - 1) / (CHUNK + TAG))), false);
+      await this.output.room();
+    }
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.busy ??= this.group.enter();
     this.queue.push(chunk);
     this.consume().then(() => callback(), (error: unknown) => callback(mapDecryptError(error)));
   }
@@ -197,9 +281,18 @@ class AgeDecryptor extends Transform {
     this.consume()
       .then(() => {
         if (this.key === null) throw mapDecryptError(new Error('the file ends inside the header (truncated)'));
-        this.open(this.queue.take(this.queue.length), true);
+        this.open(1, true);
+        return this.output.drained();
       })
-      .then(() => callback(), (error: unknown) => callback(mapDecryptError(error)));
+      .then(() => {
+        this.busy?.();
+        callback();
+      }, (error: unknown) => callback(mapDecryptError(error)));
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.busy?.();
+    callback(error);
   }
 }
 
@@ -209,7 +302,7 @@ class AgeDecryptor extends Transform {
  * pass-through recipient hands us the file key so the bulk encryption runs in OpenSSL, about ten
  * times faster than the package's JavaScript ChaCha20. Memory: one 64 KiB chunk.
  */
-export async function createAgeEncryptStream(recipients: readonly string[]): Promise<Duplex> {
+export async function createAgeEncryptStream(recipients: readonly string[], group: StreamGroup = new StreamGroup()): Promise<Duplex> {
   const age = await loadAge();
   const encrypter = new age.Encrypter();
   for (const recipient of recipients) encrypter.addRecipient(recipient);
@@ -225,13 +318,13 @@ export async function createAgeEncryptStream(recipients: readonly string[]): Pro
   const empty = Buffer.from(await encrypter.encrypt(new Uint8Array(0)));
   if (fileKey === undefined || empty.length < 32) throw new WalvaultError('internal', 'age encryption produced no file key');
   const prefix = empty.subarray(0, empty.length - TAG);
-  return new AgePayloadEncryptor(prefix, payloadKey(fileKey, prefix.subarray(prefix.length - 16)));
+  return new AgePayloadEncryptor(prefix, payloadKey(fileKey, prefix.subarray(prefix.length - 16)), group);
 }
 
 /** A stream that decrypts an age file with any of `identities`; errors are 'key' (no identity fits) or 'corrupt'. */
-export async function createAgeDecryptStream(identities: readonly string[]): Promise<Duplex> {
+export async function createAgeDecryptStream(identities: readonly string[], group: StreamGroup = new StreamGroup()): Promise<Duplex> {
   const age = await loadAge();
   const decrypter = new age.Decrypter();
   for (const identity of identities) decrypter.addIdentity(identity);
-  return new AgeDecryptor(decrypter);
+  return new AgeDecryptor(decrypter, group);
 }

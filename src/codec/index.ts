@@ -4,6 +4,7 @@
 import { PassThrough, type Duplex } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
 import { CODEC_INFO, hasMagic, isAgeFile, SUPPORTED_CODECS } from './catalog.js';
+import type { StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
 export type { Codec, LevelRange } from './types.js';
@@ -83,22 +84,30 @@ function decompressError(codecName: string): (error: unknown) => Error {
 export async function createEncoder(options: EncodeOptions): Promise<{ transforms: Duplex[]; codec: string; encryption: string }> {
   const level = resolveLevel(options.compress, options.level);
   const transforms: Duplex[] = [];
+  const group = await streamGroup(options.compress !== 'none' || (options.recipients ?? []).length > 0);
   if (options.compress !== 'none') {
     const codec = await loadCodec(options.compress);
     if (codec === undefined || level === undefined) throw unknownCodec(options.compress);
-    transforms.push(await codec.compressor(level));
+    transforms.push(await codec.compressor(level, group));
   }
   const recipients = options.recipients ?? [];
   if (recipients.length > 0) {
     const { createAgeEncryptStream, validateRecipients } = await import('./age.js');
     await validateRecipients(recipients);
-    transforms.push(await createAgeEncryptStream(recipients));
+    transforms.push(await createAgeEncryptStream(recipients, group));
   }
   return { transforms, codec: options.compress, encryption: recipients.length > 0 ? 'age' : 'none' };
 }
 
+/** One pipeline's codec streams, counted as one busy object by the codec pool (loaded only when a codec is used). */
+async function streamGroup(needed: boolean): Promise<StreamGroup | undefined> {
+  if (!needed) return undefined;
+  const { StreamGroup: Group } = await import('./pool.js');
+  return new Group();
+}
+
 /** A decompressor that picks the codec from the first bytes it sees. */
-async function sniffingDecompressor(): Promise<Duplex> {
+async function sniffingDecompressor(group: StreamGroup | undefined): Promise<Duplex> {
   const { Relay, withErrors } = await import('./relay.js');
   return new Relay({
     sniffBytes: 4,
@@ -107,7 +116,7 @@ async function sniffingDecompressor(): Promise<Duplex> {
       const info = CODEC_INFO.find((candidate) => hasMagic(head, candidate.magic));
       const codec = info === undefined ? undefined : await loadCodec(info.name);
       if (codec === undefined) return new PassThrough();
-      return withErrors(await codec.decompressor(), decompressError(codec.name));
+      return withErrors(await codec.decompressor(group), decompressError(codec.name));
     },
   });
 }
@@ -126,6 +135,7 @@ export async function createDecoder(meta: { codec: string; encryption: string },
     });
   }
   const transforms: Duplex[] = [];
+  const group = await streamGroup(codec !== undefined || meta.codec === AUTO_CODEC || meta.encryption === 'age');
   if (meta.encryption === 'age') {
     const identities = options.identities ?? [];
     if (identities.length === 0) {
@@ -135,12 +145,12 @@ export async function createDecoder(meta: { codec: string; encryption: string },
     }
     const { createAgeDecryptStream, validateIdentities } = await import('./age.js');
     await validateIdentities(identities);
-    transforms.push(await createAgeDecryptStream(identities));
+    transforms.push(await createAgeDecryptStream(identities, group));
   }
   if (codec !== undefined) {
     const { withErrors } = await import('./relay.js');
-    transforms.push(withErrors(await codec.decompressor(), decompressError(codec.name)));
-  } else if (meta.codec === AUTO_CODEC) transforms.push(await sniffingDecompressor());
+    transforms.push(withErrors(await codec.decompressor(group), decompressError(codec.name)));
+  } else if (meta.codec === AUTO_CODEC) transforms.push(await sniffingDecompressor(group));
   return transforms;
 }
 

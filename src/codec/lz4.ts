@@ -4,6 +4,8 @@ import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { LZ4_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
+import { OrderedOutput } from './ordered.js';
+import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
 type Lz4Module = typeof import('lz4-wasm-nodejs');
@@ -11,7 +13,7 @@ type Hasher32 = ReturnType<XxhashApi['create32']>;
 
 let lz4Loaded: Promise<Lz4Module> | undefined;
 
-/** Loads the WASM block compressor only when lz4 is used. */
+/** Loads the WASM block compressor only when lz4 is used (once per thread). */
 function loadLz4(): Promise<Lz4Module> {
   lz4Loaded ??= import('lz4-wasm-nodejs');
   return lz4Loaded;
@@ -33,6 +35,8 @@ function corrupt(detail: string): WalvaultError {
   });
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** The 4-byte little-endian form of `value`. */
 function u32(value: number): Buffer {
   const buffer = Buffer.alloc(4);
@@ -40,13 +44,41 @@ function u32(value: number): Buffer {
   return buffer;
 }
 
-/** Compresses into one LZ4 frame: independent 4 MiB blocks and a content checksum. */
-class Lz4FrameEncoder extends Transform {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private headerWritten = false;
+/**
+ * One independent block as the frame stores it: its size word, then the compressed bytes, or the
+ * original bytes (flagged) when compressing does not make them smaller. A job (jobs.ts): runs on any thread.
+ */
+export async function compressBlock(block: Uint8Array): Promise<Uint8Array> {
+  const lz4 = await loadLz4();
+  // lz4_flex prepends the uncompressed size (4 bytes) to the raw LZ4 block.
+  const compressed = lz4.compress(block).subarray(4);
+  const raw = compressed.length >= block.length;
+  const body = raw ? block : compressed;
+  const stored = Buffer.allocUnsafeSlow(4 + body.length);
+  stored.writeUInt32LE((raw ? block.length | UNCOMPRESSED_FLAG : compressed.length) >>> 0, 0);
+  stored.set(body, 4);
+  return stored;
+}
 
-  constructor(private readonly lz4: Lz4Module, private readonly xxh: XxhashApi, private readonly content: Hasher32) {
+/** Decodes one independent raw block (no dictionary) of at most `maxOutput` bytes; a job (jobs.ts). */
+export async function decompressBlock(source: Uint8Array, maxOutput: number): Promise<Uint8Array> {
+  const input = Buffer.isBuffer(source) ? source : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
+  return decodeBlock(input, EMPTY, maxOutput);
+}
+
+/**
+ * Compresses into one LZ4 frame: independent 4 MiB blocks and a content checksum. Each block is
+ * gathered in a buffer of its own, handed to its job whole (moved to a worker thread, not copied);
+ * the content checksum is taken here, in input order.
+ */
+class Lz4FrameEncoder extends Transform {
+  private block: Buffer | undefined;
+  private filled = 0;
+  private headerWritten = false;
+  private readonly output = new OrderedOutput(this, (error) => error as Error);
+  private busy: (() => void) | undefined;
+
+  constructor(private readonly xxh: XxhashApi, private readonly content: Hasher32, private readonly group: StreamGroup = new StreamGroup()) {
     super();
   }
 
@@ -56,57 +88,59 @@ class Lz4FrameEncoder extends Transform {
     // FLG: version 01, independent blocks, no block checksum, no content size, content checksum, no dict id.
     const descriptor = Buffer.from([0x64, 0x70]);
     const headerChecksum = (this.xxh.h32Raw(descriptor, 0) >>> 8) & 0xff;
-    this.push(Buffer.concat([u32(FRAME_MAGIC), descriptor, Buffer.from([headerChecksum])]));
+    this.output.add(Buffer.concat([u32(FRAME_MAGIC), descriptor, Buffer.from([headerChecksum])]));
   }
 
-  private emitBlock(block: Buffer): void {
-    // lz4_flex prepends the uncompressed size (4 bytes) to the raw LZ4 block.
-    const compressed = this.lz4.compress(block).subarray(4);
-    if (compressed.length >= block.length) {
-      this.push(u32(block.length | UNCOMPRESSED_FLAG));
-      this.push(block);
-    } else {
-      this.push(u32(compressed.length));
-      this.push(Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength));
+  private emitBlock(): void {
+    const input = (this.block as Buffer).subarray(0, this.filled);
+    this.block = undefined;
+    this.filled = 0;
+    this.output.add(runCodecJob({ op: 'lz4-compress', input }, { owned: true }));
+  }
+
+  private async gather(chunk: Buffer): Promise<void> {
+    this.busy ??= this.group.enter();
+    await this.group.admitted();
+    this.writeHeader();
+    this.content.update(chunk);
+    let rest = chunk;
+    while (rest.length > 0) {
+      this.block ??= Buffer.allocUnsafeSlow(BLOCK_SIZE);
+      const take = Math.min(BLOCK_SIZE - this.filled, rest.length);
+      rest.copy(this.block, this.filled, 0, take);
+      this.filled += take;
+      rest = rest.subarray(take);
+      if (this.filled === BLOCK_SIZE) {
+        this.emitBlock();
+        await this.output.room();
+      }
     }
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    try {
-      this.writeHeader();
-      this.content.update(chunk);
-      let rest = chunk;
-      while (rest.length > 0) {
-        const take = Math.min(BLOCK_SIZE - this.pendingBytes, rest.length);
-        this.pending.push(rest.subarray(0, take));
-        this.pendingBytes += take;
-        rest = rest.subarray(take);
-        if (this.pendingBytes === BLOCK_SIZE) {
-          this.emitBlock(Buffer.concat(this.pending));
-          this.pending = [];
-          this.pendingBytes = 0;
-        }
-      }
-      callback();
-    } catch (error) {
-      callback(error as Error);
-    }
+    this.gather(chunk).then(() => callback(), callback);
   }
 
   override _flush(callback: TransformCallback): void {
     try {
       this.writeHeader();
-      if (this.pendingBytes > 0) this.emitBlock(Buffer.concat(this.pending));
-      this.pending = [];
-      this.push(Buffer.concat([u32(0), u32(this.content.digest())]));
-      callback();
+      if (this.filled > 0) this.emitBlock();
+      this.output.add(Buffer.concat([u32(0), u32(this.content.digest())]));
     } catch (error) {
       callback(error as Error);
+      return;
     }
+    this.output.drained().then(() => {
+      this.busy?.();
+      callback();
+    }, callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.busy?.();
+    callback(error);
   }
 }
-
-const EMPTY = Buffer.alloc(0);
 
 /**
  * Decodes one raw LZ4 block whose matches may reach into `dictionary` (the previous 64 KiB of output
@@ -185,8 +219,8 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
   private content: Hasher32 | undefined;
   private window: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly xxh: XxhashApi) {
-    super('lz4', corrupt);
+  constructor(private readonly xxh: XxhashApi, group?: StreamGroup) {
+    super('lz4', corrupt, group);
   }
 
   /** Removes and returns exactly `n` queued bytes, or null when fewer are queued. */
@@ -194,13 +228,13 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
     return this.queue.length < n ? null : this.queue.take(n);
   }
 
-  private output(data: Buffer): void {
-    if (data.length === 0) return;
-    this.content?.update(data);
-    if (this.linked) {
+  /** Queues decoded data (now, or a job's later result); the content checksum is taken in order as it is pushed. */
+  private queueOutput(data: Buffer | Promise<Uint8Array>): void {
+    const content = this.content;
+    if (Buffer.isBuffer(data) && this.linked && data.length > 0) {
       this.window = data.length >= WINDOW ? Buffer.from(data.subarray(data.length - WINDOW)) : Buffer.concat([this.window, data]).subarray(-WINDOW);
     }
-    this.push(data);
+    this.output.add(data, (decoded) => content?.update(decoded));
   }
 
   protected step(): boolean {
@@ -262,18 +296,21 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
         if (block === null) return false;
         const data = block.subarray(0, state.size);
         if (this.blockChecksum && this.xxh.h32Raw(data, 0) !== block.readUInt32LE(state.size)) throw corrupt('block checksum mismatch');
-        if (state.raw) {
-          this.output(Buffer.from(data));
-        } else {
-          this.output(decodeBlock(data, this.linked ? this.window : EMPTY, this.blockMax));
-        }
+        if (state.raw) this.queueOutput(Buffer.from(data));
+        // Linked blocks (`lz4 -BD`) reach into the previous block's output: decoded here, in order.
+        else if (this.linked) this.queueOutput(decodeBlock(data, this.window, this.blockMax));
+        else this.queueOutput(runCodecJob({ op: 'lz4-decompress', input: data, maxOutput: this.blockMax }, { owned: false }));
         this.state = { step: 'block-size' };
         return true;
       }
       case 'content-checksum': {
         const bytes = this.takeBytes(4);
         if (bytes === null) return false;
-        if (this.content !== undefined && bytes.readUInt32LE(0) !== this.content.digest()) throw corrupt('content checksum mismatch');
+        const content = this.content;
+        // Checked once every block before it is decoded and counted (they may still be in other threads).
+        this.output.add(EMPTY, () => {
+          if (content !== undefined && bytes.readUInt32LE(0) !== content.digest()) throw corrupt('content checksum mismatch');
+        });
         this.content = undefined;
         this.state = { step: 'magic' };
         return true;
@@ -294,11 +331,11 @@ class Lz4FrameDecoder extends FrameSequenceDecoder {
 export const lz4Codec: Codec = {
   name: LZ4_INFO.name,
   levels: LZ4_INFO.levels,
-  async compressor() {
-    const [lz4, xxh] = await Promise.all([loadLz4(), loadXxhash()]);
-    return new Lz4FrameEncoder(lz4, xxh, xxh.create32(0));
+  async compressor(_level, group) {
+    const xxh = await loadXxhash();
+    return new Lz4FrameEncoder(xxh, xxh.create32(0), group);
   },
-  async decompressor() {
-    return new Lz4FrameDecoder(await loadXxhash());
+  async decompressor(group) {
+    return new Lz4FrameDecoder(await loadXxhash(), group);
   },
 };

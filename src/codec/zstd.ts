@@ -1,19 +1,23 @@
-// Zstandard through @bokuweb/zstd-wasm (the reference C library compiled to WASM: nothing to build at install).
-// The package compresses whole buffers only, so the stream is a sequence of independent frames of at most
-// 4 MiB of input each: the standard format (RFC 8878 allows concatenated frames; `zstd -d` decodes them)
-// with bounded memory at any segment size.
+// Zstandard: Node's own zstd (node:zlib, Node 22.15 and later) where the running Node has it, else
+// @bokuweb/zstd-wasm (the reference C library compiled to WASM: nothing to build at install).
+// The stream is a sequence of independent frames of at most 4 MiB of input each, each with a content
+// checksum: the standard format (RFC 8878 allows concatenated frames; `zstd -d` decodes them), with
+// bounded memory at any segment size, and frames that compress and decompress in parallel (jobs.ts).
 import { Transform, type TransformCallback } from 'node:stream';
+import zlib from 'node:zlib';
 import { WalvaultError } from '../core/errors.js';
-import { loadXxhash, type XxhashApi } from '../core/hash.js';
+import { loadXxhash } from '../core/hash.js';
 import { ZSTD_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
+import { OrderedOutput } from './ordered.js';
+import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
 type ZstdModule = typeof import('@bokuweb/zstd-wasm');
 
 let loaded: Promise<ZstdModule> | undefined;
 
-/** Loads and instantiates the WASM module once per process, only when zstd is used. */
+/** Loads and instantiates the WASM module once per thread, only when zstd is used without Node's own. */
 function loadZstd(): Promise<ZstdModule> {
   loaded ??= (async () => {
     const zstd = await import('@bokuweb/zstd-wasm');
@@ -21,6 +25,31 @@ function loadZstd(): Promise<ZstdModule> {
     return zstd;
   })();
   return loaded;
+}
+
+/** The part of node:zlib's zstd API used here (Node 22.15 and later; @types/node 20 does not know it). */
+interface NativeZstd {
+  zstdCompress(input: Uint8Array, options: { params: Record<number, number>; pledgedSrcSize: number }, callback: (error: Error | null, output: Buffer) => void): void;
+  zstdDecompress(input: Uint8Array, options: { maxOutputLength: number }, callback: (error: Error | null, output: Buffer) => void): void;
+  constants: Record<string, number>;
+}
+
+let nativeAllowed = true;
+
+/** Node's own zstd, when this Node has it and it is not turned off (see preferNativeZstd). */
+function nativeZstd(): NativeZstd | undefined {
+  const candidate = zlib as unknown as Partial<NativeZstd>;
+  return nativeAllowed && typeof candidate.zstdCompress === 'function' && typeof candidate.zstdDecompress === 'function' ? (candidate as NativeZstd) : undefined;
+}
+
+/** True when zstd jobs run in Node's own zstd (libuv's thread pool) rather than in WASM. */
+export function hasNativeZstd(): boolean {
+  return nativeZstd() !== undefined;
+}
+
+/** Turns Node's own zstd off or back on in this thread (tests and the codec benchmark compare it with WASM). */
+export function preferNativeZstd(allowed: boolean): void {
+  nativeAllowed = allowed;
 }
 
 const FRAME_MAGIC = 0xfd2fb528;
@@ -39,59 +68,99 @@ function corrupt(detail: string): WalvaultError {
   });
 }
 
-/** Compresses into a sequence of zstd frames, one per 4 MiB of input (one frame for an empty input). */
-class ZstdFramesEncoder extends Transform {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private framesWritten = 0;
+/**
+ * One frame of `input` with the content checksum the format defines (flag bit 2 of the frame header
+ * descriptor; the low 32 bits of XXH64, seed 0, after the last block), so `zstd -d` and our decoder
+ * both detect damage. A job (jobs.ts): runs on any thread.
+ */
+export async function compressFrame(level: number, input: Uint8Array, useNative: boolean): Promise<Uint8Array> {
+  const native = useNative ? nativeZstd() : undefined;
+  if (native !== undefined) {
+    const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag, ZSTD_c_contentSizeFlag } = native.constants as Record<string, number>;
+    const params = { [ZSTD_c_compressionLevel as number]: level, [ZSTD_c_checksumFlag as number]: 1, [ZSTD_c_contentSizeFlag as number]: 1 };
+    const frame = await new Promise<Buffer>((resolve, reject) => native.zstdCompress(input, { params, pledgedSrcSize: input.byteLength }, (error, output) => (error === null ? resolve(output) : reject(error))));
+    if (frame.readUInt32LE(0) !== FRAME_MAGIC || ((frame[4] ?? 0) & 0x04) === 0) throw new Error('unexpected zstd frame from node:zlib');
+    return frame;
+  }
+  const [zstd, xxh] = await Promise.all([loadZstd(), loadXxhash()]);
+  const compressed = zstd.compress(input as Buffer, level);
+  const frame = Buffer.allocUnsafeSlow(compressed.byteLength + 4);
+  frame.set(compressed, 0);
+  if (frame.readUInt32LE(0) !== FRAME_MAGIC || ((frame[4] ?? 0) & 0x04) !== 0) throw new Error('unexpected zstd frame from the compressor');
+  frame[4] = (frame[4] ?? 0) | 0x04;
+  frame.writeUInt32LE(Number(xxh.h64Raw(input, 0n) & 0xffffffffn), compressed.byteLength);
+  return frame;
+}
 
-  constructor(private readonly zstd: ZstdModule, private readonly xxh: XxhashApi, private readonly level: number) {
+/** Decompresses one whole frame of at most `capacity` decoded bytes; a job (jobs.ts). */
+export async function decompressFrame(frame: Uint8Array, capacity: number, useNative: boolean): Promise<Uint8Array> {
+  const native = useNative ? nativeZstd() : undefined;
+  try {
+    if (native !== undefined) {
+      return await new Promise<Buffer>((resolve, reject) => native.zstdDecompress(frame, { maxOutputLength: Math.max(capacity, 1) }, (error, output) => (error === null ? resolve(output) : reject(error))));
+    }
+    return (await loadZstd()).decompress(frame as Buffer, { defaultHeapSize: Math.max(capacity, 1) });
+  } catch (error) {
+    throw corrupt(`frame does not decompress (${(error as Error).message})`);
+  }
+}
+
+/**
+ * Compresses into a sequence of zstd frames, one per 4 MiB of input (one frame for an empty input).
+ * Each frame's input is gathered in a buffer of its own, handed to the job whole (moved to a worker
+ * thread, not copied).
+ */
+class ZstdFramesEncoder extends Transform {
+  private frame: Buffer | undefined;
+  private filled = 0;
+  private framesWritten = 0;
+  private readonly output = new OrderedOutput(this, (error) => error as Error);
+  private busy: (() => void) | undefined;
+
+  constructor(private readonly level: number, private readonly group: StreamGroup = new StreamGroup()) {
     super();
   }
 
-  /**
-   * Compresses the pending input into one frame and adds the content checksum the format defines
-   * (flag bit 2 of the frame header descriptor; the low 32 bits of XXH64, seed 0, after the last
-   * block), so `zstd -d` and our decoder both detect damage.
-   */
   private emitFrame(): void {
-    const input = Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
-    const compressed = this.zstd.compress(input, this.level);
-    const frame = Buffer.from(compressed.buffer, compressed.byteOffset, compressed.byteLength);
-    if (frame.readUInt32LE(0) !== FRAME_MAGIC || ((frame[4] ?? 0) & 0x04) !== 0) throw new Error('unexpected zstd frame from the compressor');
-    frame[4] = (frame[4] ?? 0) | 0x04;
-    const checksum = Buffer.alloc(4);
-    checksum.writeUInt32LE(Number(this.xxh.h64Raw(input, 0n) & 0xffffffffn));
-    this.push(frame);
-    this.push(checksum);
+    const input = (this.frame ?? Buffer.allocUnsafeSlow(0)).subarray(0, this.filled);
+    this.frame = undefined;
+    this.filled = 0;
+    this.output.add(runCodecJob({ op: 'zstd-compress', level: this.level, input, native: hasNativeZstd() }, { owned: true }));
     this.framesWritten += 1;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    try {
-      let rest = chunk;
-      while (rest.length > 0) {
-        const take = Math.min(FRAME_INPUT - this.pendingBytes, rest.length);
-        this.pending.push(rest.subarray(0, take));
-        this.pendingBytes += take;
-        rest = rest.subarray(take);
-        if (this.pendingBytes === FRAME_INPUT) this.emitFrame();
+  private async gather(chunk: Buffer): Promise<void> {
+    this.busy ??= this.group.enter();
+    await this.group.admitted();
+    let rest = chunk;
+    while (rest.length > 0) {
+      this.frame ??= Buffer.allocUnsafeSlow(FRAME_INPUT);
+      const take = Math.min(FRAME_INPUT - this.filled, rest.length);
+      rest.copy(this.frame, this.filled, 0, take);
+      this.filled += take;
+      rest = rest.subarray(take);
+      if (this.filled === FRAME_INPUT) {
+        this.emitFrame();
+        await this.output.room();
       }
-      callback();
-    } catch (error) {
-      callback(error as Error);
     }
   }
 
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.gather(chunk).then(() => callback(), callback);
+  }
+
   override _flush(callback: TransformCallback): void {
-    try {
-      if (this.pendingBytes > 0 || this.framesWritten === 0) this.emitFrame();
+    if (this.filled > 0 || this.framesWritten === 0) this.emitFrame();
+    this.output.drained().then(() => {
+      this.busy?.();
       callback();
-    } catch (error) {
-      callback(error as Error);
-    }
+    }, callback);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.busy?.();
+    callback(error);
   }
 }
 
@@ -109,8 +178,8 @@ type FrameState =
 class ZstdFramesDecoder extends FrameSequenceDecoder {
   protected state: FrameState = { step: 'magic' };
 
-  constructor(private readonly zstd: ZstdModule) {
-    super('zstd', corrupt);
+  constructor(group?: StreamGroup) {
+    super('zstd', corrupt, group);
   }
 
   protected step(): boolean {
@@ -191,13 +260,7 @@ class ZstdFramesDecoder extends FrameSequenceDecoder {
 
   private decodeFrame(length: number, capacity: number): void {
     const frame = this.queue.take(length);
-    let output: Uint8Array;
-    try {
-      output = this.zstd.decompress(frame, { defaultHeapSize: Math.max(capacity, 1) });
-    } catch (error) {
-      throw corrupt(`frame does not decompress (${(error as Error).message})`);
-    }
-    if (output.byteLength > 0) this.push(Buffer.from(output.buffer, output.byteOffset, output.byteLength));
+    this.output.add(runCodecJob({ op: 'zstd-decompress', input: frame, capacity, native: hasNativeZstd() }, { owned: false }));
     this.state = { step: 'magic' };
   }
 }
@@ -212,11 +275,10 @@ function tooLarge(): WalvaultError {
 export const zstdCodec: Codec = {
   name: ZSTD_INFO.name,
   levels: ZSTD_INFO.levels,
-  async compressor(level) {
-    const [zstd, xxh] = await Promise.all([loadZstd(), loadXxhash()]);
-    return new ZstdFramesEncoder(zstd, xxh, level);
+  async compressor(level, group) {
+    return new ZstdFramesEncoder(level, group);
   },
-  async decompressor() {
-    return new ZstdFramesDecoder(await loadZstd());
+  async decompressor(group) {
+    return new ZstdFramesDecoder(group);
   },
 };
