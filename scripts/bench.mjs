@@ -23,13 +23,16 @@
 //
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
 //                      [--codec-segments N] [--codec-repeats R] [--codec-memory] [--keep] [--json FILE] [--markdown FILE]
-//                      [--command 'KEY=ARCHIVE COMMAND'] ... [--timeline]
+//                      [--command 'KEY=ARCHIVE COMMAND'] ... [--restore-command 'KEY=RESTORE COMMAND'] ... [--timeline]
 // --timeline logs, after each archive run, when each backlog file was stored in the repository and
 // when PostgreSQL marked it .done (ms after the reload that started archiving; from file ctimes).
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
 // and %f as usual, `{repo}` becomes a fresh empty directory per run (the same one wherever it appears), `{s3}` the options of a fresh
 // prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
 // E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
+// --restore-command adds a recovery row of your own (repeatable; `--only` selects it by KEY): %f and %p
+// as usual, `{repo}` the local repository the walvault row archived into, `{walvault}` the built
+// walvault-restore. E.g. --restore-command 'old-wv=/old/dist/cli/walvault-restore --repo={repo} %f %p'.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -74,6 +77,7 @@ function parseArgs(argv) {
     else if (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--')) [key, value] = [arg.slice(2), argv[++i]];
     else [key, value] = [arg.slice(2), true];
     if (key === 'command') (out.command ??= []).push(String(value));
+    else if (key === 'restore-command') (out['restore-command'] ??= []).push(String(value));
     else out[key] = value;
   }
   return out;
@@ -867,6 +871,13 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       walvault && repoOf.walvault && { key: 'restore-walvault-noprefetch', tool: 'walvault', mode: 'local, --prefetch=0', command: () => `${walvault.restore} --repo=${repoOf.walvault} --prefetch=0 %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, defaults (prefetch)`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3-noprefetch', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, --prefetch=0`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style --prefetch=0 %f %p` },
+      ...(repoOf.walvault ? args['restore-command'] ?? [] : []).map((spec) => {
+        const eq = spec.indexOf('=');
+        if (eq < 1) throw new Error(`--restore-command "${spec}": expected KEY=COMMAND`);
+        const template = spec.slice(eq + 1);
+        const command = () => template.replaceAll('{repo}', repoOf.walvault).replaceAll('{walvault}', walvault ? walvault.restore : 'walvault-restore');
+        return { key: spec.slice(0, eq), tool: spec.slice(0, eq), mode: template, command };
+      }),
     ].filter(Boolean).filter((t) => wanted(t.key) || wanted(t.key.replace(/^restore-/, '')));
     // Recovery from the codec phase's repositories (see the usage): each compared with cp from the
     // uncompressed copy and, for walvault, with pgBackRest async with the same codec.
