@@ -165,7 +165,6 @@ class AgePayloadEncryptor extends Transform {
   private counter = 0;
   private started = false;
   private readonly output = new OrderedOutput(this, mapEncryptError);
-  private busy: (() => void) | undefined;
 
   constructor(private readonly prefix: Buffer, private readonly key: Buffer, private readonly group: StreamGroup) {
     super();
@@ -180,7 +179,7 @@ class AgePayloadEncryptor extends Transform {
   private start(): void {
     if (this.started) return;
     this.started = true;
-    this.busy = this.group.enter();
+    this.output.enter(this.group);
     this.output.add(this.prefix);
   }
 
@@ -202,15 +201,7 @@ class AgePayloadEncryptor extends Transform {
   override _flush(callback: TransformCallback): void {
     this.start();
     this.seal(1, true);
-    this.output.drained().then(() => {
-      this.busy?.();
-      callback();
-    }, callback);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.busy?.();
-    callback(error);
+    this.output.end().then(() => callback(), callback);
   }
 }
 
@@ -221,7 +212,6 @@ class AgeDecryptor extends Transform {
   private key: Buffer | null = null;
   private counter = 0;
   private readonly output = new OrderedOutput(this, mapDecryptError);
-  private busy: (() => void) | undefined;
 
   constructor(private readonly decrypter: InstanceType<AgeModule['Decrypter']>, private readonly group: StreamGroup) {
     super();
@@ -272,7 +262,7 @@ class AgeDecryptor extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.busy ??= this.group.enter();
+    this.output.enter(this.group);
     this.queue.push(chunk);
     this.consume().then(() => callback(), (error: unknown) => callback(mapDecryptError(error)));
   }
@@ -282,17 +272,9 @@ class AgeDecryptor extends Transform {
       .then(() => {
         if (this.key === null) throw mapDecryptError(new Error('the file ends inside the header (truncated)'));
         this.open(1, true);
-        return this.output.drained();
+        return this.output.end();
       })
-      .then(() => {
-        this.busy?.();
-        callback();
-      }, (error: unknown) => callback(mapDecryptError(error)));
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.busy?.();
-    callback(error);
+      .then(() => callback(), (error: unknown) => callback(mapDecryptError(error)));
   }
 }
 

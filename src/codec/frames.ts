@@ -13,7 +13,6 @@ export abstract class FrameSequenceDecoder extends Transform {
   protected sawFrame = false;
   /** Decoded data, pushed in input order whichever thread decoded it. */
   protected readonly output = new OrderedOutput(this, (error) => error as Error);
-  private busy: (() => void) | undefined;
 
   constructor(
     private readonly codecName: string,
@@ -30,7 +29,7 @@ export abstract class FrameSequenceDecoder extends Transform {
   protected abstract step(): boolean;
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.busy ??= this.group.enter();
+    this.output.enter(this.group);
     this.queue.push(chunk);
     this.group
       .admitted()
@@ -45,15 +44,7 @@ export abstract class FrameSequenceDecoder extends Transform {
     if (this.state.step !== 'magic' || this.queue.length > 0) callback(this.corrupt('the data ends in the middle of a frame (truncated)'));
     else if (!this.sawFrame) callback(this.corrupt(`no ${this.codecName} frame found`));
     else {
-      this.output.drained().then(() => {
-        this.busy?.();
-        callback();
-      }, callback);
+      this.output.end().then(() => callback(), callback);
     }
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.busy?.();
-    callback(error);
   }
 }

@@ -76,7 +76,6 @@ class Lz4FrameEncoder extends Transform {
   private filled = 0;
   private headerWritten = false;
   private readonly output = new OrderedOutput(this, (error) => error as Error);
-  private busy: (() => void) | undefined;
 
   constructor(private readonly xxh: XxhashApi, private readonly content: Hasher32, private readonly group: StreamGroup = new StreamGroup()) {
     super();
@@ -99,7 +98,7 @@ class Lz4FrameEncoder extends Transform {
   }
 
   private async gather(chunk: Buffer): Promise<void> {
-    this.busy ??= this.group.enter();
+    this.output.enter(this.group);
     await this.group.admitted();
     this.writeHeader();
     this.content.update(chunk);
@@ -130,15 +129,7 @@ class Lz4FrameEncoder extends Transform {
       callback(error as Error);
       return;
     }
-    this.output.drained().then(() => {
-      this.busy?.();
-      callback();
-    }, callback);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.busy?.();
-    callback(error);
+    this.output.end().then(() => callback(), callback);
   }
 }
 

@@ -1,5 +1,6 @@
 // A stream's codec jobs may finish out of order (different worker threads): their outputs are pushed in the order the jobs were started.
 import type { Transform } from 'node:stream';
+import type { StreamGroup } from './pool.js';
 
 /** Jobs a stream may have started and not yet pushed: enough to keep two threads busy on one object, few enough to bound memory. */
 export const STREAM_JOBS = 2;
@@ -22,6 +23,8 @@ export class OrderedOutput {
   private readonly pending: Array<Promise<void>> = [];
   private failed = false;
   private readonly readWaiters: Array<() => void> = [];
+  /** The stream's place in its pipeline's StreamGroup, held from its first input until it ends or is destroyed. */
+  private release: (() => void) | undefined;
 
   constructor(
     private readonly stream: Transform,
@@ -35,6 +38,23 @@ export class OrderedOutput {
       read(size);
       for (const wake of this.readWaiters.splice(0)) wake();
     };
+    // A stream destroyed (failed, or its pipeline torn down) leaves its group too.
+    const destroy = stream._destroy.bind(stream);
+    stream._destroy = (error: Error | null, callback: (error?: Error | null) => void): void => {
+      this.release?.();
+      destroy(error, callback);
+    };
+  }
+
+  /** Counts the stream in its pipeline's group (the codec pool's busy objects) from its first input on. */
+  enter(group: StreamGroup): void {
+    this.release ??= group.enter();
+  }
+
+  /** Resolves once every result is pushed, and leaves the group; rejects (mapped) when any failed. */
+  async end(): Promise<void> {
+    await this.drained();
+    this.release?.();
   }
 
   /** Queues a result for pushing; `then` sees the output first and may throw (the stream then fails). */

@@ -115,7 +115,6 @@ class ZstdFramesEncoder extends Transform {
   private filled = 0;
   private framesWritten = 0;
   private readonly output = new OrderedOutput(this, (error) => error as Error);
-  private busy: (() => void) | undefined;
 
   constructor(private readonly level: number, private readonly group: StreamGroup = new StreamGroup()) {
     super();
@@ -130,7 +129,7 @@ class ZstdFramesEncoder extends Transform {
   }
 
   private async gather(chunk: Buffer): Promise<void> {
-    this.busy ??= this.group.enter();
+    this.output.enter(this.group);
     await this.group.admitted();
     let rest = chunk;
     while (rest.length > 0) {
@@ -152,15 +151,7 @@ class ZstdFramesEncoder extends Transform {
 
   override _flush(callback: TransformCallback): void {
     if (this.filled > 0 || this.framesWritten === 0) this.emitFrame();
-    this.output.drained().then(() => {
-      this.busy?.();
-      callback();
-    }, callback);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.busy?.();
-    callback(error);
+    this.output.end().then(() => callback(), callback);
   }
 }
 
