@@ -15,6 +15,13 @@ export const WORKER_FLAG = 'internal-worker';
  * is as it was (SPOOL.md, "Records"). Installed when this module loads, before the options are parsed.
  */
 const environment = process.env;
+/**
+ * The environment as this process was started with it, before any module set a variable of its own
+ * (the S3 backend sets AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED for the SDK): what the launcher
+ * and a started worker see, so what records and fingerprints are made of. Recording a value this
+ * process set itself made every S3 record a mismatch, and every S3 request a Node start.
+ */
+const startEnvironment: NodeJS.ProcessEnv = { ...environment };
 const variablesRead = new Set<string>();
 process.env = new Proxy(environment, {
   get(target, name, receiver) {
@@ -52,6 +59,47 @@ function workerLogger(program: string, options: CommonOptions): Logger {
 /** The arguments before %p %f (or %f %p), as the launcher compares them. */
 const optionArgs = (args: readonly string[]): string[] => args.slice(0, Math.max(0, args.length - 2));
 
+/** What a launcher record of one call holds besides what every record has (SPOOL.md, "Records"). */
+interface CallRecord {
+  file: string;
+  side: 'archive' | 'restore';
+  id: string;
+  /** The side's paths the launcher reads (markers, pid file...), as Node built them. */
+  paths: Array<[string, string]>;
+  spoolDir: string;
+  options: CommonOptions;
+  repositoryKind: string;
+  args: readonly string[];
+}
+
+/**
+ * Writes the record the launcher answers the next calls with exactly these options from. Best effort:
+ * without it the launcher starts Node, which decides; a failed write changes no outcome.
+ */
+async function writeRecord(spool: typeof import('../policy/spool.js'), call: CallRecord): Promise<void> {
+  const configFile = stringOption(call.options.raw, 'config');
+  await spool
+    .writeLaunchRecord(
+      call.file,
+      {
+        side: call.side,
+        id: call.id,
+        values: [
+          ...call.paths,
+          ['spool', call.spoolDir],
+          ['quiet', call.options.verbosity === 'quiet' ? '1' : '0'],
+          // Only an S3 repository makes TLS connections: for the others Node starts without NODE_EXTRA_CA_CERTS.
+          ['ca', call.repositoryKind === 's3' ? 'keep' : 'drop'],
+        ],
+        args: optionArgs(call.args),
+        ...(configFile === undefined ? {} : { configFile }),
+      },
+      consulted(call.options.raw),
+      startEnvironment,
+    )
+    .catch(() => undefined);
+}
+
 /** archive_command: push-ahead unless --push-ahead=0; or, with the worker flag, the background pusher. */
 export async function archiveCommand(args: readonly string[], options: CommonOptions, request: ArchiveRequest): Promise<void> {
   const raw = options.raw;
@@ -69,7 +117,7 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
   const spoolDir = stringOption(raw, 'spool') ?? spool.defaultSpoolDir(request.sourcePath);
   const walDir = pathDir(request.sourcePath);
   await spool.checkSpoolFilesystem(spoolDir, walDir);
-  const id = spool.fingerprint('archive', raw, environment);
+  const id = spool.fingerprint('archive', raw, startEnvironment);
   const configFile = stringOption(raw, 'config');
   // 'push-own': started by the sh launcher in place of the request for %f (src/cli/fast-path-archive.sh),
   // which waits for %f's marker: %f is pushed first.
@@ -97,33 +145,26 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
   let started = false;
   await pushModule.archiveWithPushAhead(request, { spoolDir, pushAhead, parallel, id, configFile }, () => {
     started = true;
-    return spool.launcherStartedWorker() ?? spool.startWorker('push', args, { env: environment });
+    return spool.launcherStartedWorker() ?? spool.startWorker('push', args, { env: startEnvironment });
   });
   // Archiving one file at a time leaves no trace in pg_wal: a record only once a pusher serves these options.
   if (!started && !(await spool.workerAlive(paths))) return;
   // This request succeeded: the next ones with exactly these options may be answered by the launcher.
-  await spool
-    .writeLaunchRecord(
-      spool.recordFile(request.sourcePath, 'archive'),
-      {
-        side: 'archive',
-        id,
-        values: [
-          ['markers', paths.entries],
-          ['pidfile', paths.pidFile],
-          ['work', paths.work],
-          ['waiter', paths.waiter],
-          ['spool', spoolDir],
-          ['quiet', options.verbosity === 'quiet' ? '1' : '0'],
-          ['ca', request.backend.kind === 's3' ? 'keep' : 'drop'],
-        ],
-        args: optionArgs(args),
-        ...(configFile === undefined ? {} : { configFile }),
-      },
-      consulted(raw),
-      environment,
-    )
-    .catch(() => undefined);
+  await writeRecord(spool, {
+    file: spool.recordFile(request.sourcePath, 'archive'),
+    side: 'archive',
+    id,
+    paths: [
+      ['markers', paths.entries],
+      ['pidfile', paths.pidFile],
+      ['work', paths.work],
+      ['waiter', paths.waiter],
+    ],
+    spoolDir,
+    options,
+    repositoryKind: request.backend.kind,
+    args,
+  });
 }
 
 /** restore_command: prefetch unless --prefetch=0; or, with the worker flag, the background prefetcher. */
@@ -141,7 +182,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
   const [prefetchModule, spool] = await Promise.all([import('../policy/restore-prefetch.js'), import('../policy/spool.js')]);
   const spoolDir = stringOption(raw, 'spool') ?? spool.defaultSpoolDir(request.targetPath);
   await spool.checkSpoolFilesystem(spoolDir, pathDir(request.targetPath));
-  const id = spool.fingerprint('restore', raw, environment);
+  const id = spool.fingerprint('restore', raw, startEnvironment);
   if (worker === 'prefetch') {
     request.deadline.dispose();
     const log = workerLogger('walvault-restore', options);
@@ -164,7 +205,7 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
   let prefetching = false;
   try {
     const result = await prefetchModule.restoreWithPrefetch(request, { spoolDir, prefetch, parallel, maxBytes, id }, () => {
-      spool.startWorker('prefetch', args, { paths, env: environment });
+      spool.startWorker('prefetch', args, { paths, env: startEnvironment });
       prefetching = true;
     });
     prefetching ||= result.prefetching;
@@ -172,28 +213,20 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
     // A prefetcher serves these options (even when this request failed: a history file not found is
     // routine): the next requests with exactly them may be answered by the launcher.
     if (prefetching) {
-      const configFile = stringOption(raw, 'config');
-      await spool
-        .writeLaunchRecord(
-          spool.recordFile(request.targetPath, 'restore'),
-          {
-            side: 'restore',
-            id,
-            values: [
-              ['entries', paths.entries],
-              ['pidfile', paths.pidFile],
-              ['asks', prefetchModule.askDirectory(paths)],
-              ['spool', spoolDir],
-              ['quiet', options.verbosity === 'quiet' ? '1' : '0'],
-              ['ca', request.backend.kind === 's3' ? 'keep' : 'drop'],
-            ],
-            args: optionArgs(args),
-            ...(configFile === undefined ? {} : { configFile }),
-          },
-          consulted(raw),
-          environment,
-        )
-        .catch(() => undefined);
+      await writeRecord(spool, {
+        file: spool.recordFile(request.targetPath, 'restore'),
+        side: 'restore',
+        id,
+        paths: [
+          ['entries', paths.entries],
+          ['pidfile', paths.pidFile],
+          ['asks', prefetchModule.askDirectory(paths)],
+        ],
+        spoolDir,
+        options,
+        repositoryKind: request.backend.kind,
+        args,
+      });
     }
   }
 }
