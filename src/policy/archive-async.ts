@@ -354,6 +354,10 @@ async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: Push
     const deadline = new Deadline(options.timeoutMs, `pushing "${fileName}" ahead`);
     let claimed = false;
     try {
+      // Checked again right before each push, not only every 100 ms (stopReason): a segment made ready
+      // after the config file changed must be stored with the new settings (codec, keys, repository),
+      // which this worker does not have. The loop's next check stops it.
+      if (watch !== undefined && options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return;
       claimed = await claimIfFree(paths, fileName);
       if (!claimed) return; // another pusher took it between our scan and now
       // Nobody waits for this push: it may copy with blocking calls (see OpContext.blockingCopy).
