@@ -92,6 +92,12 @@ export interface PutResult {
   created: boolean;
 }
 
+/** Outcome of putLarge. */
+export interface LargePutResult {
+  /** Bytes as stored. */
+  storedSize: number;
+}
+
 /** One entry of a listing. */
 export interface ListEntry {
   /** Repository-relative key, '/'-separated. */
@@ -152,6 +158,17 @@ export interface Backend {
    * parts are streamed from the file instead of held in memory.
    */
   putFileIfAbsent?(key: string, file: FileBody, meta: ObjectMeta, ctx: OpContext): Promise<PutResult>;
+  /**
+   * Stores a stream of unknown length (many GiB: one tar archive of a base backup) under `key`, which
+   * must not exist. Memory stays bounded whatever the size (S3: a multipart upload whose parts are sent
+   * in parallel; POSIX: a temporary file fsynced and linked into place). No walvault metadata is
+   * recorded on the object (stat/read report meta null): the backup manifest describes it. Resolves
+   * with the stored size once the object is durable and visible under `key`; a failure or abort leaves
+   * nothing under `key` (S3 aborts the upload) and rejects; an existing `key` rejects with
+   * WalvaultError kind 'mismatch' and is left untouched. Optional only until every backend has it
+   * (POSIX: the base-backup work; S3: the multipart work).
+   */
+  putLarge?(key: string, body: Readable, ctx: OpContext): Promise<LargePutResult>;
   /** Looks a key up; `{exists: false}` when missing. */
   stat(key: string, ctx: OpContext): Promise<StatResult>;
   /**
