@@ -27,6 +27,7 @@ import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { classify, validateFileName } from '../wal/names.js';
 import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
+import { PusherMachine, type PusherEvent } from './pusher-machine.js';
 import { askWorkerToStop, claimFile, ensureDirectory, noteWorkerState, openSpool, processAlive, readWorker, releaseFile, removeEntries, reserveWorkerLock, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of the push-ahead machinery. */
@@ -223,6 +224,7 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
     const worker = await readWorker(paths);
     return worker !== null && worker.pid === workerPid && worker.state === 'starting' && processAlive(workerPid);
   };
+  // The helper holds no lock and has no pid file: its machine begins in `pushing` and tells nobody.
   await pushLoop(
     paths,
     {
@@ -236,7 +238,8 @@ async function pushWhileWorkerStarts(request: ArchiveRequest, options: PushAhead
       log: request.log,
     },
     { pushed: [], failed: [], locked: false },
-    async () => ownFailed() || monotonicMs() > until || !(await starting()),
+    new PusherMachine(undefined, 'pushing'),
+    async () => (ownFailed() || monotonicMs() > until || !(await starting()) ? 'the background pusher took over' : null),
   );
 }
 
@@ -264,12 +267,6 @@ export interface PusherOptions extends PushAheadOptions {
   log: Logger;
 }
 
-/**
- * The background pusher's states, written to the pid file on each transition (SPOOL.md):
- * starting (reserved by whoever started it) -> pushing <-> idle -> stopping (then the file goes).
- */
-export type PusherState = 'starting' | 'pushing' | 'idle' | 'stopping';
-
 /** What the worker watches to end once there is nothing to serve. */
 interface PusherWatch {
   /** Why the server it serves is gone (see watchServer), or null. */
@@ -294,156 +291,189 @@ export interface PusherSummary {
  * The background worker: pushes .ready segments in name order, `parallel` at a time and at most
  * `pushAhead` beyond what PostgreSQL has acknowledged, marking each one durable. Stops at the first
  * failure (PostgreSQL's own requests then retry and report it) and after `idleMs` without work.
+ * Its states and their transitions: PUSHER_STATES (pusher-machine.ts); each state entered is written to
+ * the pid file, whose removal is the entry into `stopped`.
  */
 export async function runPusher(options: PusherOptions): Promise<PusherSummary> {
   const paths = spoolPaths(options.spoolDir, 'archive', options.id);
   const summary: PusherSummary = { pushed: [], failed: [], locked: false };
   await openSpool(paths);
-  const release = await takeWorkerLock(paths, 'pushing');
+  let release: (() => Promise<void>) | null = null;
+  const machine = new PusherMachine(async (state, from) => {
+    // Leaving `starting`, the lock was just taken with the new state in it (takeWorkerLock).
+    if (from === 'starting') return;
+    if (state === 'stopped') await release?.();
+    else await noteWorkerState(paths, state);
+  });
+  release = await takeWorkerLock(paths, machine.target('lock-taken'));
   if (release === null) {
+    await machine.fire('lock-held');
     summary.locked = true;
     return summary;
   }
+  await machine.fire('lock-taken');
   try {
-    await pushLoop(paths, options, summary, undefined, { server: watchServer(), config: await configContent(options.configFile) });
+    await pushLoop(paths, options, summary, machine, undefined, { server: watchServer(), config: await configContent(options.configFile) });
   } finally {
-    await noteWorkerState(paths, 'stopping');
-    await release();
+    // An exception stops the loop in any state: the lock still goes through `stopping`.
+    if (machine.state !== 'stopping') await machine.fire('stop-asked');
+    await machine.fire('settled');
   }
   return summary;
 }
 
+/** What one run of the push loop keeps between scans (data only: its control state is the machine's). */
+interface PushRun {
+  /** Pushes in flight, by file name. */
+  inflight: Map<string, Promise<void>>;
+  /** Names this run has pushed: a scan that read the markers just before a push finished must not push it again. */
+  pushedHere: Set<string>;
+  /** A push failed: no new ones start, and the run stops once those in flight settle. */
+  failed: boolean;
+  /** When the last push ended or started (monotonic ms): the idle time counts from here. */
+  idleSince: number;
+  /** Pushes ended (stored, failed or given up), counted once each has left `inflight`. */
+  ended: number;
+  /** The last scan's .ready set and `ended`: an unchanged one skips reading the spool. */
+  lastScan: string;
+  /** When the stop conditions were last checked (monotonic ms). */
+  lastWatch: number;
+}
+
 /**
- * Pushes .ready segments after `options.after` until idle, a failure, or `stop` says so; waits for
- * the pushes it started. Run by the worker (holding the lock) and briefly by the process starting it.
+ * Pushes .ready segments after `options.after` until the machine reaches `stopping` (idle, a failure,
+ * or a stop condition: `watch` for the worker, `stop` for the request that helps while the worker
+ * loads), then waits for the pushes it started. Run by the worker (holding the lock) and briefly by the
+ * process starting it. Each turn: check the stop conditions, scan and launch pushes, fire the event the
+ * scan found, wait for what the state waits for (PUSHER_STATES).
  */
-async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, stop?: () => Promise<boolean>, watch?: PusherWatch): Promise<void> {
-  const idleMs = options.idleMs ?? 1500;
-  // The worker's state machine (SPOOL.md, "archive.pid"): each transition is written to the pid file.
-  let state: PusherState = 'pushing';
-  const enter = async (next: PusherState): Promise<void> => {
-    if (next === state || watch === undefined) return;
-    state = next;
-    await noteWorkerState(paths, next);
-  };
-  let lastWatch = 0;
-  /** Why this worker must stop serving now (checked every 100 ms), or null. */
-  const stopReason = async (): Promise<string | null> => {
-    if (watch === undefined || monotonicMs() - lastWatch < 100) return null;
-    lastWatch = monotonicMs();
-    if (await stopRequested(paths)) return 'a request with other options asked it to stop';
-    const gone = await watch.server();
-    if (gone !== null) return gone;
-    // Its settings (codec, keys, repository) came from the config file: pushing on after it changed would store files with the old ones.
-    if (options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return `config file "${options.configFile}" changed`;
-    return null;
-  };
+async function pushLoop(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, machine: PusherMachine, stop?: () => Promise<string | null>, watch?: PusherWatch): Promise<void> {
+  const run: PushRun = { inflight: new Map(), pushedHere: new Set(), failed: false, idleSince: monotonicMs(), ended: 0, lastScan: '', lastWatch: 0 };
   const pollMs = options.pollMs ?? 10;
-  const inflight = new Map<string, Promise<void>>();
-  let failed = false;
-  let idleSince = monotonicMs();
-  // Names this worker has pushed: a scan that read the markers just before a push finished must not push it again.
-  const pushedHere = new Set<string>();
+  try {
+    while (machine.state === 'pushing' || machine.state === 'idle') {
+      const reason = (await stop?.()) ?? (await stopReason(paths, options, run, watch));
+      if (reason !== null) {
+        if (watch !== undefined) options.log.info(`background pusher stops: ${reason}; PostgreSQL's requests archive the rest`);
+        await machine.fire('stop-asked');
+        break;
+      }
+      await machine.fire(await scanAndLaunch(paths, options, summary, run, watch));
+      if (machine.state === 'pushing') await Promise.race([...run.inflight.values(), sleep(pollMs)]);
+      else if (machine.state === 'idle') await sleep(pollMs);
+    }
+  } finally {
+    await Promise.allSettled(run.inflight.values());
+  }
+}
+
+/** Why the worker must stop serving now (checked every 100 ms), or null; never for the helper (no `watch`). */
+async function stopReason(paths: SpoolPaths, options: PusherOptions, run: PushRun, watch: PusherWatch | undefined): Promise<string | null> {
+  if (watch === undefined || monotonicMs() - run.lastWatch < 100) return null;
+  run.lastWatch = monotonicMs();
+  if (await stopRequested(paths)) return 'a request with other options asked it to stop';
+  const gone = await watch.server();
+  if (gone !== null) return gone;
+  // Its settings (codec, keys, repository) came from the config file: pushing on after it changed would store files with the old ones.
+  if (options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return `config file "${options.configFile}" changed`;
+  return null;
+}
+
+/**
+ * One scan: reads archive_status (and, when that or the counts changed, the spool: claims and markers,
+ * sweeping acknowledged markers), launches pushes up to `parallel` and `pushAhead`, and says which
+ * event that is for the machine.
+ */
+async function scanAndLaunch(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, run: PushRun, watch: PusherWatch | undefined): Promise<PusherEvent> {
+  const idleMs = options.idleMs ?? 1500;
+  const { inflight } = run;
   // The request's own file when this worker pushes it too: PostgreSQL is asking for it, so it is not ahead.
   const own = options.pushAfterToo === true ? options.after : undefined;
   const queued = (name: string): boolean => name > options.after || name === own;
   const inflightAhead = (): number => inflight.size - (own !== undefined && inflight.has(own) ? 1 : 0);
-
-  const pushOne = async (fileName: string): Promise<void> => {
-    const walPath = path.join(options.walDir, fileName);
-    const deadline = new Deadline(options.timeoutMs, `pushing "${fileName}" ahead`);
-    let claimed = false;
-    try {
-      // Checked again right before each push, not only every 100 ms (stopReason): a segment made ready
-      // after the config file changed must be stored with the new settings (codec, keys, repository),
-      // which this worker does not have. The loop's next check stops it.
-      if (watch !== undefined && options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return;
-      claimed = await claimIfFree(paths, fileName);
-      if (!claimed) return; // another pusher took it between our scan and now
-      // Nobody waits for this push: it may copy with blocking calls (see OpContext.blockingCopy).
-      await archiveFile({ ...options.request(fileName, deadline), blockingCopy: true });
-      await ensureDirectory(paths.entries);
-      await placeMarker(walPath, path.join(paths.entries, fileName));
-      await wakeWaiter(paths, fileName);
-      summary.pushed.push(fileName);
-      pushedHere.add(fileName);
-    } catch (error) {
-      failed = true;
-      summary.failed.push(fileName);
-      const text = error instanceof WalvaultError ? error.oneLine() : (error as Error).message;
-      options.log.warn(`push-ahead of "${fileName}" failed, leaving it to PostgreSQL's own request: ${text}`);
-    } finally {
-      deadline.dispose();
-      if (claimed) await unclaim(paths, fileName);
-      idleSince = monotonicMs();
-    }
+  const settled = (): PusherEvent => {
+    if (inflight.size > 0) return 'work';
+    if (run.failed) return 'failed';
+    return monotonicMs() - run.idleSince > idleMs ? 'idle-timeout' : 'drained';
   };
 
-  try {
-    let lastScan = '';
-    for (;;) {
-      if (stop !== undefined && (await stop())) break;
-      const reason = await stopReason();
-      if (reason !== null) {
-        options.log.info(`background pusher stops: ${reason}; PostgreSQL's requests archive the rest`);
-        break;
-      }
-      const ready = await readyFiles(options.walDir);
-      // Rescan the spool only when the .ready set changed or a push finished: polling stays cheap.
-      const scan = `${ready.join(',')}|${summary.pushed.length}|${summary.failed.length}`;
-      if (scan === lastScan && inflight.size > 0) {
-        await Promise.race([...inflight.values(), sleep(pollMs)]);
+  const ready = await readyFiles(options.walDir);
+  // Rescan the spool only when the .ready set changed or a push ended: polling stays cheap. Counted
+  // once the push has left `inflight`, so the rescan sees its slot free (counting when it was stored,
+  // a scan in between found the slot still taken and the next found nothing new: the run went idle).
+  const scan = `${ready.join(',')}|${run.ended}`;
+  if (scan === run.lastScan) return settled();
+  run.lastScan = scan;
+  const readySet = new Set(ready);
+  // Files another live pusher is storing count against the limit too (briefly two pushers run, see
+  // pushWhileWorkerStarts). Claims are read before markers: a pusher places its marker before it
+  // drops its claim, so a file finishing in between is seen as one or the other, never as neither.
+  const claimedElsewhere = new Set<string>();
+  for (const name of await nodeFs.readdir(paths.work).catch(() => [] as string[])) {
+    if (readySet.has(name) && name > options.after && !inflight.has(name) && (await liveClaimer(paths, name)) !== null) claimedElsewhere.add(name);
+  }
+  // Sweep: a marker whose .ready is gone has been acknowledged; drop it (it pins the inode).
+  const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
+  let ahead = 0;
+  for (const name of markers) {
+    if (readySet.has(name)) ahead += name === own ? 0 : 1;
+    else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+  }
+  const markerSet = new Set(markers);
+  for (const name of claimedElsewhere) if (markerSet.has(name)) claimedElsewhere.delete(name);
+  ahead += claimedElsewhere.size;
+  let launched = 0;
+  if (!run.failed && !ready.some((name) => classify(name) === 'history')) {
+    for (const name of ready) {
+      if (inflight.size >= options.parallel || ahead + inflightAhead() >= options.pushAhead) break;
+      if (!pushable(name) || inflight.has(name) || run.pushedHere.has(name) || !queued(name)) continue;
+      if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
+      // Claimed by another pusher since `ahead` was counted (the request that started the worker
+      // pushes too while it loads): it counts against the limit from now on, or both pushers would
+      // go one past it.
+      if ((await liveClaimer(paths, name)) !== null) {
+        if (!claimedElsewhere.has(name) && name !== own) ahead += 1;
         continue;
       }
-      if (scan === lastScan && !failed) {
-        if (monotonicMs() - idleSince > idleMs) break;
-        await sleep(pollMs);
-        continue;
-      }
-      lastScan = scan;
-      const readySet = new Set(ready);
-      // Files another live pusher is storing count against the limit too (briefly two pushers run, see
-      // pushWhileWorkerStarts). Claims are read before markers: a pusher places its marker before it
-      // drops its claim, so a file finishing in between is seen as one or the other, never as neither.
-      const claimedElsewhere = new Set<string>();
-      for (const name of await nodeFs.readdir(paths.work).catch(() => [] as string[])) {
-        if (readySet.has(name) && name > options.after && !inflight.has(name) && (await liveClaimer(paths, name)) !== null) claimedElsewhere.add(name);
-      }
-      // Sweep: a marker whose .ready is gone has been acknowledged; drop it (it pins the inode).
-      const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
-      let ahead = 0;
-      for (const name of markers) {
-        if (readySet.has(name)) ahead += name === own ? 0 : 1;
-        else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
-      }
-      const markerSet = new Set(markers);
-      for (const name of claimedElsewhere) if (markerSet.has(name)) claimedElsewhere.delete(name);
-      ahead += claimedElsewhere.size;
-      let launched = 0;
-      if (!failed && !ready.some((name) => classify(name) === 'history')) {
-        for (const name of ready) {
-          if (inflight.size >= options.parallel || ahead + inflightAhead() >= options.pushAhead) break;
-          if (!pushable(name) || inflight.has(name) || pushedHere.has(name) || !queued(name)) continue;
-          if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
-          // Claimed by another pusher since `ahead` was counted (the request that started the worker
-          // pushes too while it loads): it counts against the limit from now on, or both pushers would
-          // go one past it.
-          if ((await liveClaimer(paths, name)) !== null) {
-            if (!claimedElsewhere.has(name) && name !== own) ahead += 1;
-            continue;
-          }
-          const job = pushOne(name).finally(() => inflight.delete(name));
-          inflight.set(name, job);
-          launched += 1;
-        }
-      }
-      if (launched > 0 || inflight.size > 0) idleSince = monotonicMs();
-      await enter(inflight.size > 0 ? 'pushing' : 'idle');
-      if (inflight.size === 0 && (failed || monotonicMs() - idleSince > idleMs)) break;
-      if (inflight.size >= options.parallel) await Promise.race(inflight.values());
-      else await sleep(pollMs);
+      const job = pushOne(paths, options, summary, run, watch, name).finally(() => {
+        inflight.delete(name);
+        run.ended += 1;
+      });
+      inflight.set(name, job);
+      launched += 1;
     }
+  }
+  if (launched > 0 || inflight.size > 0) run.idleSince = monotonicMs();
+  return settled();
+}
+
+/** Stores one file, then places its marker and wakes a launcher waiting for it; a failure stops the run (run.failed). */
+async function pushOne(paths: SpoolPaths, options: PusherOptions, summary: PusherSummary, run: PushRun, watch: PusherWatch | undefined, fileName: string): Promise<void> {
+  const walPath = path.join(options.walDir, fileName);
+  const deadline = new Deadline(options.timeoutMs, `pushing "${fileName}" ahead`);
+  let claimed = false;
+  try {
+    // Checked again right before each push, not only every 100 ms (stopReason): a segment made ready
+    // after the config file changed must be stored with the new settings (codec, keys, repository),
+    // which this worker does not have. The loop's next check stops it.
+    if (watch !== undefined && options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return;
+    claimed = await claimIfFree(paths, fileName);
+    if (!claimed) return; // another pusher took it between our scan and now
+    // Nobody waits for this push: it may copy with blocking calls (see OpContext.blockingCopy).
+    await archiveFile({ ...options.request(fileName, deadline), blockingCopy: true });
+    await ensureDirectory(paths.entries);
+    await placeMarker(walPath, path.join(paths.entries, fileName));
+    await wakeWaiter(paths, fileName);
+    summary.pushed.push(fileName);
+    run.pushedHere.add(fileName);
+  } catch (error) {
+    run.failed = true;
+    summary.failed.push(fileName);
+    const text = error instanceof WalvaultError ? error.oneLine() : (error as Error).message;
+    options.log.warn(`push-ahead of "${fileName}" failed, leaving it to PostgreSQL's own request: ${text}`);
   } finally {
-    await Promise.allSettled(inflight.values());
+    deadline.dispose();
+    if (claimed) await unclaim(paths, fileName);
+    run.idleSince = monotonicMs();
   }
 }
