@@ -9,6 +9,7 @@
 #  - the project's npm dependencies (npm ci).
 # test only:
 #  - age, lz4, zstd, gzip and GNU time (Debian packages) for the codec and memory tests, when missing and root.
+#  - strace, xfs_io (xfsprogs) and mkfs.ext4 (e2fsprogs) for the power-loss test (test/scenario/durability-crash.test.ts).
 #  - Ceph's mon, OSD and RADOS Gateway for the RGW test tier (scripts/setup-ceph.sh), when missing and root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -105,6 +106,10 @@ fi
 missing_tools=""
 for tool in age lz4 zstd gzip; do command -v "$tool" >/dev/null 2>&1 || missing_tools="$missing_tools $tool"; done
 [ -x /usr/bin/time ] || missing_tools="$missing_tools time"
+# The power-loss test: system calls traced, an ext4 loop filesystem shut down without a journal flush.
+command -v strace >/dev/null 2>&1 || missing_tools="$missing_tools strace"
+command -v xfs_io >/dev/null 2>&1 || missing_tools="$missing_tools xfsprogs"
+command -v mkfs.ext4 >/dev/null 2>&1 || missing_tools="$missing_tools e2fsprogs"
 if [ -n "$missing_tools" ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     say "missing tools the tests need:$missing_tools; install them (as root: apt-get install$missing_tools) and run this again" >&2
