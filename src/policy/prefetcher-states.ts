@@ -3,7 +3,7 @@
 // name the same states, and a transition the table does not list is a bug that throws.
 
 /** The prefetcher's states, in the order it passes them; the second word of its pid file. */
-export const PREFETCHER_STATES = ['starting', 'serving', 'idle', 'stopping'] as const;
+export const PREFETCHER_STATES = ['starting', 'serving', 'idle', 'ending', 'stopping'] as const;
 
 /** One of the prefetcher's states. */
 export type PrefetcherState = (typeof PREFETCHER_STATES)[number];
@@ -27,7 +27,9 @@ export type PrefetcherEvent =
   /** The server it serves is gone (data directory deleted, postmaster.pid gone or naming a dead process). */
   | 'server-gone'
   /** Neither recovery.signal nor standby.signal is left: recovery has ended. */
-  | 'recovery-ended';
+  | 'recovery-ended'
+  /** Recovery ended a while ago (ENDING_GRACE_MS): the requests of its end are over. */
+  | 'grace-over';
 
 /** One state's row of the table. */
 export interface StateSpec {
@@ -38,11 +40,18 @@ export interface StateSpec {
 }
 
 /** The reasons to stop that hold in every running state (checked every 100 ms). */
-const STOPS = { failed: 'stopping', 'stop-asked': 'stopping', 'server-gone': 'stopping', 'recovery-ended': 'stopping' } as const;
+const STOPS = { failed: 'stopping', 'stop-asked': 'stopping', 'server-gone': 'stopping' } as const;
 
 /**
- * The table: starting -> serving <-> idle -> stopping. `stopping` is final: the worker lets its
- * downloads settle, removes what nobody took, then removes its pid file and exits.
+ * How long the prefetcher stays in `ending` (at least; until its requests are answered): PostgreSQL removes
+ * recovery.signal / standby.signal once it chose the new timeline, and then still asks for the old
+ * timeline's history file (writeTimeLineHistory); a worker gone by then costs that request a Node start.
+ */
+export const ENDING_GRACE_MS = 1000;
+
+/**
+ * The table: starting -> serving <-> idle -> (ending ->) stopping. `stopping` is final: the worker lets
+ * its downloads settle, removes what nobody took, then removes its pid file and exits.
  */
 export const PREFETCHER_MACHINE: Readonly<Record<PrefetcherState, StateSpec>> = {
   starting: {
@@ -51,11 +60,15 @@ export const PREFETCHER_MACHINE: Readonly<Record<PrefetcherState, StateSpec>> = 
   },
   serving: {
     waitsFor: 'its downloads in flight (the window after the position, files asked for) and the requests it answers',
-    on: { busy: 'serving', quiet: 'idle', ...STOPS },
+    on: { busy: 'serving', quiet: 'idle', 'recovery-ended': 'ending', ...STOPS },
   },
   idle: {
     waitsFor: 'a new position (the cursor file, a request, a file taken from the spool) or its idle time to pass',
-    on: { busy: 'serving', quiet: 'idle', 'idle-timeout': 'stopping', ...STOPS },
+    on: { busy: 'serving', quiet: 'idle', 'idle-timeout': 'stopping', 'recovery-ended': 'ending', ...STOPS },
+  },
+  ending: {
+    waitsFor: 'the requests of the end of recovery (the history files of the new timeline\'s choice) for ENDING_GRACE_MS; fetches nothing ahead',
+    on: { busy: 'ending', quiet: 'ending', 'grace-over': 'stopping', ...STOPS },
   },
   stopping: {
     waitsFor: 'its downloads to settle; then it removes what nobody took, its folders and its pid file',

@@ -11,11 +11,10 @@
 //   posts a request and the worker answers it with a lookup in the repository started after it saw the
 //   request (the file, verified, in the spool; "missing" only when the repository says so; or "error").
 // Every spool file, its format, writers, readers and lifetime: src/policy/SPOOL.md.
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream, existsSync, watch, type FSWatcher } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Backend } from '../backend/types.js';
 import type { DecodeOptions } from '../codec/index.js';
 import { monotonicMs } from '../core/clock.js';
@@ -26,7 +25,7 @@ import type { Logger } from '../core/log.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
-import { nextState, PrefetcherMachine, type PrefetcherEvent } from './prefetcher-states.js';
+import { ENDING_GRACE_MS, nextState, PrefetcherMachine, type PrefetcherEvent } from './prefetcher-states.js';
 import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, processAlive, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of restore prefetch. */
@@ -106,7 +105,13 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
   }
   if (!segment) {
     const prefetching = await startForRecovery(request, options, paths, start);
-    return { ...(await restoreFile(request)), prefetching };
+    // The recovery's first segment, while this process has the repository open and the worker loads.
+    const first = prefetching ? fetchStartSegment(request, paths) : Promise.resolve();
+    try {
+      return { ...(await restoreFile(request)), prefetching };
+    } finally {
+      await first;
+    }
   }
   const result = await restoreFile(request);
   // A restore run by hand (no recovery.signal or standby.signal here) starts no worker.
@@ -148,6 +153,25 @@ async function startForRecovery(request: RestoreRequest, options: PrefetchOption
   }
 }
 
+/**
+ * At the first request of a recovery from a base backup (a history file; see startForRecovery), the
+ * segment backup_label starts at is fetched into the spool too, verified like the worker's downloads,
+ * in parallel with the request's own lookup: PostgreSQL asks for it next, while the worker just
+ * started is still loading. Best effort: on any failure the worker or the request fetches it.
+ */
+async function fetchStartSegment(request: RestoreRequest, paths: SpoolPaths): Promise<void> {
+  try {
+    const hint = await startHint();
+    const id = hint === null ? null : parseSegmentName(hint.name);
+    if (hint === null || id === null) return;
+    const name = segmentFileName(id.timeline, segmentNumber(id, hint.segmentSize) + 1n, hint.segmentSize);
+    if (await nodeFs.stat(path.join(paths.entries, name)).then(() => true, () => false)) return;
+    await fetchIntoSpool({ backend: request.backend, decode: request.decode, log: request.log }, paths, name, request.deadline);
+  } catch {
+    // the worker or PostgreSQL's request for it fetches it
+  }
+}
+
 /** True when the segment after `fileName` is in the repository: only then is a prefetcher worth starting. */
 async function nextIsArchived(request: RestoreRequest, fileName: string, segmentSize: number): Promise<boolean> {
   const id = parseSegmentName(fileName);
@@ -171,6 +195,29 @@ async function readCursor(paths: SpoolPaths): Promise<{ name: string; segmentSiz
   if (!match || match[1] === undefined) return null;
   const segmentSize = Number(match[2]);
   return isValidSegmentSize(segmentSize) ? { name: match[1], segmentSize } : null;
+}
+
+/**
+ * Where a recovery from a base backup starts, before PostgreSQL asked for any segment: backup_label in
+ * the data directory (the working directory) names the segment of its START WAL LOCATION, and the LSN
+ * gives the segment size (the one size at which that LSN lies in that segment). Returned as the segment
+ * before it, so that the window starts with it. A guess only: the first segment PostgreSQL asks for
+ * replaces it (Prefetcher.hinted); null when there is no backup_label or it says nothing clear.
+ */
+export async function startHint(directory = '.'): Promise<{ name: string; segmentSize: number } | null> {
+  const text = await nodeFs.readFile(path.join(directory, 'backup_label'), 'utf8').catch(() => null);
+  const match = text === null ? null : /^START WAL LOCATION: ([0-9A-F]+)\/([0-9A-F]+) \(file ([0-9A-F]{24})\)$/m.exec(text);
+  if (match === null) return null;
+  const lsn = (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
+  const file = match[3]!;
+  const id = parseSegmentName(file);
+  if (id === null) return null;
+  for (let size = 1 << 20; size <= 1 << 30; size *= 2) {
+    const number = lsn / BigInt(size);
+    if (number === 0n || segmentFileName(id.timeline, number, size) !== file) continue;
+    return { name: segmentFileName(id.timeline, number - 1n, size), segmentSize: size };
+  }
+  return null;
 }
 
 /** What the background prefetcher needs. */
@@ -207,7 +254,7 @@ export interface PrefetcherSummary {
 type SpoolFetch = { outcome: 'fetched'; bytes: number } | { outcome: 'missing' | 'corrupt' };
 
 /** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. */
-async function fetchIntoSpool(options: PrefetcherOptions, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<SpoolFetch> {
+async function fetchIntoSpool(options: Pick<PrefetcherOptions, 'backend' | 'decode' | 'log'>, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<SpoolFetch> {
   const object = await options.backend.read(objectKey(fileName), { signal: deadline.signal });
   if (object === null) return { outcome: 'missing' };
   const decoded = await decodeStored(object, options.decode);
@@ -288,6 +335,19 @@ class Prefetcher {
   failed = false;
   /** The segment PostgreSQL is at and the segment size; null until the first segment request. */
   position: { name: string; segmentSize: number } | null = null;
+  /** The position is a guess from backup_label (see startHint): the first real one replaces it, wherever it is. */
+  hinted = false;
+  /** Verified copies of the segment before the end of the archive, kept for PostgreSQL's second request (see keepCopy), by name. */
+  readonly copies = new Map<string, string>();
+  /** Copies moved into the spool for that second request (removed once the position passed them). */
+  readonly kept = new Set<string>();
+  /** History files fetched ahead (see prefetchHistories). */
+  readonly histories = new Set<string>();
+  /** When recovery was seen ended (the state `ending`). */
+  endedAt = 0;
+  /** Wakes the loop before its poll interval (a new request in the ask folder). */
+  wake: (() => void) | null = null;
+  watcher: FSWatcher | null = null;
   /** The cursor file's content when last read (it moves the position only when it changes). */
   lastNoted = '';
   /** When the position last moved or a request came. */
@@ -317,29 +377,56 @@ class Prefetcher {
     await machine.fire('locked');
     this.position = await readCursor(paths);
     this.lastNoted = this.position === null ? '' : `${this.position.name} ${this.position.segmentSize}`;
+    if (this.position === null) {
+      this.position = await startHint();
+      this.hinted = this.position !== null;
+    }
     this.lastProgress = monotonicMs();
     try {
       await ensureDirectory(this.asksDir);
+      // A new request wakes the loop at once (inotify); the poll interval stays the bound.
+      try {
+        this.watcher = watch(this.asksDir, () => this.wake?.());
+        this.watcher.on('error', () => undefined);
+      } catch {
+        // polling only
+      }
+      const timeline = this.position?.name.slice(0, 8) ?? null;
+      if (timeline !== null) void this.prefetchHistories(Number.parseInt(timeline, 16));
       while (!machine.stopping) {
         const stop = await this.stopEvent();
         if (stop !== null) {
-          options.log.info(`background prefetcher stops: ${stop.reason}`);
-          await machine.fire(stop.event);
-          break;
+          options.log.info(`background prefetcher ${stop.event === 'recovery-ended' ? 'ends' : 'stops'}: ${stop.reason}`);
+          if (stop.event === 'recovery-ended') this.endedAt = monotonicMs();
+          if ((await machine.fire(stop.event)) === 'stopping') break;
         }
         await this.step();
         if (this.failed && this.inflight.size === 0) {
           await machine.fire('failed');
           break;
         }
-        const state = await machine.fire(this.inflight.size > 0 || this.asks.size > 0 ? 'busy' : 'quiet');
+        const busy = this.inflight.size > 0 || this.asks.size > 0;
+        const state = await machine.fire(busy ? 'busy' : 'quiet');
         const limit = this.position === null ? this.idleMs / 3 : this.idleMs;
         if (state === 'idle' && monotonicMs() - this.lastProgress > limit) {
           await machine.fire('idle-timeout');
           break;
         }
+        // The end of recovery's requests are answered (or, whatever happens, after ten times the grace).
+        const ended = monotonicMs() - this.endedAt;
+        if (state === 'ending' && ((!busy && ended > ENDING_GRACE_MS) || ended > 10 * ENDING_GRACE_MS)) {
+          await machine.fire('grace-over');
+          break;
+        }
         // Wake up for the next request at once rather than after a download: requests come every few ms.
-        await sleep(this.pollMs);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, this.pollMs);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = null;
       }
     } finally {
       await this.cleanUp(release);
@@ -356,7 +443,7 @@ class Prefetcher {
     if (gone !== null) return { event: 'server-gone', reason: gone };
     // PostgreSQL removes recovery.signal / standby.signal when recovery ends (promotion); a worker is only
     // ever started while one of them is there (inRecovery), so none there means nothing left to serve.
-    if (!inRecovery()) return { event: 'recovery-ended', reason: 'recovery has ended' };
+    if (this.machine.state !== 'ending' && !inRecovery()) return { event: 'recovery-ended', reason: 'recovery has ended' };
     return null;
   }
 
@@ -367,8 +454,9 @@ class Prefetcher {
     const noted = await readCursor(paths);
     const notedText = noted === null ? '' : `${noted.name} ${noted.segmentSize}`;
     const position = this.position;
-    if (noted !== null && notedText !== this.lastNoted && (position === null || noted.name > position.name || noted.name.slice(0, 8) !== position.name.slice(0, 8))) {
+    if (noted !== null && notedText !== this.lastNoted && (position === null || this.hinted || noted.name > position.name || noted.name.slice(0, 8) !== position.name.slice(0, 8))) {
       this.position = noted;
+      this.hinted = false;
       this.lastProgress = monotonicMs();
     }
     this.lastNoted = notedText;
@@ -380,10 +468,12 @@ class Prefetcher {
       if (!(await this.inSpool(name))) {
         this.placed.delete(name);
         const at = this.position;
-        if (at !== null && name.slice(0, 8) === at.name.slice(0, 8) && name > at.name) {
+        if (at !== null && (this.hinted || (name.slice(0, 8) === at.name.slice(0, 8) && name > at.name))) {
           this.position = { name, segmentSize: at.segmentSize };
+          this.hinted = false;
           this.lastProgress = monotonicMs();
         }
+        await this.restoreCopy(name);
       }
     }
     if (this.failed && this.inflight.size === 0) return;
@@ -393,12 +483,23 @@ class Prefetcher {
     const timeline = at.name.slice(0, 8);
     for (const name of [...this.placed]) {
       if (this.asked(name)) continue;
-      if (name.slice(0, 8) !== timeline || name <= at.name) {
+      if (name.slice(0, 8) !== timeline || (name <= at.name && !this.hinted)) {
         await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
         this.placed.delete(name);
       }
     }
-    if (this.failed) return;
+    // A copy kept for the second request of the last segment goes once recovery moved on.
+    for (const name of [...this.kept]) {
+      if (name.slice(0, 8) === timeline && name >= at.name) continue;
+      if (!this.asked(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+      this.kept.delete(name);
+    }
+    for (const [name, copy] of [...this.copies]) {
+      if (name.slice(0, 8) === timeline && name >= at.name) continue;
+      await nodeFs.unlink(copy).catch(() => undefined);
+      this.copies.delete(name);
+    }
+    if (this.failed || this.machine.state === 'ending') return;
     const base = segmentNumber(id, at.segmentSize);
     const budget = Math.floor(options.maxBytes / at.segmentSize);
     for (let step = 1; step <= options.prefetch; step += 1) {
@@ -406,10 +507,19 @@ class Prefetcher {
       const name = segmentFileName(id.timeline, base + BigInt(step), at.segmentSize);
       const missingSince = this.missingAt.get(name);
       if (missingSince !== undefined) {
-        if (monotonicMs() - missingSince < 1000) break; // the end of the archive (for now)
+        if (monotonicMs() - missingSince < 1000) {
+          // The end of the archive (for now): PostgreSQL will read the segment before it twice.
+          await this.keepCopy(segmentFileName(id.timeline, base + BigInt(step - 1), at.segmentSize));
+          break;
+        }
         this.missingAt.delete(name);
       }
       if (this.placed.has(name) || this.inflight.has(name)) continue;
+      // Already there under its final name (fetched by the first request, or by a worker before this one): verified.
+      if (await this.inSpool(name)) {
+        this.placed.add(name);
+        continue;
+      }
       this.track(name, this.fetchOne(name));
     }
   }
@@ -417,8 +527,9 @@ class Prefetcher {
   /** The clean-up of `stopping`: what nobody took, partial downloads, requests, the cursor, then the lock. */
   async cleanUp(release: () => Promise<void>): Promise<void> {
     const { paths } = this;
+    this.watcher?.close();
     await Promise.allSettled(this.inflight.values());
-    for (const name of new Set([...this.placed, ...this.pinned])) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+    for (const name of new Set([...this.placed, ...this.pinned, ...this.kept, ...this.histories])) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
     await clearDirectory(paths.work);
     // Requests still open get no answer: their launchers see the worker gone and start Node.
     await clearDirectory(this.asksDir);
@@ -431,6 +542,64 @@ class Prefetcher {
     await noteWorkerState(paths, 'stopping');
     await release();
     await nodeFs.rmdir(paths.root).catch(() => undefined);
+  }
+
+  /**
+   * PostgreSQL reads the last segment of the archive twice: once in replay, and again after "redo done"
+   * (to find the end of WAL), after the request past the end was answered "not found". The launcher's
+   * rename takes the prefetched file away, so the second request would pay a download: a copy (never a
+   * hard link: PostgreSQL may recycle the file it was given and write into it) is made while the file
+   * is still in the spool, verified as it is, and moved into the spool once the first request took it.
+   */
+  async keepCopy(name: string): Promise<void> {
+    if (this.copies.has(name) || this.kept.has(name) || !this.placed.has(name)) return;
+    const copy = path.join(this.paths.work, `${name}.again.${process.pid}`);
+    try {
+      await nodeFs.copyFile(path.join(this.paths.entries, name), copy);
+      this.copies.set(name, copy);
+    } catch {
+      // taken meanwhile: the second request is served by a download
+      await nodeFs.unlink(copy).catch(() => undefined);
+    }
+  }
+
+  /** The first request took `name`: its kept copy (if any) takes its place in the spool for the second. */
+  async restoreCopy(name: string): Promise<void> {
+    const copy = this.copies.get(name);
+    if (copy === undefined) return;
+    this.copies.delete(name);
+    try {
+      await nodeFs.rename(copy, path.join(this.paths.entries, name));
+      this.kept.add(name);
+    } catch {
+      await nodeFs.unlink(copy).catch(() => undefined);
+    }
+  }
+
+  /**
+   * The history files PostgreSQL probes with recovery_target_timeline = 'latest' (the next timelines
+   * after the one recovery starts on), fetched in parallel with the first segments: those archived are
+   * handed over from the spool like segments (history files never change once archived). Nothing is
+   * remembered of those missing: a "not found" is only ever answered from a lookup made after the
+   * request (serve).
+   */
+  async prefetchHistories(timeline: number): Promise<void> {
+    for (let next = timeline + 1; next < timeline + 16 && !this.machine.stopping; next += 1) {
+      const name = `${next.toString(16).toUpperCase().padStart(8, '0')}.history`;
+      if (this.inflight.has(name) || this.asked(name)) return;
+      const deadline = new Deadline(this.options.timeoutMs, `prefetching "${name}"`);
+      let found = false;
+      const work = fetchIntoSpool(this.options, this.paths, name, deadline).then(
+        (outcome) => {
+          found = outcome.outcome === 'fetched';
+          if (found) this.histories.add(name);
+        },
+        () => undefined,
+      );
+      this.track(name, work.finally(() => deadline.dispose()));
+      await work;
+      if (!found) return;
+    }
   }
 
   /** A download for the window: the outcome lands in placed / missingAt, a failure stops new downloads. */
@@ -511,9 +680,10 @@ class Prefetcher {
   follow(name: string, bytes: number): void {
     if (classify(name) !== 'segment') return;
     const at = this.position;
-    if (at !== null && name.slice(0, 8) === at.name.slice(0, 8) && name <= at.name) return;
+    if (at !== null && !this.hinted && name.slice(0, 8) === at.name.slice(0, 8) && name <= at.name) return;
     const segmentSize = isValidSegmentSize(bytes) ? bytes : (at?.segmentSize ?? 0);
     this.position = { name, segmentSize };
+    this.hinted = false;
     this.lastProgress = monotonicMs();
   }
 
@@ -527,6 +697,13 @@ class Prefetcher {
       // Fetched by the window (before or after the request): that copy was verified like any other.
       // Fetched for an earlier request of the same name and not taken (PostgreSQL asked again): still verified.
       if (this.pinned.has(ask.name) && (await this.inSpool(ask.name))) return;
+      // Fetched ahead (a history file) or kept for a second request, and not taken yet: served the same way.
+      if ((this.histories.has(ask.name) || this.kept.has(ask.name)) && (await this.inSpool(ask.name))) {
+        this.histories.delete(ask.name);
+        this.kept.delete(ask.name);
+        this.pinned.add(ask.name);
+        return;
+      }
       if (this.placed.has(ask.name) && (await this.inSpool(ask.name))) {
         this.placed.delete(ask.name);
         this.pinned.add(ask.name);

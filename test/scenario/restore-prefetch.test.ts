@@ -186,7 +186,8 @@ describe('walvault-restore requests to the running prefetcher', () => {
     await writeFile(path.join(temp.dir, 'primary', '00000002.history'), history);
     expect((await run('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', '00000002.history', '00000002.history'], { cwd: path.join(temp.dir, 'primary') })).code).toBe(0);
     expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
-    await waitForSpool(names.slice(1));
+    // The next timeline's history file is fetched ahead too (PostgreSQL probes it with recovery_target_timeline = 'latest').
+    await waitForSpool([...names.slice(1), '00000002.history']);
     expect((await ask(names[1]!)).code).toBe(0);
     const again = await ask(names[1]!);
     expect(again.code).toBe(0);

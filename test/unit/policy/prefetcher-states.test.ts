@@ -5,8 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { IllegalTransition, nextState, PREFETCHER_MACHINE, PREFETCHER_STATES, PrefetcherMachine, type PrefetcherEvent, type PrefetcherState } from '../../../src/policy/prefetcher-states.js';
 
-const EVENTS: PrefetcherEvent[] = ['locked', 'lock-held', 'busy', 'quiet', 'idle-timeout', 'failed', 'stop-asked', 'server-gone', 'recovery-ended'];
-const STOPS: PrefetcherEvent[] = ['failed', 'stop-asked', 'server-gone', 'recovery-ended'];
+const EVENTS: PrefetcherEvent[] = ['locked', 'lock-held', 'busy', 'quiet', 'idle-timeout', 'failed', 'stop-asked', 'server-gone', 'recovery-ended', 'grace-over'];
+const STOPS: PrefetcherEvent[] = ['failed', 'stop-asked', 'server-gone'];
 
 /** Every allowed transition as "state --event--> next", sorted. */
 function transitions(): string[] {
@@ -16,18 +16,24 @@ function transitions(): string[] {
 }
 
 describe('prefetcher state table', () => {
-  it('allows exactly starting -> serving <-> idle -> stopping', () => {
+  it('allows exactly starting -> serving <-> idle -> (ending ->) stopping', () => {
     expect(transitions()).toEqual(
       [
         'starting --locked--> serving',
         'starting --lock-held--> stopping',
         'serving --busy--> serving',
         'serving --quiet--> idle',
+        'serving --recovery-ended--> ending',
         ...STOPS.map((event) => `serving --${event}--> stopping`),
         'idle --busy--> serving',
         'idle --quiet--> idle',
         'idle --idle-timeout--> stopping',
+        'idle --recovery-ended--> ending',
         ...STOPS.map((event) => `idle --${event}--> stopping`),
+        'ending --busy--> ending',
+        'ending --quiet--> ending',
+        'ending --grace-over--> stopping',
+        ...STOPS.map((event) => `ending --${event}--> stopping`),
       ].sort(),
     );
   });
@@ -41,11 +47,13 @@ describe('prefetcher state table', () => {
         refused += 1;
       }
     }
-    // stopping is final; serving never times out (something is in flight); nothing goes back to starting.
+    // stopping is final; serving never times out (something is in flight); nothing goes back to starting or from ending to serving.
     expect(() => nextState('stopping', 'busy')).toThrow('prefetcher: event "busy" is not allowed in state "stopping"');
     expect(() => nextState('serving', 'idle-timeout')).toThrow(IllegalTransition);
     expect(() => nextState('idle', 'locked')).toThrow(IllegalTransition);
     expect(() => nextState('starting', 'busy')).toThrow(IllegalTransition);
+    expect(() => nextState('ending', 'recovery-ended')).toThrow(IllegalTransition);
+    expect(() => nextState('ending', 'idle-timeout')).toThrow(IllegalTransition);
     expect(refused).toBe(PREFETCHER_STATES.length * EVENTS.length - transitions().length);
   });
 
@@ -75,11 +83,17 @@ describe('prefetcher state table', () => {
     expect(machine.stopping).toBe(true);
     await expect(machine.fire('quiet')).rejects.toThrow(IllegalTransition);
     expect(entered).toEqual(['serving', 'idle', 'serving', 'idle', 'stopping']);
+    const ending: PrefetcherState[] = [];
+    const second = new PrefetcherMachine(async (state) => {
+      ending.push(state);
+    });
+    for (const event of ['locked', 'busy', 'recovery-ended', 'busy', 'quiet', 'grace-over'] as const) await second.fire(event);
+    expect(ending).toEqual(['serving', 'ending', 'stopping']);
   });
 
   it('is the table SPOOL.md shows (states, what each waits for, transitions)', async () => {
     const spoolMd = await readFile(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../src/policy/SPOOL.md'), 'utf8');
-    expect(spoolMd).toContain(`- prefetcher: ${PREFETCHER_STATES.map((state) => `\`${state}\``).join(' → ').replace('`serving` → `idle`', '`serving` ⇄ `idle`')}.`);
+    expect(spoolMd).toContain('- prefetcher: `starting` → `serving` ⇄ `idle` → (`ending` →) `stopping`.');
     const rows = new Map<string, string[]>();
     for (const line of spoolMd.split('\n')) {
       const match = /^\| `([a-z]+)` \| (.+) \| (.+) \|$/.exec(line);
