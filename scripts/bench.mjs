@@ -31,7 +31,8 @@
 // prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
 // E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
 // --restore-command adds a recovery row of your own (repeatable; `--only` selects it by KEY): %f and %p
-// as usual, `{repo}` the local repository the walvault row archived into, `{walvault}` the built
+// as usual, `{repo}` the local repository the walvault row archived into, `{s3}` the options of the
+// walvault-s3 row's repository behind the latency proxy (as the S3 recovery rows use it), `{walvault}` the built
 // walvault-restore. E.g. --restore-command 'old-wv=/old/dist/cli/walvault-restore --repo={repo} %f %p'.
 // --trace-restore logs, for the warm-up run of each recovery row, every restore_command call: when it
 // started and ended (ms after the server was started), its exit code, %f and %p (a sh wrapper around
@@ -874,11 +875,14 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       walvault && repoOf.walvault && { key: 'restore-walvault-noprefetch', tool: 'walvault', mode: 'local, --prefetch=0', command: () => `${walvault.restore} --repo=${repoOf.walvault} --prefetch=0 %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, defaults (prefetch)`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3-noprefetch', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, --prefetch=0`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style --prefetch=0 %f %p` },
-      ...(repoOf.walvault ? args['restore-command'] ?? [] : []).map((spec) => {
+      ...(repoOf.walvault || repoOf['walvault-s3'] ? args['restore-command'] ?? [] : []).map((spec) => {
         const eq = spec.indexOf('=');
         if (eq < 1) throw new Error(`--restore-command "${spec}": expected KEY=COMMAND`);
         const template = spec.slice(eq + 1);
-        const command = () => template.replaceAll('{repo}', repoOf.walvault).replaceAll('{walvault}', walvault ? walvault.restore : 'walvault-restore');
+        if (template.includes('{repo}') && !repoOf.walvault) throw new Error(`--restore-command "${spec}": {repo} needs the walvault row`);
+        if (template.includes('{s3}') && !(proxy && repoOf['walvault-s3'])) throw new Error(`--restore-command "${spec}": {s3} needs the walvault-s3 row`);
+        const s3Options = () => `--repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style`;
+        const command = () => template.replaceAll('{repo}', repoOf.walvault).replaceAll('{s3}', template.includes('{s3}') ? s3Options() : '').replaceAll('{walvault}', walvault ? walvault.restore : 'walvault-restore');
         return { key: spec.slice(0, eq), tool: spec.slice(0, eq), mode: template, command };
       }),
     ].filter(Boolean).filter((t) => wanted(t.key) || wanted(t.key.replace(/^restore-/, '')));
