@@ -10,6 +10,14 @@
 // - While the worker runs, the launcher does not start Node for a file that is not in the spool: it
 //   posts a request and the worker answers it with a lookup in the repository started after it saw the
 //   request (the file, verified, in the spool; "missing" only when the repository says so; or "error").
+// - Recovery from a slow repository (S3: 20-60 ms a request) pays that latency only where a "not found"
+//   must be answered (the end of the archive, the new timeline's history probes): the window starts at
+//   backup_label's segment before any segment request (the first request fetches that segment itself
+//   while the worker loads), the next timelines' history files are fetched ahead, the last segment is
+//   kept for its second request after "redo done", and the worker serves the end of recovery's requests
+//   for a second after the signal files went (state `ending`). Files found are safe to fetch early
+//   (an archived file never changes); a "not found" never comes from anything fetched before the request.
+// The states and transitions of the worker: prefetcher-states.ts.
 // Every spool file, its format, writers, readers and lifetime: src/policy/SPOOL.md.
 import { createWriteStream, existsSync, watch, type FSWatcher } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
