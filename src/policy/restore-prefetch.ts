@@ -112,9 +112,10 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
     }
   }
   if (!segment) {
-    const prefetching = await startForRecovery(request, options, paths, start);
-    // The recovery's first segment, while this process has the repository open and the worker loads.
-    const first = prefetching ? fetchStartSegment(request, paths) : Promise.resolve();
+    const worker = await startForRecovery(request, options, paths, start);
+    const prefetching = worker !== 'none';
+    // The recovery's first segment, while this process has the repository open and the worker it started loads.
+    const first = worker === 'started' ? fetchStartSegment(request, paths) : Promise.resolve();
     try {
       return { ...(await restoreFile(request)), prefetching };
     } finally {
@@ -148,16 +149,16 @@ export async function restoreWithPrefetch(request: RestoreRequest, options: Pref
  * the worker is started here, so its own start overlaps this request and it serves the next ones.
  * Without a segment request it stops after a third of its idle time, removing the spool.
  */
-async function startForRecovery(request: RestoreRequest, options: PrefetchOptions, paths: SpoolPaths, start: () => void): Promise<boolean> {
-  if (options.prefetch === 0 || path.basename(request.targetPath) !== 'RECOVERYHISTORY' || !inRecovery()) return false;
+async function startForRecovery(request: RestoreRequest, options: PrefetchOptions, paths: SpoolPaths, start: () => void): Promise<'started' | 'running' | 'none'> {
+  if (options.prefetch === 0 || path.basename(request.targetPath) !== 'RECOVERYHISTORY' || !inRecovery()) return 'none';
   try {
-    if (await workerAlive(paths)) return true;
+    if (await workerAlive(paths)) return 'running';
     await openSpool(paths);
     start();
-    return true;
+    return 'started';
   } catch (error) {
     request.log.warn(`spool "${options.spoolDir}" is not usable (${(error as Error).message}); restoring without prefetch; HINT: check --spool`);
-    return false;
+    return 'none';
   }
 }
 
