@@ -909,11 +909,14 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
     const printTrace = (key, startedNs) => {
       const lines = fs.readFileSync(traceLog, 'utf8').split('\n').filter(Boolean);
       log(`  trace of ${key} (${lines.length} calls; ms after the server start: start-end, duration, exit, %f %p):`);
+      let waited = 0;
       for (const line of lines) {
         const [t0, t1, rc, f, p] = line.split(' ');
         const at = (ns) => Number((BigInt(ns) - startedNs) / 1_000_000n);
+        waited += at(t1) - at(t0);
         log(`    ${String(at(t0)).padStart(6)}-${String(at(t1)).padEnd(6)} ${String(at(t1) - at(t0)).padStart(5)} ms  exit ${rc}  ${f} ${p}`);
       }
+      log(`  ${key}: PostgreSQL waited ${waited} ms in restore_command (${lines.length} calls)`);
     };
     const restoreOnce = async (tool, { trace = false } = {}) => {
       fs.rmSync(rdata, { recursive: true, force: true });
