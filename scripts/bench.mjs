@@ -21,7 +21,7 @@
 // --codec-memory adds one more, untimed run per codec row that measures the peak memory of every process
 // of that tool (as the warm-up of the rows above does), shown in a column of the codec table.
 //
-// Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key]
+// Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key] [--trace-restore]
 //                      [--codec-segments N] [--codec-repeats R] [--codec-memory] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ... [--restore-command 'KEY=RESTORE COMMAND'] ... [--timeline]
 // --timeline logs, after each archive run, when each backlog file was stored in the repository and
@@ -31,8 +31,12 @@
 // prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
 // E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
 // --restore-command adds a recovery row of your own (repeatable; `--only` selects it by KEY): %f and %p
-// as usual, `{repo}` the local repository the walvault row archived into, `{walvault}` the built
+// as usual, `{repo}` the local repository the walvault row archived into, `{s3}` the options of the
+// walvault-s3 row's repository behind the latency proxy (as the S3 recovery rows use it), `{walvault}` the built
 // walvault-restore. E.g. --restore-command 'old-wv=/old/dist/cli/walvault-restore --repo={repo} %f %p'.
+// --trace-restore logs, for the warm-up run of each recovery row, every restore_command call: when it
+// started and ended (ms after the server was started), its exit code, %f and %p (a sh wrapper around
+// the command; the timed runs are not wrapped). Shows which requests pay a repository's latency.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -871,11 +875,14 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       walvault && repoOf.walvault && { key: 'restore-walvault-noprefetch', tool: 'walvault', mode: 'local, --prefetch=0', command: () => `${walvault.restore} --repo=${repoOf.walvault} --prefetch=0 %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, defaults (prefetch)`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style %f %p` },
       walvault && proxy && repoOf['walvault-s3'] && { key: 'restore-walvault-s3-noprefetch', tool: 'walvault', mode: `S3 +${LATENCY_MS} ms/request, --prefetch=0`, command: () => `${walvault.restore} --repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style --prefetch=0 %f %p` },
-      ...(repoOf.walvault ? args['restore-command'] ?? [] : []).map((spec) => {
+      ...(repoOf.walvault || repoOf['walvault-s3'] ? args['restore-command'] ?? [] : []).map((spec) => {
         const eq = spec.indexOf('=');
         if (eq < 1) throw new Error(`--restore-command "${spec}": expected KEY=COMMAND`);
         const template = spec.slice(eq + 1);
-        const command = () => template.replaceAll('{repo}', repoOf.walvault).replaceAll('{walvault}', walvault ? walvault.restore : 'walvault-restore');
+        if (template.includes('{repo}') && !repoOf.walvault) throw new Error(`--restore-command "${spec}": {repo} needs the walvault row`);
+        if (template.includes('{s3}') && !(proxy && repoOf['walvault-s3'])) throw new Error(`--restore-command "${spec}": {s3} needs the walvault-s3 row`);
+        const s3Options = () => `--repo=s3://bench/${repoOf['walvault-s3']} --s3-endpoint=http://127.0.0.1:${proxy.port} --s3-force-path-style`;
+        const command = () => template.replaceAll('{repo}', repoOf.walvault).replaceAll('{s3}', template.includes('{s3}') ? s3Options() : '').replaceAll('{walvault}', walvault ? walvault.restore : 'walvault-restore');
         return { key: spec.slice(0, eq), tool: spec.slice(0, eq), mode: template, command };
       }),
     ].filter(Boolean).filter((t) => wanted(t.key) || wanted(t.key.replace(/^restore-/, '')));
@@ -894,12 +901,29 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       ].filter((t) => t && wantedCodec(t.key)).map((t) => ({ ...t, vs: t.key === 'codec-restore-cp' ? undefined : 'codec-restore-cp', sameAs: 'codec-restore-cp' })),
     );
 
-    const restoreOnce = async (tool) => {
+    // --trace-restore: a wrapper that logs each call (start and end in ns since the epoch, exit code, %f, %p).
+    const traceScript = path.join(tmp, 'trace-restore.sh');
+    const traceLog = path.join(tmp, 'trace-restore.log');
+    fs.writeFileSync(traceScript, ['#!/bin/sh', 'log=$1 f=$2 p=$3', 'shift 3', 't0=$(date +%s%N)', '"$@"', 'rc=$?', 'echo "$t0 $(date +%s%N) $rc $f $p" >> "$log"', 'exit $rc', ''].join('\n'), { mode: 0o755 });
+    const traced = (command) => `${traceScript} ${traceLog} %f %p ${command}`;
+    const printTrace = (key, startedNs) => {
+      const lines = fs.readFileSync(traceLog, 'utf8').split('\n').filter(Boolean);
+      log(`  trace of ${key} (${lines.length} calls; ms after the server start: start-end, duration, exit, %f %p):`);
+      let waited = 0;
+      for (const line of lines) {
+        const [t0, t1, rc, f, p] = line.split(' ');
+        const at = (ns) => Number((BigInt(ns) - startedNs) / 1_000_000n);
+        waited += at(t1) - at(t0);
+        log(`    ${String(at(t0)).padStart(6)}-${String(at(t1)).padEnd(6)} ${String(at(t1) - at(t0)).padStart(5)} ms  exit ${rc}  ${f} ${p}`);
+      }
+      log(`  ${key}: PostgreSQL waited ${waited} ms in restore_command (${lines.length} calls)`);
+    };
+    const restoreOnce = async (tool, { trace = false } = {}) => {
       fs.rmSync(rdata, { recursive: true, force: true });
       run('cp', ['-a', base, rdata]);
       fs.appendFileSync(
         path.join(rdata, 'postgresql.conf'),
-        [`port = ${rport}`, 'archive_mode = off', 'hot_standby = off', `restore_command = ${sq(tool.command())}`, "recovery_target_timeline = 'latest'", `include_if_exists = 'none.conf'`, ''].join('\n'),
+        [`port = ${rport}`, 'archive_mode = off', 'hot_standby = off', `restore_command = ${sq(trace ? traced(tool.command()) : tool.command())}`, "recovery_target_timeline = 'latest'", `include_if_exists = 'none.conf'`, ''].join('\n'),
       );
       fs.rmSync(path.join(rdata, 'bench.conf'), { force: true });
       fs.writeFileSync(path.join(rdata, 'recovery.signal'), '');
@@ -909,6 +933,11 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       chownPg(rlog);
       // pg_ctl -w would return early: with hot_standby = off the postmaster reports "standby" as soon
       // as recovery starts. The end of recovery is the server's own "ready to accept connections".
+      if (trace) {
+        fs.writeFileSync(traceLog, '');
+        chownPg(traceLog);
+      }
+      const startedNs = BigInt(Date.now()) * 1_000_000n;
       const t0 = performance.now();
       const res = asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-l', rlog, '-W', 'start'], { allowFail: true, env: pgEnv });
       postmasterUp = [rdata];
@@ -932,12 +961,13 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       await sleep(50);
       if (res.status !== 0) throw new Error(`recovery failed to start: ${logText.slice(-2000)}`);
       const restored = (logText.match(/restored log file "[0-9A-F]{24}" from archive/g) ?? []).length;
+      if (trace) printTrace(tool.key, startedNs);
       return { seconds, restored };
     };
     for (const tool of restoreTools) {
       log(`recovery: ${tool.key}`);
       try {
-        const warm = await restoreOnce(tool);
+        const warm = await restoreOnce(tool, { trace: Boolean(args['trace-restore']) });
         // A gap in a repository ends recovery early, as a success: a short replay is a failed row, not a fast one.
         const expected = results.restore.find((r) => r.key === tool.sameAs)?.restored;
         if (tool.sameAs !== undefined && tool.key !== tool.sameAs && expected !== undefined && warm.restored !== expected) {

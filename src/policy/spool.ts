@@ -399,8 +399,14 @@ export async function writeLaunchRecord(file: string, record: LaunchRecord, envR
     lines.push(value === undefined ? `unset ${name}` : `env ${name}=${value}`);
   }
   if (record.configFile !== undefined) {
-    const before = await nodeFs.stat(record.configFile, { bigint: true }).catch(() => null);
-    const content = await nodeFs.readFile(record.configFile, 'utf8').catch(() => null);
+    // One open file: its status and content are of the same file. A stat of the path and a read of it
+    // again could straddle an editor's rename, and record the new content under the old fingerprint
+    // (found by test/scenario/restore-prefetch-chaos.test.ts: a request with the config file naming A
+    // was answered with B's copy from the spool).
+    const handle = await nodeFs.open(record.configFile, 'r').catch(() => null);
+    const before = handle === null ? null : await handle.stat({ bigint: true }).catch(() => null);
+    const content = handle === null ? null : await handle.readFile('utf8').catch(() => null);
+    await handle?.close().catch(() => undefined);
     // ctime cannot be set back by anyone: a file unchanged since before this process started is the one it parsed.
     const started = BigInt(Math.floor(performance.timeOrigin * 1e6)) - 1_000_000n;
     if (before === null || content === null || before.ctimeNs >= started || before.mtimeNs >= started) return false;

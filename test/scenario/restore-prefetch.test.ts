@@ -186,7 +186,8 @@ describe('walvault-restore requests to the running prefetcher', () => {
     await writeFile(path.join(temp.dir, 'primary', '00000002.history'), history);
     expect((await run('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', '00000002.history', '00000002.history'], { cwd: path.join(temp.dir, 'primary') })).code).toBe(0);
     expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
-    await waitForSpool(names.slice(1));
+    // The next timeline's history file is fetched ahead too (PostgreSQL probes it with recovery_target_timeline = 'latest').
+    await waitForSpool([...names.slice(1), '00000002.history']);
     expect((await ask(names[1]!)).code).toBe(0);
     const again = await ask(names[1]!);
     expect(again.code).toBe(0);
@@ -234,6 +235,45 @@ describe('walvault-restore requests to the running prefetcher', () => {
     expect(first.code).toBe(0);
     expect((await recovered()).equals(contents.get(names[0]!)!)).toBe(true);
     await waitForSpool(names.slice(1));
+  });
+
+  it('starts at the segment backup_label names, before PostgreSQL asked for any segment (the first request is a history probe)', async () => {
+    const names = [2, 3, 4, 5].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    await writeFile(path.join(dataDir, 'backup_label'), `START WAL LOCATION: 0/2000028 (file ${names[0]})\nCHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n`);
+    const probe = await runNoWait('walvault-restore', [`--repo=${repo}`, '--prefetch=3', '00000002.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir });
+    expect(probe.code).toBe(1);
+    // The request fetched the first segment while the worker loaded; the worker fetched the window without any segment request.
+    await waitForSpool(names.slice(0, 3));
+    for (const name of names.slice(0, 3)) {
+      const result = await ask(name);
+      expect(result.code).toBe(0);
+      expect((await recovered()).equals(contents.get(name)!)).toBe(true);
+    }
+  });
+
+  it('serves the second request for the last segment (after "redo done") from a copy it kept, without the repository', async () => {
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    await archiveIntoRepo(names);
+    expect((await restore(names[0]!, ['--prefetch=3'])).code).toBe(0);
+    await waitForSpool(names.slice(1));
+    // The window found the end of the archive (segment 4) while segment 3 was in the spool: its copy is kept.
+    const work = path.join(spool, 'restore.work');
+    const until = Date.now() + 20_000;
+    while (Date.now() < until && !(await readdir(work).catch(() => [] as string[])).some((file) => file.startsWith(`${names[2]}.again.`))) await sleep(10);
+    expect((await readdir(work)).some((file) => file.startsWith(`${names[2]}.again.`))).toBe(true);
+    expect((await ask(names[1]!)).code).toBe(0);
+    expect((await ask(names[2]!)).code).toBe(0);
+    expect((await ask(seg(1, 4))).code).toBe(1);
+    await waitForSpool([names[2]!]);
+    await rename(repo, `${repo}-away`);
+    try {
+      const again = await ask(names[2]!);
+      expect(again.code).toBe(0);
+      expect((await recovered()).equals(contents.get(names[2]!)!)).toBe(true);
+    } finally {
+      await rename(`${repo}-away`, repo);
+    }
   });
 
   it('does not start a worker for a history file restored outside a recovery (no recovery.signal or standby.signal)', async () => {
