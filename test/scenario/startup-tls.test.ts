@@ -106,6 +106,11 @@ describe('an S3 server whose CA comes only from NODE_EXTRA_CA_CERTS', () => {
     const restored = await runCli('walvault-restore', [...flags(prefix), '--prefetch=0', '--timeout=20', segment(1), path.join(work.dir, 'untrusted-restored')], { env: { NODE_EXTRA_CA_CERTS: '' } });
     expect(restored.code).not.toBe(0);
     expect(restored.code).not.toBe(1);
+    // A bundle that cannot be read is reported and ignored, as Node does with NODE_EXTRA_CA_CERTS.
+    const unreadable = path.join(work.dir, 'no-such-bundle.pem');
+    const ignored = await runCli('walvault-archive', [...flags(prefix), '--push-ahead=0', '--timeout=20', file.path, name], { env: { NODE_EXTRA_CA_CERTS: unreadable } });
+    expect(ignored.code).not.toBe(0);
+    expect(ignored.stderr).toContain(`ignoring extra CA certificates from "${unreadable}" (NODE_EXTRA_CA_CERTS)`);
   });
 
   it('with records: the pusher, the launcher answering, and Node started by a launcher whose record matched', async () => {
