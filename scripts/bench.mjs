@@ -708,7 +708,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       fs.chmodSync(small, 0o644);
       // Node parses every certificate of NODE_EXTRA_CA_CERTS at start-up (tens of ms for a whole bundle);
       // where it is set, also measure node -e 0 without it, and run the minimal script without it: the
-      // start walvault's launcher gives node for a repository on a filesystem.
+      // start walvault's archive and restore launchers give node.
       const clean = { ...process.env };
       delete clean.NODE_EXTRA_CA_CERTS;
       const cases = [
@@ -1055,7 +1055,7 @@ function renderReport(results) {
     lines.push('');
     const clean = o.nodeCleanMs !== undefined;
     if (clean) {
-      lines.push('NODE_EXTRA_CA_CERTS is set in this environment: `node -e 0` parses that bundle at every start; walvault drops it for a repository on a filesystem (not for S3), so the last column compares with a start without it.');
+      lines.push('NODE_EXTRA_CA_CERTS is set in this environment: `node -e 0` parses that bundle at every start; walvault\'s archive and restore launchers never start Node with it (S3 reads it itself), so the last column compares with a start without it.');
       lines.push('');
     }
     lines.push(clean ? '| what | ms | vs `node -e 0` | vs `node -e 0` without NODE_EXTRA_CA_CERTS |' : '| what | ms | vs `node -e 0` |');

@@ -27,10 +27,11 @@ const fastPath = (entry) => {
   const record = readSource('fast-path-record.sh').replace(/^(# .*\n)+/, '').trimEnd();
   return readSource(`fast-path-${kind}.sh`).replace('@FAST_PATH_RECORD@', () => record).replaceAll('@RECORD_DIR@', RECORD_DIR).trimEnd();
 };
-// archive and restore start from the start-up bundle when it fits (src/cli/launcher-bundle.sh, launcher-worker.sh).
+// archive and restore start from the start-up bundle when it fits (src/cli/launcher-bundle.sh, launcher-worker.sh),
+// and start Node without NODE_EXTRA_CA_CERTS (src/cli/launcher-ca.sh; `walvault` keeps it: check and status connect to PostgreSQL).
 const start = (entry) => (entry === 'walvault' ? 'wv_run "$wv_dir/@ENTRY@.js" "$@"' : readSource('launcher-bundle.sh').trimEnd());
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
-  writeFileSync(target, template.replace('@CRASH_MAP@', () => crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@ENTRY_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-worker.sh').trimEnd())).replaceAll('@ENTRY@', entry));
+  writeFileSync(target, template.replace('@CRASH_MAP@', () => crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@ENTRY_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-worker.sh').trimEnd())).replace('@CA@', () => (entry === 'walvault' ? '' : readSource('launcher-ca.sh').trimEnd())).replaceAll('@ENTRY@', entry));
   chmodSync(target, 0o755);
 }

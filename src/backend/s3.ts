@@ -21,6 +21,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { raceAbort } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
+import { extraCaAgent } from './extra-ca.js';
 import type { Backend, FileBody, FilePart, ListEntry, ObjectMeta, OpContext, PutBody, PutMeta, PutResult, StatResult, StoredObject } from './types.js';
 
 /** How the backend makes "create only if absent" atomic. */
@@ -509,7 +510,8 @@ export class S3Backend implements Backend {
       ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
       ...(options.forcePathStyle === undefined ? {} : { forcePathStyle: options.forcePathStyle }),
       maxAttempts: options.maxAttempts ?? 3,
-      requestHandler: { requestTimeout: timeout, connectionTimeout: Math.min(timeout, 10_000) },
+      // NODE_EXTRA_CA_CERTS reaches this process as WALVAULT_NODE_EXTRA_CA_CERTS (src/backend/extra-ca.ts).
+      requestHandler: { requestTimeout: timeout, connectionTimeout: Math.min(timeout, 10_000), ...extraCaAgent((message) => options.logger?.warn(message)) },
       // Without a logger of its own the SDK warns on stderr (PostgreSQL's log), e.g. about every failed
       // streamed request, which walvault retries and reports itself.
       logger: { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: sdkNote, error: sdkNote },

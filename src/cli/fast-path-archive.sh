@@ -14,8 +14,6 @@ if [ $# -ge 2 ]; then
     *)
       case $wv_p in */*) wv_rd=${wv_p%/*}/@RECORD_DIR@ ;; *) wv_rd=@RECORD_DIR@ ;; esac
       if wv_record "$wv_rd/archive.record" "$@"; then
-        # Node said the repository is on a filesystem: it starts faster without reading every CA certificate.
-        [ "$wv_v_ca" = drop ] && unset NODE_EXTRA_CA_CERTS
         wv_pushed() {
           [ "$wv_p" -ef "$wv_v_markers/$wv_f" ] || return 1
           [ "$wv_v_quiet" = 1 ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_v_markers\")" >&2

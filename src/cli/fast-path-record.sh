@@ -27,7 +27,7 @@ wv_record() {
           eval "[ -z \"\${$wv_x+s}\" ]" || return 1
           ;;
         cwd) [ "$PWD" = "$wv_x" ] || return 1 ;;
-        id | markers | pidfile | work | waiter | spool | quiet | ca | entries | asks) eval "wv_v_${wv_l%% *}=\$wv_x" ;;
+        id | markers | pidfile | work | waiter | spool | quiet | entries | asks) eval "wv_v_${wv_l%% *}=\$wv_x" ;;
         config)
           wv_cf=$wv_x
           break

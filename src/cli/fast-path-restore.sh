@@ -14,7 +14,6 @@ if [ $# -ge 2 ]; then
     *)
       case $wv_p in */*) wv_rd=${wv_p%/*}/@RECORD_DIR@ ;; *) wv_rd=@RECORD_DIR@ ;; esac
       if wv_record "$wv_rd/restore.record" "$@"; then
-        [ "$wv_v_ca" = drop ] && unset NODE_EXTRA_CA_CERTS
         # A live prefetcher of these options (its pid file: "PID STATE ID", SPOOL.md).
         wv_live() {
           read -r wv_pid wv_state wv_wid 2>/dev/null < "$wv_v_pidfile" && [ "$wv_wid" = "$wv_v_id" ] && kill -0 "$wv_pid" 2>/dev/null

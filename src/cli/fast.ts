@@ -68,7 +68,6 @@ interface CallRecord {
   paths: Array<[string, string]>;
   spoolDir: string;
   options: CommonOptions;
-  repositoryKind: string;
   args: readonly string[];
 }
 
@@ -88,8 +87,6 @@ async function writeRecord(spool: typeof import('../policy/spool.js'), call: Cal
           ...call.paths,
           ['spool', call.spoolDir],
           ['quiet', call.options.verbosity === 'quiet' ? '1' : '0'],
-          // Only an S3 repository makes TLS connections: for the others Node starts without NODE_EXTRA_CA_CERTS.
-          ['ca', call.repositoryKind === 's3' ? 'keep' : 'drop'],
         ],
         args: optionArgs(call.args),
         ...(configFile === undefined ? {} : { configFile }),
@@ -162,7 +159,6 @@ export async function archiveCommand(args: readonly string[], options: CommonOpt
     ],
     spoolDir,
     options,
-    repositoryKind: request.backend.kind,
     args,
   });
 }
@@ -224,7 +220,6 @@ export async function restoreCommand(args: readonly string[], options: CommonOpt
         ],
         spoolDir,
         options,
-        repositoryKind: request.backend.kind,
         args,
       });
     }

@@ -10,6 +10,7 @@ if [ -L "$0" ]; then wv_self=$(readlink -f "$0" 2>/dev/null) || wv_self=$0; fi
 case $wv_self in */*) ;; *) wv_self=./$wv_self ;; esac
 wv_dir=${wv_self%/*}
 @ENTRY_CHECK@
+@CA@
 @FAST_PATH@
 exec 4>&1 5>&2
 # The group's stderr goes to /dev/null only to silence the shell's own "Killed" notice (it would land

@@ -115,6 +115,9 @@ function runNotification(settings: NotifySettings, env: Record<string, string>):
   const base = { ...process.env };
   delete base.WALVAULT_LAUNCHER_STATUS_FD;
   delete base.WALVAULT_STARTED_PUSHER;
+  // The launcher moved NODE_EXTRA_CA_CERTS aside for Node's start (src/cli/launcher-ca.sh): the operator's command gets it back.
+  if (base.WALVAULT_NODE_EXTRA_CA_CERTS !== undefined) base.NODE_EXTRA_CA_CERTS = base.WALVAULT_NODE_EXTRA_CA_CERTS;
+  delete base.WALVAULT_NODE_EXTRA_CA_CERTS;
   const seconds = Math.max(1, Math.ceil(settings.timeoutMs / 1000));
   const script = `if command -v timeout >/dev/null 2>&1; then exec timeout -k 5 ${seconds} /bin/sh -c "$WALVAULT_EVENT_COMMAND"; else exec /bin/sh -c "$WALVAULT_EVENT_COMMAND"; fi`;
   const child = childProcess.spawn('/bin/sh', ['-c', script], {

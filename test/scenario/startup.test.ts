@@ -150,54 +150,73 @@ describe('a call from the bundle that moves no bytes', () => {
 });
 
 describe('NODE_EXTRA_CA_CERTS (Node parses the whole bundle at every start)', () => {
-  /** Runs a launcher through a node wrapper that records the variable as node would see it. */
-  async function seenByNode(name: 'walvault-archive' | 'walvault-restore', args: string[], env: Record<string, string> = {}): Promise<{ result: RunResult; seen: string[] }> {
+  /** Runs a launcher through a node wrapper that records the variables as node would see them. */
+  async function seenByNode(name: 'walvault-archive' | 'walvault-restore' | 'walvault', args: string[], env: Record<string, string> = {}): Promise<{ result: RunResult; seen: string[] }> {
     const record = path.join(temp.dir, `ca-seen-${name}-${Date.now()}`);
     const wrapper = path.join(temp.dir, 'node-recording-ca');
-    await writeFile(wrapper, `#!/bin/sh\necho "\${NODE_EXTRA_CA_CERTS-unset}" >> '${record}'\nexec node "$@"\n`, { mode: 0o755 });
+    await writeFile(wrapper, `#!/bin/sh\necho "\${NODE_EXTRA_CA_CERTS-unset} \${WALVAULT_NODE_EXTRA_CA_CERTS-unset}" >> '${record}'\nexec node "$@"\n`, { mode: 0o755 });
     const bundle = path.join(temp.dir, 'extra-ca.pem');
     await writeFile(bundle, '');
     const result = await run(name, args, { cwd: dataDir, env: { WALVAULT_NODE: wrapper, NODE_EXTRA_CA_CERTS: bundle, ...env } });
     const seen = (await readFile(record, 'utf8').catch(() => '')).split('\n').filter((line) => line !== '');
     await rm(record, { force: true });
-    return { result, seen: seen.map((value) => (value === bundle ? 'bundle' : value)) };
+    return { result, seen: seen.map((value) => value.replaceAll(bundle, 'bundle')) };
   }
 
-  it('a repository on a filesystem: once Node has recorded these options, the launcher starts node without it', async () => {
+  it('archive and restore never start Node with it, whatever the repository, with or without a record: it is passed on as WALVAULT_NODE_EXTRA_CA_CERTS', async () => {
     const names = ['00000001000000000000000A', '00000001000000000000000C', '00000001000000000000000D'];
     const sources = await Promise.all(names.map((name) => writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, `startup-${name}`))));
     await mkdir(path.join(dataDir, 'pg_wal', 'archive_status'), { recursive: true });
     for (const name of names.slice(0, 2)) await writeFile(path.join(dataDir, 'pg_wal', 'archive_status', `${name}.ready`), '');
-    // The launcher interprets no option: the first call of these options keeps the variable; Node
-    // starts the pusher for the backlog and records (src/policy/SPOOL.md) that the repository is on a filesystem.
+    // No record yet: Node starts the pusher for the backlog and writes one (src/policy/SPOOL.md).
     const first = await seenByNode('walvault-archive', [`--repo=${repo}`, sources[0]!, names[0]!]);
     expect(first.result, first.result.stderr).toMatchObject({ code: 0 });
-    expect(first.seen[0]).toBe('bundle');
+    expect(first.seen).toEqual(['unset bundle']);
     // run() returns once every writer of its stderr is gone, the pusher too: it may be over already.
     await waitForWorkerExit(path.join(dataDir, 'pg_wal', 'walvault'), 'archive', { expectWorker: false });
-    // A file the pusher did not push: the launcher starts Node, without the variable.
+    // A file the pusher did not push: the record matches, the launcher starts Node, without it too.
     const second = await seenByNode('walvault-archive', [`--repo=${repo}`, sources[2]!, names[2]!]);
     expect(second.result, second.result.stderr).toMatchObject({ code: 0 });
-    expect(second.seen).toEqual(['unset']);
-    // Without the fast path (no record) Node reads it, whatever the repository.
+    expect(second.seen).toEqual(['unset bundle']);
     const restored = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', names[0]!, 'pg_wal/RECOVERYXLOG']);
     expect(restored.result, restored.result.stderr).toMatchObject({ code: 0 });
-    expect(restored.seen).toEqual(['bundle']);
-  });
-
-  it('an S3 repository, or one the launcher cannot see (config file), keeps it for the TLS connections', async () => {
+    expect(restored.seen).toEqual(['unset bundle']);
+    // An S3 repository, or one named only in a config file: the same (the S3 backend reads the certificates itself).
     const s3 = await seenByNode('walvault-restore', ['--repo=s3://walvault-test/ca', '--s3-endpoint=http://127.0.0.1:9', '--prefetch=0', '--timeout=2', SEGMENT, 'pg_wal/RECOVERYXLOG']);
-    expect(s3.seen).toEqual(['bundle']);
-    // A flag wins over the variable, as in the option table.
-    const flagWins = await seenByNode('walvault-restore', ['--repo=s3://walvault-test/ca', '--s3-endpoint=http://127.0.0.1:9', '--prefetch=0', '--timeout=2', SEGMENT, 'pg_wal/RECOVERYXLOG'], { WALVAULT_REPO: repo });
-    expect(flagWins.seen).toEqual(['bundle']);
+    expect(s3.seen).toEqual(['unset bundle']);
     const config = path.join(temp.dir, 'walvault-ca.json');
     await writeFile(config, JSON.stringify({ repo }));
     const name = '00000001000000000000000B';
     const source = await writeWalFile(dataDir, name, pseudoRandomBytes(1 << 20, 'startup-b'));
     const fromConfig = await seenByNode('walvault-archive', [`--config=${config}`, '--push-ahead=0', source, name]);
     expect(fromConfig.result, fromConfig.result.stderr).toMatchObject({ code: 0 });
-    expect(fromConfig.seen).toEqual(['bundle']);
+    expect(fromConfig.seen).toEqual(['unset bundle']);
+    // Unset or empty: nothing is passed on.
+    const empty = await seenByNode('walvault-restore', ['--repo', `file://${repo}`, '--prefetch=0', names[0]!, 'pg_wal/RECOVERYXLOG'], { NODE_EXTRA_CA_CERTS: '' });
+    expect(empty.seen).toEqual(['unset unset']);
+  });
+
+  it('an --on-failure command gets it back', async () => {
+    const out = path.join(temp.dir, 'ca-notified');
+    await mkdir(path.join(dataDir, 'pg_wal'), { recursive: true });
+    // A file that does not exist: exit 3, and the command is told (no earlier alert holds it back: interval 0).
+    const failed = await seenByNode('walvault-archive', [`--repo=${repo}`, '--push-ahead=0', '--on-failure-interval=0', `--on-failure=echo "\${NODE_EXTRA_CA_CERTS-unset} \${WALVAULT_NODE_EXTRA_CA_CERTS-unset}" > '${out}.tmp' && mv '${out}.tmp' '${out}'`, 'pg_wal/000000010000000000000077', '000000010000000000000077']);
+    expect(failed.result.code).toBe(3);
+    expect(failed.seen).toEqual(['unset bundle']);
+    // The command runs detached: wait for its file (bounded).
+    const deadline = Date.now() + 60_000;
+    let notified = '';
+    while (notified === '' && Date.now() < deadline) {
+      notified = await readFile(out, 'utf8').catch(() => '');
+      if (notified === '') await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(notified.trim()).toBe(`${path.join(temp.dir, 'extra-ca.pem')} unset`);
+  });
+
+  it('walvault keeps it (check and status may connect to PostgreSQL over TLS)', async () => {
+    const help = await seenByNode('walvault', ['--help']);
+    expect(help.result, help.result.stderr).toMatchObject({ code: 0 });
+    expect(help.seen).toEqual(['bundle unset']);
   });
 });
 

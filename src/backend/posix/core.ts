@@ -74,6 +74,15 @@ function statOf(target: string): Promise<Stats> {
   return new Promise((resolve, reject) => statCallback(target, (error, info) => (error === null ? resolve(info) : reject(error))));
 }
 
+/**
+ * A folder's identity across its lifetime: device, inode and birth time (an inode number alone is
+ * reused at once by ext4 for a folder removed and made again). Undefined where the filesystem keeps
+ * no birth time (NFS): such folders are never taken as already synced.
+ */
+function folderIdentity(info: Stats): string | undefined {
+  return info.birthtimeMs > 0 ? `${info.dev}:${info.ino}:${info.birthtimeMs}` : undefined;
+}
+
 /** Whether a process with this pid is running on this host (a zombie, killed but not yet reaped, is not). */
 async function processAlive(pid: number): Promise<boolean> {
   try {
@@ -245,6 +254,12 @@ export class PosixBackend implements Backend {
   private hostName: string | undefined;
   private readonly requiredFsTypes: readonly string[] | undefined;
   private ready: Promise<void> | undefined;
+  /**
+   * Folders whose entry this process has made durable (it fsynced their parent itself), with the
+   * identity the folder had when it did (folderIdentity): a folder found again with that identity needs
+   * no second sync of its parent. Never inherited from another process (found is no proof, see createDirectory).
+   */
+  private readonly durableFolders = new Map<string, string>();
   /** Folders being created by ensureDirectory now (until their entries are durable). */
   private readonly creating = new Map<string, Promise<void>>();
 
@@ -321,13 +336,16 @@ export class PosixBackend implements Backend {
   private async createDirectory(directory: string): Promise<void> {
     const parent = path.dirname(directory);
     const inside = parent !== directory && (parent.startsWith(this.root + path.sep) || parent === this.root);
+    let identity: string | undefined;
     let exists = true;
     try {
-      await nodeFs.access(directory);
+      identity = folderIdentity(await statOf(directory));
     } catch {
       exists = false;
     }
     if (!inside) return;
+    // Made durable by this process before, and still that very folder: its parents were synced before it.
+    if (identity !== undefined && this.durableFolders.get(directory) === identity) return;
     if (parent !== this.root) await this.ensureDirectory(parent);
     if (!exists) {
       try {
@@ -337,11 +355,16 @@ export class PosixBackend implements Backend {
         if (!isCode(error, 'EEXIST')) throw fromSystemError(error, 'create directory', directory);
       }
     }
+    // The folder as it is before the sync below: that sync makes its entry durable (or a newer one's,
+    // which then has another identity and is synced again next time).
+    const seen = exists ? identity : await statOf(directory).then(folderIdentity, () => undefined);
     // Whoever created the folder (another process, maybe still before its own fsync) is no proof that its
-    // entry is durable: the parent is synced here too, found or made (durability is not tracked per process).
+    // entry is durable: the parent is synced here too, found or made (durability is not tracked across processes).
     await this.ops.fsyncPath(parent).catch((error: unknown) => {
       throw fromSystemError(error, 'sync directory', parent);
     });
+    // The pusher stores every segment of a timeline into one folder: its parents are synced once per process, not per file.
+    if (seen !== undefined) this.durableFolders.set(directory, seen);
   }
 
   private tempPath(finalPath: string): string {
