@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { createS3Backend, type S3Backend, type S3BackendOptions } from '../../src/backend/s3.js';
 import type { Logger } from '../../src/core/log.js';
 import { run, type RunResult } from './cli.js';
@@ -69,4 +69,15 @@ export function memoryLogger(): Logger & { lines: string[] } {
 /** Bucket key of a WAL segment under a repository prefix (as src/wal/names.ts lays it out). */
 export function segmentKey(prefix: string, segment: string): string {
   return `${prefix}/wal/${segment.slice(0, 16)}/${segment}`;
+}
+
+/** A small first part for putLarge in tests (S3's minimum), doubling every 2 parts, parts above 8 MiB spooled: a 25 MiB stream meets every kind of part. */
+export const SMALL_MULTIPART = { partBytes: 5 * 1024 * 1024, partsPerDoubling: 2, memoryPartBytes: 8 * 1024 * 1024 };
+
+/** Starts a multipart upload of `key` with one part and leaves it, as a backup killed mid-upload does. */
+export async function leaveUnfinishedUpload(backend: S3Backend, key: string): Promise<string> {
+  const objectKey = backend.objectKey(key);
+  const created = await backend.client.send(new CreateMultipartUploadCommand({ Bucket: backend.bucket, Key: objectKey }));
+  await backend.client.send(new UploadPartCommand({ Bucket: backend.bucket, Key: objectKey, UploadId: created.UploadId, PartNumber: 1, Body: Buffer.alloc(1024, 1) }));
+  return created.UploadId!;
 }
