@@ -96,14 +96,17 @@ export interface MultipartPlan {
 }
 
 /**
- * 8 MiB parts, four of them at once (one being filled, three being sent): 32 MiB of part buffers, and
- * a stream shorter than one part goes as one PutObject. 16 MiB parts (after 7.8 GiB) are two at once.
+ * 8 MiB parts, two buffers: one part is sent while the next is read (16 MiB parts, after 7.8 GiB, one
+ * at a time); a stream shorter than one part goes as one PutObject. The budget is what the 100 MiB
+ * bound leaves: the process holds ~67 MiB once the SDK is loaded (Node 20), its heap grows by ~15 MiB
+ * under requests, and a 1 GiB upload from s3rver peaked at 98 MiB with 16 MiB of part buffers,
+ * 115 MiB with 32 MiB (three parts sent at once).
  */
 export const DEFAULT_MULTIPART: Readonly<MultipartPlan> = {
   partBytes: 8 * 1024 * 1024,
   partsPerDoubling: 1000,
   memoryPartBytes: 16 * 1024 * 1024,
-  memoryBudgetBytes: 32 * 1024 * 1024,
+  memoryBudgetBytes: 16 * 1024 * 1024,
 };
 /** S3's limits: parts per upload, bytes per object, bytes per part. */
 const MAX_PARTS = 10_000;
@@ -460,6 +463,54 @@ interface BodyFields {
   ChecksumCRC32?: string;
 }
 
+/**
+ * Reads a stream chunk by chunk as its producer pushed them ('data' events, paused between reads).
+ * The async iterator would read() whatever is buffered, concatenating two or more chunks into a fresh
+ * buffer each time: garbage that raised the peak RSS of a 512 MiB upload by some 30 MiB.
+ */
+class ChunkReader {
+  private readonly queue: Buffer[] = [];
+  private ended = false;
+  private failure: { error: unknown } | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly stream: Readable) {
+    stream.pause();
+    stream.on('data', (chunk: Buffer | string) => {
+      this.queue.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      stream.pause();
+      this.wake?.();
+    });
+    stream.on('end', () => {
+      this.ended = true;
+      this.wake?.();
+    });
+    stream.on('error', (error) => {
+      this.failure ??= { error };
+      this.wake?.();
+    });
+    stream.on('close', () => {
+      if (!this.ended) this.failure ??= { error: Object.assign(new Error('the stream closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }) };
+      this.wake?.();
+    });
+  }
+
+  /** The next chunk; undefined at the end; rejects with the stream's error. */
+  async next(): Promise<Buffer | undefined> {
+    for (;;) {
+      const chunk = this.queue.shift();
+      if (chunk !== undefined) return chunk;
+      if (this.failure !== undefined) throw this.failure.error;
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => {
+        this.wake = resolve;
+        this.stream.resume();
+      });
+      this.wake = undefined;
+    }
+  }
+}
+
 /** What putLarge keeps while it uploads. */
 interface LargeUploadState {
   /** Set once the multipart upload is created; cleared once it is completed (else it is aborted). */
@@ -797,7 +848,7 @@ export class S3Backend implements Backend {
    * `walvault cleanup` to abort.
    */
   async putLarge(key: string, body: Readable, ctx: OpContext): Promise<LargePutResult> {
-    const chunks = (body as AsyncIterable<Buffer | string>)[Symbol.asyncIterator]();
+    const chunks = new ChunkReader(body);
     // Cancels the reads and the parts in flight when one part fails or the caller's deadline passes.
     const upload = new AbortController();
     const onAbort = (): void => upload.abort(mapS3Error(ctx.signal.reason, this.errorContext('upload', key, ctx)));
@@ -853,7 +904,6 @@ export class S3Backend implements Backend {
       await Promise.all(state.inFlight);
       if (state.uploadId !== undefined) await this.abortUpload(key, state.uploadId);
       if (!body.destroyed && !body.readableEnded) body.destroy();
-      await chunks.return?.(undefined).catch(() => undefined);
     }
   }
 
@@ -868,7 +918,7 @@ export class S3Backend implements Backend {
    * spool file for a part above memoryPartBytes), with its CRC32. A full part is followed by one chunk
    * read ahead, so that `ended` tells whether another part follows.
    */
-  private async fillPart(chunks: AsyncIterator<Buffer | string>, state: LargeUploadState, size: number, spooled: boolean, key: string, ctx: OpContext): Promise<FilledPart> {
+  private async fillPart(chunks: ChunkReader, state: LargeUploadState, size: number, spooled: boolean, key: string, ctx: OpContext): Promise<FilledPart> {
     let buffer: Buffer | undefined;
     let spool: SpooledBody | undefined;
     if (spooled) spool = await this.openSpool(key);
@@ -885,7 +935,7 @@ export class S3Backend implements Backend {
       let crc = 0;
       let ended = false;
       while (length < size) {
-        const chunk = state.pending ?? (await this.nextChunk(chunks, key, ctx));
+        const chunk = state.pending ?? (await this.nextLargeChunk(chunks, key, ctx));
         state.pending = undefined;
         if (chunk === undefined) {
           ended = true;
@@ -901,7 +951,7 @@ export class S3Backend implements Backend {
         length += taken.length;
       }
       if (!ended && state.pending === undefined) {
-        state.pending = await this.nextChunk(chunks, key, ctx);
+        state.pending = await this.nextLargeChunk(chunks, key, ctx);
         ended = state.pending === undefined;
       }
       if (spool !== undefined) return { length, ended, spool, file: spool.part() };
@@ -912,6 +962,13 @@ export class S3Backend implements Backend {
       await spool?.close();
       throw error;
     }
+  }
+
+  /** The next chunk of a large body, or the deadline (or a failed part), whichever comes first. */
+  private nextLargeChunk(chunks: ChunkReader, key: string, ctx: OpContext): Promise<Buffer | undefined> {
+    const mapAbort = (reason: unknown): unknown => mapS3Error(reason, this.errorContext('upload', key, ctx));
+    if (ctx.signal.aborted) return Promise.reject(mapAbort(ctx.signal.reason));
+    return raceAbort(chunks.next(), ctx.signal, mapAbort);
   }
 
   private async createUpload(key: string, ctx: OpContext): Promise<string> {
