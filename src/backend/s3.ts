@@ -833,15 +833,16 @@ export class S3Backend implements Backend {
    * Backend.putLarge. A stream that fits in the first part goes as one PutObject; a longer one as a
    * multipart upload whose parts (MultipartPlan) are sent while the next ones are read, each with its
    * CRC32 and retried within the deadline. What makes the create atomic, store by store:
-   * - the key is looked up (HEAD) before anything is read, and an existing key is refused;
+   * - the key is looked up (HEAD) before anything is read, and again right before the complete; an
+   *   existing key is refused (the upload is aborted);
    * - where PutObject's If-None-Match: * is enforced (the probe, or --s3-conditional-writes=on), the
    *   single PutObject and the CompleteMultipartUpload carry it. AWS S3 honours it on both (since
-   *   2024), and a refused complete leaves the existing object as it was. Ceph RGW 16.2 honours it on
-   *   PutObject but completes a multipart upload over an existing object (issue 18); s3rver ignores it
-   *   everywhere (the test proxy enforces it). There, and where the probe found the header not
-   *   enforced, the key is looked up again right before the complete: two writers completing the same
-   *   key within that window would overwrite each other. A backup's keys carry its unique id, so only
-   *   another tool writing that very key could race it.
+   *   2024): the create is atomic, and a refused complete leaves the existing object as it was. Ceph
+   *   RGW 16.2 honours it on PutObject but completes a multipart upload over an existing object (issue
+   *   18), and s3rver ignores it everywhere (the test proxy enforces it): there, and where the probe
+   *   found the header not enforced, only the second look-up guards the complete, and two writers
+   *   completing one key between a look-up and a complete would overwrite each other. A backup's keys
+   *   carry its unique id, so only another tool writing that very key could race it.
    * On any failure or abort, the parts in flight are cancelled and the upload is aborted (best effort,
    * within ABORT_TIMEOUT_MS): nothing is visible under the key. An upload whose abort did not get
    * through (a crash, kill -9, the store unreachable) is listed as a temp entry (see list) for
@@ -1015,7 +1016,8 @@ export class S3Backend implements Backend {
    * the parts' MD5s) tells.
    */
   private async completeUpload(key: string, state: LargeUploadState, enforced: boolean, ctx: OpContext): Promise<void> {
-    if (!enforced && (await this.exists(key, ctx))) throw this.existingKeyError(key);
+    // Also when enforced: the probe tests PutObject, and some stores ignore the header on the complete.
+    if (await this.exists(key, ctx)) throw this.existingKeyError(key);
     const parts = [...state.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     try {
       await this.client.send(

@@ -69,14 +69,14 @@ export interface ContractOptions {
 const MiB = 1024 * 1024;
 
 /** `size` bytes where every 4-byte word holds its own offset (a part stored out of order or twice shows), plus the tail. */
-function patternedBytes(size: number, seed = 0): Buffer {
+export function patternedBytes(size: number, seed = 0): Buffer {
   const data = Buffer.alloc(size);
   for (let offset = 0; offset + 4 <= size; offset += 4) data.writeUInt32LE((offset + seed) >>> 0, offset);
   return data;
 }
 
 /** A body that hands `data` over in odd-sized chunks (they straddle every part boundary). */
-function chunkedBody(data: Buffer, chunk = 1_000_003): Readable {
+export function chunkedBody(data: Buffer, chunk = 1_000_003): Readable {
   return Readable.from(
     (function* () {
       for (let offset = 0; offset < data.length; offset += chunk) yield data.subarray(offset, offset + chunk);
@@ -370,6 +370,24 @@ function runLargeObjectCases(current: () => Backend, options: ContractOptions): 
         expect(await readAll(backend, key)).toEqual(original);
         expect(await leftoversOf(backend, key)).toEqual([{ key, temp: false, storedSize: original.length }]);
       }
+    });
+
+    it('refuses with "mismatch" when the key comes to exist while the stream is read, leaving that object as it was', async () => {
+      const backend = current();
+      const key = freshBackupKey();
+      const theirs = Buffer.from('created by another writer while the archive was streamed');
+      const data = patternedBytes(3 * partBytes, 6);
+      const body = Readable.from(
+        (async function* () {
+          yield data.subarray(0, partBytes + partBytes / 2);
+          expect(await backend.putIfAbsent(key, theirs, await metaFor(theirs), ctx())).toEqual({ created: true });
+          yield data.subarray(partBytes + partBytes / 2);
+        })(),
+        { objectMode: false },
+      );
+      await expect(putLarge(key, body)).rejects.toMatchObject({ kind: 'mismatch' });
+      expect(await readAll(backend, key)).toEqual(theirs);
+      expect(await leftoversOf(backend, key)).toEqual([{ key, temp: false, storedSize: theirs.length }]);
     });
 
     it('leaves nothing under the key, and no upload, when the stream fails midway', async () => {

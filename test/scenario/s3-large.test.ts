@@ -5,7 +5,6 @@
 import { execFile } from 'node:child_process';
 import { createReadStream, existsSync } from 'node:fs';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
@@ -15,6 +14,7 @@ import { cleanupArchive } from '../../src/policy/cleanup.js';
 import { verifyArchive } from '../../src/policy/verify.js';
 import { getRaw, leaveUnfinishedUpload, memoryLogger, putRaw, s3Backend, useS3Scenario } from '../support/s3scenario.js';
 import { faults } from '../support/s3server.js';
+import { chunkedBody, patternedBytes } from '../contract/contract.js';
 
 const MiB = 1024 * 1024;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,22 +23,6 @@ const s3 = useS3Scenario({ scratch: false, resetEachTest: true });
 let counter = 0;
 const freshPrefix = (): string => `large-${(counter += 1)}`;
 const KEY = 'backup/20261207T031900/base.tar';
-
-/** `size` bytes where every 4-byte word holds its offset. */
-function patterned(size: number): Buffer {
-  const data = Buffer.alloc(size);
-  for (let offset = 0; offset + 4 <= size; offset += 4) data.writeUInt32LE(offset, offset);
-  return data;
-}
-
-function streamOf(data: Buffer, chunk = 1_000_003): Readable {
-  return Readable.from(
-    (function* () {
-      for (let offset = 0; offset < data.length; offset += chunk) yield data.subarray(offset, offset + chunk);
-    })(),
-    { objectMode: false },
-  );
-}
 
 /** The proxy's record of the requests of one object key. */
 const requestsOf = (key: string) => s3.server.requests.filter((request) => request.key === key);
@@ -63,13 +47,13 @@ async function untilRequest(match: (request: (typeof s3.server.requests)[number]
 }
 
 describe('putLarge on S3: the requests', () => {
-  it('a stream of exactly two parts: one create, two parts with their CRC32, one conditional complete, no empty third part', async () => {
+  it('a stream of exactly two parts: a look-up, one create, two parts with their CRC32, a look-up, one conditional complete, no empty third part', async () => {
     const prefix = freshPrefix();
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'on' });
-    const data = patterned(16 * MiB);
-    expect(await backend.putLarge(KEY, streamOf(data), ctx())).toEqual({ storedSize: data.length });
+    const data = patternedBytes(16 * MiB);
+    expect(await backend.putLarge(KEY, chunkedBody(data), ctx())).toEqual({ storedSize: data.length });
     const requests = requestsOf(`${prefix}/${KEY}`);
-    expect(requests.map(operation)).toEqual(['HeadObject', 'CreateMultipartUpload', 'UploadPart', 'UploadPart', 'CompleteMultipartUpload']);
+    expect(requests.map(operation)).toEqual(['HeadObject', 'CreateMultipartUpload', 'UploadPart', 'UploadPart', 'HeadObject', 'CompleteMultipartUpload']);
     const parts = requests.filter((request) => request.method === 'PUT');
     for (const part of parts) {
       expect(part.checksumCrc32).toMatch(/^[A-Za-z0-9+/]{6}==$/);
@@ -84,8 +68,8 @@ describe('putLarge on S3: the requests', () => {
   it('a stream shorter than one part goes as one conditional PutObject', async () => {
     const prefix = freshPrefix();
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'on' });
-    const data = patterned(3 * MiB);
-    expect(await backend.putLarge(KEY, streamOf(data), ctx())).toEqual({ storedSize: data.length });
+    const data = patternedBytes(3 * MiB);
+    expect(await backend.putLarge(KEY, chunkedBody(data), ctx())).toEqual({ storedSize: data.length });
     expect(requestsOf(`${prefix}/${KEY}`).map((request) => [operation(request), request.ifNoneMatch])).toEqual([
       ['HeadObject', undefined],
       ['PutObject', '*'],
@@ -97,8 +81,8 @@ describe('putLarge on S3: the requests', () => {
     const logger = memoryLogger();
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'on', logger });
     s3.server.inject({ fault: faults.internalError(), match: { method: 'PUT', query: 'partNumber' }, times: 2 });
-    const data = patterned(20 * MiB + 5);
-    expect(await backend.putLarge(KEY, streamOf(data), ctx())).toEqual({ storedSize: data.length });
+    const data = patternedBytes(20 * MiB + 5);
+    expect(await backend.putLarge(KEY, chunkedBody(data), ctx())).toEqual({ storedSize: data.length });
     expect(requestsOf(`${prefix}/${KEY}`).filter((request) => request.outcome === '500')).toHaveLength(2);
     expect((await getRaw(s3.server, `${prefix}/${KEY}`))?.body.equals(data)).toBe(true);
     expect(logger.lines.some((line) => line.includes('InternalError') && line.includes('sending it again'))).toBe(true);
@@ -108,7 +92,7 @@ describe('putLarge on S3: the requests', () => {
     const prefix = freshPrefix();
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'on', maxAttempts: 2 });
     s3.server.inject({ fault: faults.accessDenied(), match: { method: 'PUT', query: 'partNumber' }, times: 100 });
-    const error = await backend.putLarge(KEY, streamOf(patterned(20 * MiB)), ctx()).then(
+    const error = await backend.putLarge(KEY, chunkedBody(patternedBytes(20 * MiB)), ctx()).then(
       () => null,
       (caught: unknown) => caught,
     );
@@ -126,7 +110,7 @@ describe('putLarge on S3: a key that comes to exist while the upload runs', () =
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'on' });
     const theirs = Buffer.from('written by another tool while the backup ran');
     s3.server.inject({ fault: faults.delay(1_000), match: { method: 'POST', query: 'uploadId' } });
-    const put = backend.putLarge(KEY, streamOf(patterned(12 * MiB)), ctx());
+    const put = backend.putLarge(KEY, chunkedBody(patternedBytes(12 * MiB)), ctx());
     await untilRequest((request) => request.method === 'POST' && request.query.includes('uploadId='), 'the complete');
     await putRaw(s3.server, `${prefix}/${KEY}`, theirs);
     await expect(put).rejects.toMatchObject({ kind: 'mismatch' });
@@ -141,7 +125,7 @@ describe('putLarge on S3: a key that comes to exist while the upload runs', () =
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'auto', logger: memoryLogger() });
     const theirs = Buffer.from('written by another tool while the backup ran');
     s3.server.inject({ fault: faults.delay(1_000), match: { method: 'PUT', query: 'partNumber' } });
-    const put = backend.putLarge(KEY, streamOf(patterned(12 * MiB)), ctx());
+    const put = backend.putLarge(KEY, chunkedBody(patternedBytes(12 * MiB)), ctx());
     await untilRequest((request) => request.method === 'PUT' && request.query.includes('partNumber='), 'the first part');
     await putRaw(s3.server, `${prefix}/${KEY}`, theirs);
     await expect(put).rejects.toMatchObject({ kind: 'mismatch' });
