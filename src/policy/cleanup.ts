@@ -27,8 +27,17 @@ export interface CleanupOptions {
   concurrency?: number;
   /** Keys for reading encrypted backup history files. */
   decode?: DecodeOptions;
+  /** Leftovers (temp entries: an interrupted upload or write) older than this are removed; default LEFTOVER_GRACE_MS. */
+  leftoverGraceMs?: number;
   log?: Logger;
 }
+
+/**
+ * Age after which cleanup removes a leftover temporary file or unfinished multipart upload: a live
+ * base-backup upload of one archive must never be cut off (5 TiB, S3's largest object, takes 15 h at
+ * 100 MiB/s), and a leftover costs only storage meanwhile.
+ */
+export const LEFTOVER_GRACE_MS = 7 * 24 * 3600 * 1000;
 
 /** A backup kept (or skipped) by --keep-backups. */
 export interface CleanupBackup {
@@ -53,6 +62,8 @@ export interface CleanupReport {
   removedBytes: number;
   /** Files left in the repository (WAL only). */
   remaining: number;
+  /** Leftovers of interrupted uploads or writes older than the grace period, removed (or, with dryRun, to remove). */
+  leftovers: string[];
 }
 
 const position = (name: string): string => name.slice(8, 24);
@@ -82,13 +93,20 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
     }
   };
 
+  const leftovers: string[] = [];
+  const leftoverBefore = Date.now() - (options.leftoverGraceMs ?? LEFTOVER_GRACE_MS);
   const entries = await withDeadline(
     `listing repository "${backend.describe('')}"`,
     async (ctx) => {
       const found: Array<{ key: string; name: string; size: number }> = [];
-      for await (const entry of backend.list(WAL_PREFIX, ctx)) {
+      // The whole repository: leftovers of interrupted base-backup uploads live outside the WAL.
+      for await (const entry of backend.list('', ctx)) {
+        if (entry.temp) {
+          if (entry.modified.getTime() < leftoverBefore) leftovers.push(entry.key);
+          continue;
+        }
         const name = nameOfKey(entry.key);
-        if (!entry.temp && classify(name) !== 'other' && objectKey(name) === entry.key) found.push({ key: entry.key, name, size: entry.storedSize });
+        if (entry.key.startsWith(WAL_PREFIX) && classify(name) !== 'other' && objectKey(name) === entry.key) found.push({ key: entry.key, name, size: entry.storedSize });
       }
       return found;
     },
@@ -149,6 +167,10 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
         log.debug(`removed "${backend.describe(entry.key)}"`);
       });
     }
+    await forEachLimited(leftovers, Math.max(1, options.concurrency ?? 6), async (key) => {
+      await withDeadline(`removing the leftover "${backend.describe(key)}"`, (ctx) => backend.delete(key, ctx));
+      log.debug(`removed the leftover "${backend.describe(key)}"`);
+    });
   }
   const removed = doomed.map((entry) => entry.name).sort((a, b) => (position(a) < position(b) ? -1 : position(a) > position(b) ? 1 : a < b ? -1 : 1));
   return {
@@ -160,6 +182,7 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
     removed,
     removedBytes: doomed.reduce((sum, entry) => sum + entry.size, 0),
     remaining: entries.length - (options.dryRun === true ? 0 : doomed.length),
+    leftovers: leftovers.sort(),
   };
 }
 

@@ -244,7 +244,7 @@ async function takeInventory(run: VerifyRun): Promise<{ items: Item[]; document:
 
   for (const item of items) {
     if (item.kind === 'temp') {
-      add({ severity: 'warning', code: 'temp-file', file: item.key, message: `leftover temporary file "${backend.describe(item.key)}" (an interrupted upload or write)`, hint: 'harmless; remove it once no walvault process is running' });
+      add({ severity: 'warning', code: 'temp-file', file: item.key, message: `leftover temporary file "${backend.describe(item.key)}" (an interrupted upload or write)`, hint: 'harmless; walvault cleanup removes it once it is 7 days old (an unfinished upload of a running backup is younger)' });
     } else if (item.kind === 'other') {
       add({ severity: 'warning', code: 'not-wal', file: item.key, message: `"${backend.describe(item.key)}" is not a WAL file walvault archives`, hint: 'move it out of the repository; walvault never reads it' });
     } else if (item.kind !== 'document' && objectKey(item.name) !== item.key) {

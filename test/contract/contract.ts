@@ -2,6 +2,7 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, ObjectMeta } from '../../src/backend/types.js';
+import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
 
 /** A backend under test plus how to dispose of it. */
@@ -57,7 +58,55 @@ export interface ContractOptions {
    * no torn object, and the metadata matches the stored body.
    */
   atomicCreate?: boolean;
+  /** The backend has putLarge (default true): the large-object cases run. */
+  putLarge?: boolean;
+  /** Bytes of putLarge's first part where the backend cuts streams into parts (S3); the cases cut bodies at and around it. Default 8 MiB. */
+  largePartBytes?: number;
+  /** Leaves an unfinished large upload under `key`, as a kill -9 mid-backup does (S3: a multipart upload neither completed nor aborted). */
+  leaveUnfinishedUpload?: (key: string) => Promise<void>;
 }
+
+const MiB = 1024 * 1024;
+
+/** `size` bytes where every 4-byte word holds its own offset (a part stored out of order or twice shows), plus the tail. */
+export function patternedBytes(size: number, seed = 0): Buffer {
+  const data = Buffer.alloc(size);
+  for (let offset = 0; offset + 4 <= size; offset += 4) data.writeUInt32LE((offset + seed) >>> 0, offset);
+  return data;
+}
+
+/** A body that hands `data` over in odd-sized chunks (they straddle every part boundary). */
+export function chunkedBody(data: Buffer, chunk = 1_000_003): Readable {
+  return Readable.from(
+    (function* () {
+      for (let offset = 0; offset < data.length; offset += chunk) yield data.subarray(offset, offset + chunk);
+    })(),
+    { objectMode: false },
+  );
+}
+
+/**
+ * A body that hands over `before` bytes, then calls `then` with itself (to fail it, or to abort the
+ * caller's signal) and hands over nothing more: event-driven, whatever the load.
+ */
+function interruptedBody(before: number, then: (body: Readable) => void): Readable {
+  let sent = 0;
+  return new Readable({
+    read() {
+      if (sent >= before) {
+        then(this);
+        return;
+      }
+      const size = Math.min(1_000_003, before - sent);
+      sent += size;
+      this.push(Buffer.alloc(size, 0x42));
+    },
+  });
+}
+
+let backupCounter = 0;
+/** A fresh key of a base-backup archive. */
+const freshBackupKey = (): string => `backup/20261207T0300${String(backupCounter).padStart(2, '0')}/base-${backupCounter++}.tar`;
 
 /** Runs the whole contract against the backends `factory` makes (a fresh one per describe block). */
 export function runBackendContract(label: string, factory: () => Promise<BackendFixture>, options: ContractOptions = {}): void {
@@ -268,5 +317,113 @@ export function runBackendContract(label: string, factory: () => Promise<Backend
     it('describes where a key lives, for log lines', () => {
       expect(backend.describe('wal/000000010000000000000001')).toContain('000000010000000000000001');
     });
+
+    if (options.putLarge !== false) runLargeObjectCases(() => backend, options);
+  });
+}
+
+/** What a large put left under a key's folder: the key itself, and temp entries (leftover files or uploads) of it. */
+async function leftoversOf(backend: Backend, key: string): Promise<{ key: string; temp: boolean; storedSize: number }[]> {
+  const folder = key.slice(0, key.lastIndexOf('/') + 1);
+  return (await listKeys(backend, folder)).filter((entry) => entry.key.startsWith(key));
+}
+
+/** putLarge: streams of unknown length, many GiB (base backups). */
+function runLargeObjectCases(current: () => Backend, options: ContractOptions): void {
+  const partBytes = options.largePartBytes ?? 8 * MiB;
+  const putLarge = (key: string, body: Readable, context = ctx()) => {
+    const backend = current();
+    expect(backend.putLarge, `${backend.kind} has no putLarge`).toBeTypeOf('function');
+    return backend.putLarge!(key, body, context);
+  };
+  const storesWhole = async (size: number, seed: number): Promise<void> => {
+    const backend = current();
+    const key = freshBackupKey();
+    const data = patternedBytes(size, seed);
+    expect(await putLarge(key, chunkedBody(data))).toEqual({ storedSize: size });
+    const info = await backend.stat(key, ctx());
+    expect(info).toMatchObject({ exists: true, storedSize: size, meta: null });
+    const stored = await readAll(backend, key);
+    expect(stored?.length).toBe(size);
+    expect(stored?.equals(data), 'the stored bytes differ from the stream').toBe(true);
+    expect(await leftoversOf(backend, key)).toEqual([{ key, temp: false, storedSize: size }]);
+  };
+
+  describe('large objects (putLarge)', () => {
+    it('stores a stream shorter than one part (1 MiB)', () => storesWhole(1 * MiB + 7, 1));
+    it('stores a stream of several parts, the last one short', () => storesWhole(4 * partBytes + 3 * MiB + 5, 2));
+    it('stores a stream ending exactly on a part boundary', () => storesWhole(2 * partBytes, 3));
+    it('stores an empty stream as an empty object', () => storesWhole(0, 4));
+
+    it('refuses a key that exists with kind "mismatch", leaving the object as it was', async () => {
+      const backend = current();
+      const key = freshBackupKey();
+      const original = Buffer.from('an archive that is already there');
+      expect(await putLarge(key, chunkedBody(original))).toEqual({ storedSize: original.length });
+      for (const size of [1000, 3 * partBytes]) {
+        const error = await putLarge(key, chunkedBody(patternedBytes(size, 5))).then(
+          () => null,
+          (caught: unknown) => caught,
+        );
+        expect(error).toBeInstanceOf(WalvaultError);
+        expect((error as WalvaultError).kind).toBe('mismatch');
+        expect(await readAll(backend, key)).toEqual(original);
+        expect(await leftoversOf(backend, key)).toEqual([{ key, temp: false, storedSize: original.length }]);
+      }
+    });
+
+    it('refuses with "mismatch" when the key comes to exist while the stream is read, leaving that object as it was', async () => {
+      const backend = current();
+      const key = freshBackupKey();
+      const theirs = Buffer.from('created by another writer while the archive was streamed');
+      const data = patternedBytes(3 * partBytes, 6);
+      const body = Readable.from(
+        (async function* () {
+          yield data.subarray(0, partBytes + partBytes / 2);
+          expect(await backend.putIfAbsent(key, theirs, await metaFor(theirs), ctx())).toEqual({ created: true });
+          yield data.subarray(partBytes + partBytes / 2);
+        })(),
+        { objectMode: false },
+      );
+      await expect(putLarge(key, body)).rejects.toMatchObject({ kind: 'mismatch' });
+      expect(await readAll(backend, key)).toEqual(theirs);
+      expect(await leftoversOf(backend, key)).toEqual([{ key, temp: false, storedSize: theirs.length }]);
+    });
+
+    it('leaves nothing under the key, and no upload, when the stream fails midway', async () => {
+      const backend = current();
+      const key = freshBackupKey();
+      const body = interruptedBody(Math.floor(2.5 * partBytes), (self) => self.destroy(new Error('tar went away')));
+      await expect(putLarge(key, body)).rejects.toThrow('tar went away');
+      expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+      expect(await leftoversOf(backend, key)).toEqual([]);
+    });
+
+    it('leaves nothing under the key, and no upload, when the signal aborts midway', async () => {
+      const backend = current();
+      const key = freshBackupKey();
+      const controller = new AbortController();
+      const body = interruptedBody(Math.floor(2.5 * partBytes), () => controller.abort(new Error('backup cancelled')));
+      await expect(putLarge(key, body, { signal: controller.signal })).rejects.toThrow();
+      expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+      expect(await leftoversOf(backend, key)).toEqual([]);
+    });
+
+    if (options.leaveUnfinishedUpload !== undefined) {
+      const leave = options.leaveUnfinishedUpload;
+      it('lists an upload left unfinished by a crash as a temp entry, and removes it on delete', async () => {
+        const backend = current();
+        const key = freshBackupKey();
+        await leave(key);
+        const listed = await leftoversOf(backend, key);
+        expect(listed).toHaveLength(1);
+        expect(listed[0]).toMatchObject({ temp: true });
+        expect((await listKeys(backend, '')).filter((entry) => entry.key.startsWith(key))).toEqual(listed);
+        expect(await backend.stat(key, ctx())).toEqual({ exists: false });
+        await backend.delete(listed[0]!.key, ctx());
+        expect(await leftoversOf(backend, key)).toEqual([]);
+        await backend.delete(listed[0]!.key, ctx());
+      });
+    }
   });
 }

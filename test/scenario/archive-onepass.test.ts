@@ -1,7 +1,7 @@
 // The one-pass store: the source is read once, hashed on its way to the repository, and the recorded hash is that of the stored bytes.
 import { appendFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import { EARLY_FLUSH_BYTES, PosixBackend } from '../../src/backend/posix/core.js';
 import { openWriteback, type Writeback } from '../../src/backend/posix/writeback.js';
@@ -11,8 +11,8 @@ import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
 import { createLogger } from '../../src/core/log.js';
 import { archiveFile, type ArchiveRequest } from '../../src/policy/archive.js';
-import { getRaw, memoryLogger, s3Backend, segmentKey } from '../support/s3scenario.js';
-import { startS3Server, type S3TestServer } from '../support/s3server.js';
+import { getRaw, memoryLogger, s3Backend, segmentKey, useS3Scenario } from '../support/s3scenario.js';
+import type { S3TestServer } from '../support/s3server.js';
 import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
 import { pseudoRandomBytes, readBytesFromStorage, writeWalFile } from '../support/walfile.js';
 
@@ -394,13 +394,7 @@ describe('archive, blocking copies for background pushes (local repository)', ()
 
 describe('archive, one read into a reused buffer (S3 repository)', () => {
   let server: S3TestServer;
-  beforeAll(async () => {
-    server = await startS3Server();
-    Object.assign(process.env, server.env);
-  });
-  afterAll(async () => {
-    await server?.close();
-  });
+  useS3Scenario({ scratch: false, bind: (scenario) => ({ server } = scenario) });
 
   it('stores consecutive files of different sizes intact through the reused buffer, each with its own hash', async () => {
     const prefix = 'onepass';

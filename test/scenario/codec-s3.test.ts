@@ -2,12 +2,11 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { walLikeData } from '../support/codec.js';
-import { getRaw, runCli, s3Flags, segmentKey } from '../support/s3scenario.js';
-import { startS3Server, type S3TestServer } from '../support/s3server.js';
-import { makeTempDir } from '../support/tmp.js';
+import { getRaw, runCli, s3Flags, segmentKey, useS3Scenario } from '../support/s3scenario.js';
+import type { S3TestServer } from '../support/s3server.js';
 import { needTools } from '../support/tools.js';
 import { writeWalFile } from '../support/walfile.js';
 
@@ -18,18 +17,12 @@ let recipient = '';
 let counter = 0;
 const SEGMENT = '000000010000000000000009';
 
+useS3Scenario({ bind: (scenario) => ({ server, work } = scenario) });
 beforeAll(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-  work = await makeTempDir();
   const identity = await generateX25519Identity();
   recipient = await identityToRecipient(identity);
   keyFile = path.join(work.dir, 'key.txt');
   await writeFile(keyFile, `${identity}\n`, { mode: 0o600 });
-});
-afterAll(async () => {
-  await server?.close();
-  await work?.remove();
 });
 
 /** A fresh data directory and repository prefix. */

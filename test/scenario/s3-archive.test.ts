@@ -5,16 +5,15 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PROBE_RECORD_KEY } from '../../src/backend/s3.js';
 import type { ObjectMeta } from '../../src/backend/types.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
 import { archiveFile } from '../../src/policy/archive.js';
-import { getRaw, memoryLogger, putRaw, randomFile, runCli, s3Backend, s3Flags, segmentKey } from '../support/s3scenario.js';
-import { faults, startS3Server, type S3TestServer } from '../support/s3server.js';
-import { makeTempDir } from '../support/tmp.js';
+import { getRaw, memoryLogger, putRaw, randomFile, runCli, s3Backend, s3Flags, segmentKey, useS3Scenario } from '../support/s3scenario.js';
+import { faults, type S3TestServer } from '../support/s3server.js';
 
 let server: S3TestServer;
 let work: { dir: string; remove(): Promise<void> };
@@ -23,21 +22,7 @@ let prefixCounter = 0;
 const freshPrefix = (): string => `archive-${prefixCounter++}`;
 const SEGMENT = '000000010000000000000001';
 
-beforeAll(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-  work = await makeTempDir();
-});
-afterAll(async () => {
-  await server?.close();
-  await work?.remove();
-});
-beforeEach(() => {
-  server.clearFaults();
-  server.latencyMs = 0;
-  server.enforceConditionalWrites = true;
-  server.resetRequests();
-});
+useS3Scenario({ resetEachTest: true, bind: (scenario) => ({ server, work } = scenario) });
 
 /** Archives through the policy with a fresh deadline. */
 async function archive(

@@ -5,24 +5,15 @@
 // launcher that starts Node fails with 127 (restore) or 15 (archive) instead of exit 0.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { randomFile, runCli, s3Flags } from '../support/s3scenario.js';
-import { startS3Server, type S3TestServer } from '../support/s3server.js';
+import { describe, expect, it } from 'vitest';
+import { randomFile, runCli, s3Flags, useS3Scenario } from '../support/s3scenario.js';
+import type { S3TestServer } from '../support/s3server.js';
 import { killWorker, waitForWorkerExit } from '../support/spool.js';
-import { makeTempDir } from '../support/tmp.js';
 
 let server: S3TestServer;
 let work: { dir: string; remove(): Promise<void> };
 
-beforeAll(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-  work = await makeTempDir();
-});
-afterAll(async () => {
-  await server?.close();
-  await work?.remove();
-});
+useS3Scenario({ bind: (scenario) => ({ server, work } = scenario) });
 
 const NO_NODE = { WALVAULT_NODE: '/nonexistent/node' };
 

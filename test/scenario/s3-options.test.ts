@@ -4,11 +4,10 @@
 // answer to a GET refused with 403 (an error, never "not found") and to bytes changed in transit.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { getRaw, randomFile, runCli, s3Flags, segmentKey } from '../support/s3scenario.js';
-import { faults, startS3Server, type S3TestServer } from '../support/s3server.js';
+import { describe, expect, it } from 'vitest';
+import { getRaw, randomFile, runCli, s3Flags, segmentKey, useS3Scenario } from '../support/s3scenario.js';
+import { faults, type S3TestServer } from '../support/s3server.js';
 import { killWorker } from '../support/spool.js';
-import { makeTempDir } from '../support/tmp.js';
 
 let server: S3TestServer;
 let work: { dir: string; remove(): Promise<void> };
@@ -16,19 +15,7 @@ let counter = 0;
 const freshPrefix = (): string => `options-${counter++}`;
 const SEGMENT = '000000010000000000000007';
 
-beforeAll(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-  work = await makeTempDir();
-});
-afterAll(async () => {
-  await server?.close();
-  await work?.remove();
-});
-beforeEach(() => {
-  server.clearFaults();
-  server.resetRequests();
-});
+useS3Scenario({ resetEachTest: true, bind: (scenario) => ({ server, work } = scenario) });
 
 /** The requests that wrote the segment's object (PutObject; the probe's scratch objects are elsewhere). */
 const segmentPuts = (prefix: string) => server.requests.filter((request) => request.method === 'PUT' && request.key === segmentKey(prefix, SEGMENT));

@@ -2,14 +2,13 @@
 // the store, retries of cut-off downloads, and --on-error for failures other than "not found".
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
 import { restoreFile } from '../../src/policy/restore.js';
-import { getRaw, memoryLogger, putRaw, randomFile, runCli, s3Backend, s3Flags, segmentKey } from '../support/s3scenario.js';
-import { faults, startS3Server, type S3TestServer } from '../support/s3server.js';
-import { makeTempDir } from '../support/tmp.js';
+import { getRaw, memoryLogger, putRaw, randomFile, runCli, s3Backend, s3Flags, segmentKey, useS3Scenario } from '../support/s3scenario.js';
+import { faults, type S3TestServer } from '../support/s3server.js';
 
 let server: S3TestServer;
 let work: { dir: string; remove(): Promise<void> };
@@ -17,19 +16,7 @@ let counter = 0;
 const freshPrefix = (): string => `restore-${counter++}`;
 const SEGMENT = '000000010000000000000003';
 
-beforeAll(async () => {
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
-  work = await makeTempDir();
-});
-afterAll(async () => {
-  await server?.close();
-  await work?.remove();
-});
-beforeEach(() => {
-  server.clearFaults();
-  server.resetRequests();
-});
+useS3Scenario({ resetEachTest: true, bind: (scenario) => ({ server, work } = scenario) });
 
 /** Archives a random segment with the CLI; returns its bytes. */
 async function archived(prefix: string, size = 300 * 1024): Promise<Buffer> {

@@ -3,14 +3,14 @@
 // and cleanup removes the same files.
 import { createReadStream } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createLocalBackend } from '../../src/backend/local.js';
 import type { Backend } from '../../src/backend/types.js';
 import { cleanupArchive } from '../../src/policy/cleanup.js';
 import { verifyArchive, type VerifyReport } from '../../src/policy/verify.js';
 import { realArchive, type RealArchive } from '../support/real-archive.js';
-import { getRaw, putRaw, s3Backend, segmentKey } from '../support/s3scenario.js';
-import { startS3Server, type S3TestServer } from '../support/s3server.js';
+import { getRaw, putRaw, s3Backend, segmentKey, useS3Scenario } from '../support/s3scenario.js';
+import type { S3TestServer } from '../support/s3server.js';
 
 const ctx = { signal: new AbortController().signal };
 let archive: RealArchive;
@@ -41,14 +41,10 @@ const summary = (report: VerifyReport): unknown => ({
   clusters: report.clusters,
 });
 
+useS3Scenario({ scratch: false, bind: (scenario) => ({ server } = scenario) });
 beforeAll(async () => {
   archive = await realArchive();
-  server = await startS3Server();
-  Object.assign(process.env, server.env);
 }, 600_000);
-afterAll(async () => {
-  await server?.close();
-});
 
 describe('walvault verify and cleanup on S3', () => {
   it('report the same as on the local directory, full and quick', async () => {

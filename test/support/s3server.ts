@@ -7,7 +7,8 @@
 //   proxy enforces it (412 PreconditionFailed when the key exists); "bare" endpoints show the raw behaviour.
 // - AbortMultipartUpload (DELETE ?uploadId): 405 MethodNotAllowed. The proxy removes the upload's
 //   parts from s3rver's storage directory and answers 204; on the bare endpoint aborts fail.
-// - ListMultipartUploads (GET ?uploads): NotImplemented; tests use `openUploads()` instead.
+// - ListMultipartUploads (GET ?uploads): NotImplemented. The proxy answers it from s3rver's storage
+//   directory (each upload's folder holds its key; started = the folder's mtime; one page, no markers).
 // - Transfer checksums (x-amz-checksum-*, aws-chunked trailers): not verified, not returned. The proxy
 //   verifies an x-amz-checksum-crc32 header as S3 does: it reads the whole body first, answers 400
 //   BadDigest on a mismatch, and forwards nothing when the client gives up before the body's end (S3
@@ -364,6 +365,28 @@ export async function startS3Server(options: { bucket?: string; extraBuckets?: s
     }
     const isObjectPut = method === 'PUT' && key !== '' && !url.searchParams.has('uploadId') && !url.searchParams.has('tagging') && req.headers['x-amz-copy-source'] === undefined;
     const isComplete = method === 'POST' && key !== '' && url.searchParams.has('uploadId');
+    if (method === 'GET' && key === '' && url.searchParams.has('uploads')) {
+      record.outcome = 'list-uploads';
+      req.resume();
+      const prefix = url.searchParams.get('prefix') ?? '';
+      const dir = uploadsDir(bucketName);
+      const uploads: Array<{ key: string; id: string; started: Date }> = [];
+      for (const id of await fs.readdir(dir).catch(() => [] as string[])) {
+        const uploadKey = await fs.readFile(path.join(dir, id, 'key'), 'utf8').catch(() => undefined);
+        const info = await fs.stat(path.join(dir, id)).catch(() => undefined);
+        if (uploadKey !== undefined && info !== undefined && uploadKey.startsWith(prefix)) uploads.push({ key: uploadKey, id, started: info.mtime });
+      }
+      uploads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.id < b.id ? -1 : 1));
+      const escape = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+      const body =
+        `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>${escape(bucketName)}</Bucket>` +
+        `<KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>${escape(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>` +
+        uploads.map((upload) => `<Upload><Key>${escape(upload.key)}</Key><UploadId>${upload.id}</UploadId><Initiated>${upload.started.toISOString()}</Initiated><StorageClass>STANDARD</StorageClass></Upload>`).join('') +
+        '</ListMultipartUploadsResult>';
+      res.writeHead(200, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
     if (method === 'DELETE' && key !== '' && url.searchParams.has('uploadId')) {
       record.outcome = 'abort';
       const uploadId = url.searchParams.get('uploadId') ?? '';

@@ -20,6 +20,10 @@ export function formatCleanupReport(report: CleanupReport, options: { listFiles:
     lines.push(`${verb} ${report.removed.length} file${report.removed.length === 1 ? '' : 's'} (${formatBytes(report.removedBytes)}) older than ${report.cutoff} from "${report.repository}": ${report.removed[0]} .. ${report.removed[report.removed.length - 1]}`);
     if (options.listFiles) for (const name of report.removed) lines.push(`  ${verb} ${name}`);
   }
+  if (report.leftovers.length > 0) {
+    lines.push(`${verb} ${report.leftovers.length} leftover${report.leftovers.length === 1 ? '' : 's'} of interrupted uploads or writes (older than 7 days)`);
+    if (options.listFiles) for (const key of report.leftovers) lines.push(`  ${verb} ${key}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
