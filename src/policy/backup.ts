@@ -52,6 +52,8 @@ export interface BackupResult {
 const EMPTY_DIRECTORIES = new Set(['pg_wal', 'pg_replslot', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans']);
 /** Files left out at the top level. */
 const SKIPPED_TOP_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_label', 'tablespace_map', 'backup_manifest', 'backup_label.old', 'tablespace_map.old']);
+/** File name extensions of the codecs, as their command-line tools write them. */
+const FILE_EXTENSIONS: Readonly<Record<string, string>> = { gzip: 'gz', lz4: 'lz4', zstd: 'zst' };
 /** Chunk size of file reads. */
 const READ_CHUNK = 1 << 20;
 
@@ -262,7 +264,7 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
       options.onProgress?.({ ...progress });
     };
     const objects: ManifestObject[] = [];
-    const suffix = `${options.encode.compress === 'none' ? '' : `.${options.encode.compress}`}${(options.encode.recipients ?? []).length > 0 ? '.age' : ''}`;
+    const suffix = `${options.encode.compress === 'none' ? '' : `.${FILE_EXTENSIONS[options.encode.compress] ?? options.encode.compress}`}${(options.encode.recipients ?? []).length > 0 ? '.age' : ''}`;
     const storeCtx: OpContext = { signal: new AbortController().signal };
     for (const tablespace of tablespaces) {
       const key = backupKey(id, `${tablespace.oid}.tar${suffix}`);
