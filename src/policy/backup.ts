@@ -103,7 +103,7 @@ async function* walkTree(root: string, options: { top: boolean; onEntry: (relati
 }
 
 /** State of one tar being produced: totals and the manifest's file list. */
-interface TarProgress {
+export interface TarProgress {
   files: ManifestFile[];
   bytes: number;
 }
@@ -113,8 +113,9 @@ interface TarProgress {
  * written: a file that grows is cut at that size, one that shrinks is padded with zeros, one that is
  * gone before it is opened is left out (what pg_basebackup does; WAL replay from the start location
  * repairs all three, since every page changed after the start is in the WAL as a full-page image).
+ * Exported for the test that changes files between the chunks it yields.
  */
-async function* tarOfTree(root: string, options: { top: boolean; progress: TarProgress; onProgress: (current: string) => void; trailer?: () => Promise<Array<TarEntry & { data?: Buffer }>> }): AsyncGenerator<Buffer> {
+export async function* tarOfTree(root: string, options: { top: boolean; progress: TarProgress; onProgress: (current: string) => void; trailer?: () => Promise<Array<TarEntry & { data?: Buffer }>> }): AsyncGenerator<Buffer> {
   const { create64 } = await loadXxhash();
   for await (const { relative, full, stat } of walkTree(root, { top: options.top, onEntry: () => undefined })) {
     const base = { path: relative, mode: stat.mode & 0o7777, mtime: Math.floor(stat.mtimeMs / 1000), uid: stat.uid, gid: stat.gid };

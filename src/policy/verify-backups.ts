@@ -43,11 +43,12 @@ export async function checkBaseBackups(
   const { add } = context;
   const folders = new Map<string, Map<string, number>>();
   for (const entry of listed) {
-    if (!entry.key.startsWith(BACKUP_PREFIX) || entry.temp) continue;
+    if (!entry.key.startsWith(BACKUP_PREFIX)) continue;
     const [id, name] = entry.key.slice(BACKUP_PREFIX.length).split('/');
     if (id === undefined || name === undefined || !isBackupId(id)) continue;
+    // A folder holding only temporary files (a backup killed while writing) is still an incomplete backup.
     const objects = folders.get(id) ?? new Map<string, number>();
-    objects.set(entry.key, entry.storedSize);
+    if (!entry.temp) objects.set(entry.key, entry.storedSize);
     folders.set(id, objects);
   }
   const reports: BaseBackupReport[] = [];
@@ -60,6 +61,7 @@ export async function checkBaseBackups(
     }
     report.complete = true;
     const problems: string[] = [];
+    let keyProblem: WalvaultError | null = null;
     try {
       const marker = await context.withDeadline(`reading the marker of backup "${id}"`, (ctx) => readMarker(backend, id, ctx));
       const manifest = await context.withDeadline(`reading the manifest of backup "${id}"`, (ctx) => readManifest(backend, id, marker!, context.decode, ctx));
@@ -88,9 +90,12 @@ export async function checkBaseBackups(
       if (history === undefined) problems.push(`its backup history file "${manifest.backupHistoryFile}" is not in the repository`);
       else if (!history.restorable) problems.push(`WAL it needs is missing or damaged (see "${manifest.backupHistoryFile}")`);
     } catch (error) {
+      if (error instanceof WalvaultError && error.kind === 'key') keyProblem = error;
       problems.push(error instanceof WalvaultError ? error.message : (error as Error).message);
     }
-    if (problems.length > 0) {
+    if (problems.length > 0 && keyProblem !== null) {
+      add({ severity: 'error', code: 'base-backup', file: `${BACKUP_PREFIX}${id}/`, message: `base backup "${id}" cannot be checked: ${keyProblem.message}`, hint: `${keyProblem.hint ?? 'pass the age identity that can decrypt it'} (walvault verify --decrypt-identity-file FILE)` });
+    } else if (problems.length > 0) {
       add({ severity: 'error', code: 'base-backup', file: `${BACKUP_PREFIX}${id}/`, message: `base backup "${id}" cannot be restored: ${problems.join('; ')}`, hint: 'take a new backup (walvault backup); restore-backup refuses this one' });
     } else report.restorable = true;
   }
