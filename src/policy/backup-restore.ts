@@ -271,7 +271,9 @@ export async function restoreBackup(backend: Backend, options: RestoreBackupOpti
       if (target.state === 'absent') await nodeFs.rm(target.directory, { recursive: true, force: true }).catch(() => undefined);
       else for (const name of await nodeFs.readdir(target.directory).catch(() => [] as string[])) await nodeFs.rm(path.join(target.directory, name), { recursive: true, force: true }).catch(() => undefined);
     }
-    if (error instanceof WalvaultError) throw error;
+    if (error instanceof WalvaultError) {
+      throw new WalvaultError(error.kind, `restore of backup "${manifest.id}" failed: ${error.message}; nothing was left behind`, { hint: error.hint ?? 'run walvault verify', cause: error });
+    }
     const message = (error as Error).message;
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC') throw new WalvaultError('no-space', `restore of backup "${manifest.id}" ran out of space: ${message}; nothing was left behind`, { hint: 'free space on the target filesystem (or map tablespaces elsewhere) and run restore-backup again' });

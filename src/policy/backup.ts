@@ -280,7 +280,17 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
     const baseKey = backupKey(id, `base.tar${suffix}`);
     const baseState: TarProgress = { files: [], bytes: 0 };
     const trailer = async (): Promise<Array<TarEntry & { data?: Buffer }>> => {
-      const [row] = await query('select lsn::text as lsn, labelfile, spcmapfile, pg_walfile_name(lsn) as stop_wal from pg_backup_stop(wait_for_archive => true)');
+      // pg_backup_stop waits for the server to archive the stop segment, forever if archiving fails: bounded by --wal-timeout.
+      await query("select set_config('statement_timeout', $1, false)", [String(options.walTimeoutMs ?? 300_000)]);
+      let row: Record<string, string | null> | undefined;
+      try {
+        [row] = await query('select lsn::text as lsn, labelfile, spcmapfile, pg_walfile_name(lsn) as stop_wal from pg_backup_stop(wait_for_archive => true)');
+      } catch (error) {
+        if ((error as { code?: string }).code !== '57014') throw error;
+        throw new WalvaultError('timeout', `pg_backup_stop waited more than ${Math.round((options.walTimeoutMs ?? 300_000) / 1000)} s for the server to archive the backup's WAL; backup "${id}" is not marked complete`, {
+          hint: 'archiving is failing or far behind: see pg_stat_archiver and the server log (walvault check), then take a new backup',
+        });
+      }
       backupStarted = false;
       stop = { lsn: row!.lsn!, labelfile: row!.labelfile!, spcmapfile: row!.spcmapfile ?? '', stopWal: row!.stop_wal! };
       const mtime = Math.floor(Date.now() / 1000);
@@ -360,6 +370,12 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
     if (error instanceof WalvaultError) throw error;
     const message = (error as Error).message;
     const code = (error as NodeJS.ErrnoException).code;
+    if (code === '42501') {
+      throw new WalvaultError('usage', `the database role may not take a backup: ${message}`, {
+        hint: 'connect as a superuser, or GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean) and the role pg_read_all_settings to it',
+        cause: error,
+      });
+    }
     if (code === 'EACCES' || code === 'EPERM') {
       throw new WalvaultError('usage', `cannot read the data directory: ${message}`, { hint: 'run walvault backup as root or as the server\'s OS user (sudo -u postgres walvault backup ...)', cause: error });
     }
