@@ -143,9 +143,9 @@ export const OPTION_TABLE: OptionSpec[] = [
 
 /** Rows above that backup and restore-backup take too, with their own help text or default where it differs. */
 const SHARED_WITH_BACKUP: ReadonlyArray<{ name: string; commands: Command[]; describe?: Partial<Record<Command, string>>; defaults?: Partial<Record<Command, OptionValue>> }> = [
-  { name: 'compress', commands: ['backup'] },
+  { name: 'compress', commands: ['backup'], describe: { backup: 'compression of the backup (its tar archives and manifest): none, gzip, lz4 or zstd, as for archived WAL (restore-backup and `zstd -d`, `lz4 -d`, `gzip -d` read it)' } },
   { name: 'compress-level', commands: ['backup'] },
-  { name: 'encrypt-recipient', commands: ['backup'] },
+  { name: 'encrypt-recipient', commands: ['backup'], describe: { backup: 'encrypt the backup (age format) to this public key (`age -d` decrypts it by hand)' } },
   { name: 'encrypt-recipients-file', commands: ['backup'] },
   { name: 'decrypt-identity-file', commands: ['backup', 'restore-backup'], describe: { backup: 'age identity file to read encrypted WAL back when checking what the backup needs' } },
   { name: 's3-storage-class', commands: ['backup'] },

@@ -265,12 +265,13 @@ export function runBackupScenario(options: BackupScenarioOptions): void {
       const { size } = await handle.stat();
       await handle.write(Buffer.alloc(16, 0x5a), 0, 16, Math.floor(size / 2));
       await handle.close();
-      const target = path.join(await pg.makeDir('damaged-parent'), 'data');
-      const result = await run(walvault.walvault, ['restore-backup', ...repoArgs(), `--pgdata=${target}`, `--decrypt-identity-file=${identityFile!}`], { env: repo.env, allowFailure: true });
+      const parent = await pg.makeDir('damaged-parent');
+      const target = path.join(parent, 'data');
+      const result = await run(walvault.walvault, ['restore-backup', ...repoArgs(), `--pgdata=${target}`, `--tablespace-map=${tablespaceOid}=${path.join(parent, 'ts1')}`, `--decrypt-identity-file=${identityFile!}`], { env: repo.env, allowFailure: true });
       expect(result.stdout).toBe('');
       expect(result.stderr).toMatch(new RegExp(`^walvault: error: restore of backup "${encryptedBackup}" failed: .*; nothing was left behind; HINT: .+\n$`));
       expect(result.code).toBe(7);
-      await expect(fs.access(target)).rejects.toThrow();
+      expect(await fs.readdir(parent)).toEqual([]);
       const verify = await run(walvault.walvault, ['verify', ...repoArgs(), `--decrypt-identity-file=${identityFile!}`], { env: repo.env, allowFailure: true });
       expect(verify.code).toBe(12);
       expect(verify.stdout).toContain(`ERROR [base-backup] base backup "${encryptedBackup}" cannot be restored: "${file}" does not match the hash of the stored bytes in the manifest`);
