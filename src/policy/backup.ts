@@ -180,8 +180,9 @@ export async function* tarOfTree(root: string, options: { top: boolean; progress
 async function storeStream(backend: Backend, key: string, source: AsyncGenerator<Buffer>, encode: EncodeOptions, ctx: OpContext): Promise<Omit<ManifestObject, 'name' | 'files' | 'key'>> {
   const encoder = await createEncoder(encode);
   const original = await HashingStream.create();
-  const stored = await HashingStream.create();
-  const flow = pipeline([Readable.from(source, { objectMode: false, highWaterMark: 4 * READ_CHUNK }), original, ...encoder.transforms, stored], { signal: ctx.signal });
+  // Without compression or encryption the stored bytes are the tar: one hash serves both.
+  const stored = encoder.transforms.length === 0 ? original : await HashingStream.create();
+  const flow = pipeline([Readable.from(source, { objectMode: false, highWaterMark: 4 * READ_CHUNK }), ...(stored === original ? [original] : [original, ...encoder.transforms, stored])], { signal: ctx.signal });
   if (backend.putLarge !== undefined) {
     const put = backend.putLarge(key, stored, ctx);
     const [, result] = await Promise.all([flow.catch((error: unknown) => { stored.destroy(error as Error); throw error; }), put]);
