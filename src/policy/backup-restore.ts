@@ -140,6 +140,7 @@ export async function restoreBackup(backend: Backend, options: RestoreBackupOpti
       const expected = new Map(target.object.files.map((file) => [file.path, file]));
       const seen = new Set<string>();
       const directories: string[] = [target.directory];
+      const current: { handle: nodeFs.FileHandle | null } = { handle: null };
       const deadline = new Deadline(Math.max(timeoutMs, 24 * 3600 * 1000), `restoring "${backend.describe(target.object.key)}"`);
       try {
         const stored = await deadline.race(backend.read(target.object.key, { signal: deadline.signal }));
@@ -170,6 +171,7 @@ export async function restoreBackup(backend: Backend, options: RestoreBackupOpti
           }
           seen.add(entry.path);
           const handle = await nodeFs.open(full, 'wx', 0o600);
+          current.handle = handle;
           const hasher = create64();
           let position = 0;
           return {
@@ -187,6 +189,7 @@ export async function restoreBackup(backend: Backend, options: RestoreBackupOpti
               try {
                 await handle.sync();
               } finally {
+                current.handle = null;
                 await handle.close();
               }
               await chown(full);
@@ -209,6 +212,8 @@ export async function restoreBackup(backend: Backend, options: RestoreBackupOpti
           throw new WalvaultError('corrupt', `"${backend.describe(target.object.key)}" does not match the stored size and hash in the manifest`, { hint: 'the stored backup is damaged; restore another backup' });
         }
       } finally {
+        // A file cut short by a failure (a damaged tar, a wrong key) is closed here; the catch below removes it.
+        await current.handle?.close().catch(() => undefined);
         deadline.dispose();
       }
       const missing = [...expected.keys()].filter((file) => !seen.has(file));
