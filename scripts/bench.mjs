@@ -24,6 +24,7 @@
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key] [--trace-restore]
 //                      [--codec-segments N] [--codec-repeats R] [--codec-memory] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ... [--restore-command 'KEY=RESTORE COMMAND'] ... [--timeline]
+//                      [--backup-scale N] [--backup-codec lz4|zstd|gzip]
 // --timeline logs, after each archive run, when each backlog file was stored in the repository and
 // when PostgreSQL marked it .done (ms after the reload that started archiving; from file ctimes).
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
@@ -37,6 +38,11 @@
 // --trace-restore logs, for the warm-up run of each recovery row, every restore_command call: when it
 // started and ended (ms after the server was started), its exit code, %f and %p (a sh wrapper around
 // the command; the timed runs are not wrapped). Shows which requests pay a repository's latency.
+// Base-backup rows (keys `backups`, or one row by its key `backup-...`; only when selected with --only, and
+// then nothing else runs): a fresh cluster of `pgbench -i -s --backup-scale` (default 200, about 3 GiB),
+// archiving into both walvault and pgBackRest; wall time of `walvault backup` to a local repository (no
+// compression and --backup-codec, default lz4), `pg_basebackup -Ft -X none` to a local directory (the same
+// two), and `pgbackrest backup --type=full --process-max=2` with the same codec; stored bytes of each.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -219,6 +225,7 @@ function startLatencyProxy(targetPort, delayMs) {
 
 async function main() {
   if (!fs.existsSync(`${PGBIN}/postgres`)) throw new Error(`PostgreSQL 15 not found in "${PGBIN}" (set PGBIN)`);
+  if (only !== null && [...only].every((key) => key === 'backups' || key.startsWith('backup-'))) return benchBackups();
   ensureTools();
   const hasPgbr = have('pgbackrest');
   const hasBarman = have('barman-cloud-wal-archive');
@@ -1077,6 +1084,138 @@ function renderReport(results) {
   }
   lines.push('');
   return lines.join('\n');
+}
+
+/**
+ * The base-backup rows (see the opening comment): one cluster, each tool once, timed by wall clock.
+ * pgBackRest's backup checks that its WAL reached its own repository, walvault's waits for it in its
+ * own: archive_command pushes every segment to both, so both pay for that wait alike.
+ */
+async function benchBackups() {
+  const codec = String(args['backup-codec'] ?? 'lz4');
+  const scale = Number(args['backup-scale'] ?? 200);
+  const want = (key) => only.has('backups') || only.has(key);
+  ensureTools();
+  if (!args['no-build']) run('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  const walvault = path.join(ROOT, 'dist', 'cli', 'walvault');
+  const walvaultArchive = path.join(ROOT, 'dist', 'cli', 'walvault-archive');
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'walvault-bench-backup-'));
+  fs.chmodSync(tmp, 0o755);
+  const data = path.join(tmp, 'data');
+  const port = await freePort();
+  const walRepo = path.join(tmp, 'wal-repo');
+  const pgbrRepo = path.join(tmp, 'pgbackrest');
+  const pgbrConf = path.join(tmp, 'pgbackrest.conf');
+  const hasPgbr = have('pgbackrest');
+  const rows = [];
+  let up = false;
+  try {
+    chownPg(tmp);
+    asPg(`${PGBIN}/initdb`, ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-instructions', '-N']);
+    fs.mkdirSync(walRepo);
+    fs.mkdirSync(pgbrRepo);
+    fs.writeFileSync(pgbrConf, [
+      '[global]', `repo1-path=${pgbrRepo}`, `log-path=${tmp}`, `lock-path=${tmp}`, 'log-level-console=warn', 'log-level-file=off', `compress-type=${codec === 'zstd' ? 'zst' : codec === 'gzip' ? 'gz' : codec}`, 'start-fast=y',
+      '[bench]', `pg1-path=${data}`, `pg1-port=${port}`, `pg1-socket-path=${tmp}`, '',
+    ].join('\n'));
+    chownPg(tmp);
+    const archiveCommand = `${walvaultArchive} --repo=${walRepo} %p %f${hasPgbr ? ` && pgbackrest --config=${pgbrConf} --stanza=bench archive-push %p` : ''}`;
+    fs.appendFileSync(path.join(data, 'postgresql.conf'), [
+      `port = ${port}`, `listen_addresses = ''`, `unix_socket_directories = ${sq(tmp)}`, 'archive_mode = on', `archive_command = ${sq(archiveCommand)}`,
+      "max_wal_size = '8GB'", "shared_buffers = '128MB'", 'logging_collector = off', '',
+    ].join('\n'));
+    asPg(`${PGBIN}/pg_ctl`, ['-D', data, '-l', path.join(tmp, 'postgres.log'), '-w', 'start']);
+    up = true;
+    log(`pgbench -i -s ${scale}`);
+    asPg(`${PGBIN}/pgbench`, ['-i', '-s', String(scale), '-q', '-h', tmp, '-p', String(port), 'postgres'], { maxBuffer: 1 << 30 });
+    asPg(`${PGBIN}/psql`, ['-h', tmp, '-p', String(port), '-d', 'postgres', '-XAtq', '-c', 'checkpoint']);
+    if (hasPgbr) asPg('pgbackrest', [`--config=${pgbrConf}`, '--stanza=bench', 'stanza-create']);
+    const size = Number(asPg(`${PGBIN}/psql`, ['-h', tmp, '-p', String(port), '-d', 'postgres', '-XAtq', '-c', 'select sum(pg_database_size(oid)) from pg_database']).stdout.trim());
+    const du = (dir) => Number(run('du', ['-sb', dir]).stdout.split(/\s/)[0]);
+    const timed = (key, tool, mode, argv, dir) => {
+      if (!want(key)) return;
+      if (dir !== undefined) {
+        fs.rmSync(dir, { recursive: true, force: true });
+        fs.mkdirSync(dir);
+        chownPg(dir);
+      }
+      run('sync', []);
+      log(`backup: ${key}`);
+      const started = process.hrtime.bigint();
+      const res = asPg(argv[0], argv.slice(1), { allowFail: true, cwd: tmp });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (res.status !== 0) {
+        log(`  ${key} FAILED: ${res.stderr.trim().split('\n').at(-1)}`);
+        return;
+      }
+      const stored = dir === undefined ? null : du(dir);
+      rows.push({ key, tool, mode, seconds, stored });
+      log(`  ${key}: ${seconds.toFixed(1)} s${stored === null ? '' : `, ${(stored / 2 ** 20).toFixed(0)} MiB stored`}`);
+    };
+    const connection = `--db=host=${tmp} port=${port} dbname=postgres`;
+    const wvRepo = (name) => path.join(tmp, name);
+    // Each walvault run goes to a fresh repository that shares the WAL: a symlink to the archive.
+    const walvaultRow = (key, mode, extra) => {
+      if (!want(key)) return;
+      const dir = wvRepo(key);
+      fs.rmSync(dir, { recursive: true, force: true });
+      fs.mkdirSync(dir);
+      fs.symlinkSync(path.join(walRepo, 'wal'), path.join(dir, 'wal'));
+      for (const file of fs.readdirSync(walRepo).filter((name) => name !== 'wal')) fs.copyFileSync(path.join(walRepo, file), path.join(dir, file));
+      chownPg(dir);
+      const started = process.hrtime.bigint();
+      log(`backup: ${key}`);
+      run('sync', []);
+      const res = asPg(walvault, ['backup', `--repo=${dir}`, connection, ...extra], { allowFail: true, cwd: tmp });
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      if (res.status !== 0) {
+        log(`  ${key} FAILED: ${res.stderr.trim().split('\n').at(-1)}`);
+        return;
+      }
+      const stored = du(path.join(dir, 'backups'));
+      rows.push({ key, tool: 'walvault backup', mode, seconds, stored });
+      log(`  ${key}: ${seconds.toFixed(1)} s, ${(stored / 2 ** 20).toFixed(0)} MiB stored; ${res.stdout.trim()}`);
+    };
+    // WAL must be in the walvault repository before its first backup can complete: one switch first.
+    asPg(`${PGBIN}/psql`, ['-h', tmp, '-p', String(port), '-d', 'postgres', '-XAtq', '-c', 'select pg_switch_wal()']);
+    walvaultRow('backup-walvault', 'local, no compression', []);
+    walvaultRow(`backup-walvault-${codec}`, `local, ${codec}`, [`--compress=${codec}`]);
+    const bbCodec = codec === 'gzip' ? 'client-gzip' : `client-${codec}`;
+    timed('backup-pg_basebackup', 'pg_basebackup -Ft -X none', 'local directory, no compression', [`${PGBIN}/pg_basebackup`, '-h', tmp, '-p', String(port), '-D', path.join(tmp, 'bb'), '-Ft', '-X', 'none', '-c', 'fast'], path.join(tmp, 'bb'));
+    timed(`backup-pg_basebackup-${codec}`, 'pg_basebackup -Ft -X none', `local directory, ${codec}`, [`${PGBIN}/pg_basebackup`, '-h', tmp, '-p', String(port), '-D', path.join(tmp, 'bbc'), '-Ft', '-X', 'none', '-c', 'fast', `--compress=${bbCodec}`], path.join(tmp, 'bbc'));
+    if (hasPgbr) {
+      const key = `backup-pgbackrest-${codec}`;
+      if (want(key)) {
+        const before = du(pgbrRepo);
+        log(`backup: ${key}`);
+        run('sync', []);
+        const started = process.hrtime.bigint();
+        const res = asPg('pgbackrest', [`--config=${pgbrConf}`, '--stanza=bench', '--type=full', '--process-max=2', 'backup'], { allowFail: true, cwd: tmp });
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        if (res.status !== 0) log(`  ${key} FAILED: ${res.stderr.trim().split('\n').at(-1)}`);
+        else {
+          rows.push({ key, tool: 'pgBackRest full backup', mode: `local repo, process-max=2, ${codec}`, seconds, stored: du(pgbrRepo) - before });
+          log(`  ${key}: ${seconds.toFixed(1)} s`);
+        }
+      }
+    }
+    const lines = ['', `Base backups: a cluster of ${(size / 2 ** 30).toFixed(2)} GiB (pgbench -i -s ${scale}), idle; one run each, wall time; ${describeMachine(tmp)}`, ''];
+    const peer = (key) => rows.find((row) => row.key === key)?.seconds;
+    lines.push('| tool | mode | seconds | MiB/s | stored MiB | vs pg_basebackup, same compression (time) | vs pgBackRest (time) |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|');
+    for (const row of rows) {
+      const bb = row.key.endsWith(`-${codec}`) ? peer(`backup-pg_basebackup-${codec}`) : peer('backup-pg_basebackup');
+      const pgbr = row.key.endsWith(`-${codec}`) ? peer(`backup-pgbackrest-${codec}`) : undefined;
+      const ratio = (other) => (other === undefined ? '–' : `${(row.seconds / other).toFixed(2)}×`);
+      lines.push(`| ${row.tool} | ${row.mode} | ${row.seconds.toFixed(1)} | ${(size / 2 ** 20 / row.seconds).toFixed(0)} | ${row.stored === null ? '–' : (row.stored / 2 ** 20).toFixed(0)} | ${ratio(bb)} | ${ratio(pgbr)} |`);
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+    if (args.json) fs.writeFileSync(String(args.json), JSON.stringify({ backups: rows, size, scale, codec }, null, 2));
+  } finally {
+    if (up) asPg(`${PGBIN}/pg_ctl`, ['-D', data, '-m', 'immediate', 'stop'], { allowFail: true });
+    if (!args.keep) fs.rmSync(tmp, { recursive: true, force: true });
+    else log(`kept "${tmp}"`);
+  }
 }
 
 main().catch((error) => {

@@ -7,7 +7,7 @@ import { WalvaultError } from '../core/errors.js';
 import type { Verbosity } from '../core/log.js';
 
 /** What runs a command line: walvault-archive, walvault-restore, or one `walvault` subcommand. */
-export type Command = 'archive' | 'restore' | 'verify' | 'check' | 'cleanup' | 'status';
+export type Command = 'archive' | 'restore' | 'verify' | 'check' | 'cleanup' | 'status' | 'backup' | 'restore-backup';
 
 /** Kept for callers that name the three executables; `walvault` is every subcommand. */
 export type Program = 'archive' | 'restore' | 'walvault';
@@ -42,7 +42,7 @@ export interface OptionSpec {
 }
 
 /** Every command, in the order help lists them. */
-export const ALL_COMMANDS: readonly Command[] = ['archive', 'restore', 'verify', 'check', 'cleanup', 'status'];
+export const ALL_COMMANDS: readonly Command[] = ['archive', 'restore', 'verify', 'check', 'cleanup', 'status', 'backup', 'restore-backup'];
 const ALL = ALL_COMMANDS;
 const READERS: readonly Command[] = ['restore', 'verify', 'check', 'cleanup'];
 
@@ -125,7 +125,44 @@ export const OPTION_TABLE: OptionSpec[] = [
   { name: 'max-lag', type: 'number', flagOnly: true, placeholder: 'SECONDS', programs: ['status'], description: 'threshold: seconds the oldest file has waited to be archived' },
   { name: 'max-failure-age', type: 'number', flagOnly: true, placeholder: 'SECONDS', programs: ['status'], description: 'threshold: crossed while the last recorded archive or restore failure is younger than this many seconds' },
   { name: 'max-repo-age', type: 'number', flagOnly: true, placeholder: 'SECONDS', programs: ['status'], description: 'threshold: seconds since the newest segment was stored in the repository' },
+  // walvault backup and restore-backup (src/cli/commands/backup.ts, restore-backup.ts); they also take rows above, see SHARED_WITH_BACKUP
+  { name: 'fast-checkpoint', type: 'boolean', default: true, flagOnly: true, programs: ['backup'], description: "pg_backup_start's fast: an immediate checkpoint (--fast-checkpoint false: a spread one, gentler on a busy server, slower to start)" },
+  { name: 'wal-timeout', type: 'number', default: 300, placeholder: 'SECONDS', programs: ['backup'], description: 'how long to wait for the WAL from the start to the stop of the backup to reach the repository before failing' },
+  { name: 'tablespace-map', type: 'string', repeatable: true, flagOnly: true, placeholder: 'OID=DIR', programs: ['restore-backup'], description: 'restore the tablespace with this OID into DIR instead of where it was' },
+  { name: 'target-time', type: 'string', flagOnly: true, placeholder: 'TIMESTAMP', programs: ['restore-backup'], description: "recovery_target_time (e.g. '2026-12-07 03:15:00+00')" },
+  { name: 'target-lsn', type: 'string', flagOnly: true, placeholder: 'LSN', programs: ['restore-backup'], description: 'recovery_target_lsn' },
+  { name: 'target-name', type: 'string', flagOnly: true, placeholder: 'NAME', programs: ['restore-backup'], description: 'recovery_target_name (a restore point from pg_create_restore_point)' },
+  { name: 'target-xid', type: 'string', flagOnly: true, placeholder: 'XID', programs: ['restore-backup'], description: 'recovery_target_xid' },
+  { name: 'target-action', type: 'string', flagOnly: true, choices: ['pause', 'promote', 'shutdown'], programs: ['restore-backup'], description: 'recovery_target_action: what the server does at the target (PostgreSQL default: pause)' },
+  { name: 'target-exclusive', type: 'boolean', default: false, flagOnly: true, programs: ['restore-backup'], description: 'recovery_target_inclusive = off: stop just before the target instead of just after it' },
+  { name: 'target-timeline', type: 'string', flagOnly: true, placeholder: 'TLI|latest|current', programs: ['restore-backup'], description: 'recovery_target_timeline (PostgreSQL default: latest)' },
+  { name: 'standby', type: 'boolean', default: false, flagOnly: true, programs: ['restore-backup'], description: 'write standby.signal (a standby fed from the repository) instead of recovery.signal' },
+  { name: 'restore-command', type: 'string', flagOnly: true, placeholder: 'COMMAND', programs: ['restore-backup'], description: 'the restore_command to write (default: the walvault-restore installed beside this walvault, with the same repository options)' },
+  { name: 'incomplete-grace', type: 'number', default: 24, placeholder: 'HOURS', programs: ['cleanup'], description: 'with --keep-backups: incomplete backups (no completion marker: interrupted, or still running) older than this are removed' },
 ];
+
+/** Rows above that backup and restore-backup take too, with their own help text or default where it differs. */
+const SHARED_WITH_BACKUP: ReadonlyArray<{ name: string; commands: Command[]; describe?: Partial<Record<Command, string>>; defaults?: Partial<Record<Command, OptionValue>> }> = [
+  { name: 'compress', commands: ['backup'], describe: { backup: 'compression of the backup (its tar archives and manifest): none, gzip, lz4 or zstd, as for archived WAL (restore-backup and `zstd -d`, `lz4 -d`, `gzip -d` read it)' } },
+  { name: 'compress-level', commands: ['backup'] },
+  { name: 'encrypt-recipient', commands: ['backup'], describe: { backup: 'encrypt the backup (age format) to this public key (`age -d` decrypts it by hand)' } },
+  { name: 'encrypt-recipients-file', commands: ['backup'] },
+  { name: 'decrypt-identity-file', commands: ['backup', 'restore-backup'], describe: { backup: 'age identity file to read encrypted WAL back when checking what the backup needs' } },
+  { name: 's3-storage-class', commands: ['backup'] },
+  { name: 's3-sse', commands: ['backup'] },
+  { name: 's3-sse-kms-key-id', commands: ['backup'] },
+  { name: 'db', commands: ['backup'] },
+  { name: 'json', commands: ['backup', 'restore-backup'] },
+  { name: 'pgdata', commands: ['restore-backup'], describe: { 'restore-backup': 'required: the data directory to create (absent or empty)' } },
+  { name: 'backup', commands: ['restore-backup'], describe: { 'restore-backup': 'the backup to restore: its id (walvault verify lists them) or latest' }, defaults: { 'restore-backup': 'latest' } },
+];
+for (const shared of SHARED_WITH_BACKUP) {
+  const row = OPTION_TABLE.find((spec) => spec.name === shared.name);
+  if (row === undefined) throw new Error(`SHARED_WITH_BACKUP names no option "${shared.name}"`);
+  row.programs = [...row.programs, ...shared.commands];
+  if (shared.describe !== undefined) row.describeFor = { ...row.describeFor, ...shared.describe };
+  if (shared.defaults !== undefined) row.defaultFor = { ...row.defaultFor, ...shared.defaults };
+}
 
 /** The option's default for a command; `repo` decides backend-dependent ones (an s3:// repository). */
 export function defaultOf(spec: OptionSpec, command: Command, repo?: unknown): OptionValue | undefined {

@@ -37,6 +37,8 @@ export const COMMAND_NAMES: Readonly<Record<Command, string>> = {
   check: 'walvault check',
   cleanup: 'walvault cleanup',
   status: 'walvault status',
+  backup: 'walvault backup',
+  'restore-backup': 'walvault restore-backup',
 };
 
 /** The camelCase form of a kebab-case name (what the config file may also use, and the S3 options read). */

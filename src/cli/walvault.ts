@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Operator entry point: walvault <command> [options] (verify, check, cleanup, status, exit-codes).
+// Operator entry point: walvault <command> [options] (verify, check, cleanup, status, backup, restore-backup, exit-codes).
 import yargs from 'yargs';
 import { EXIT_CODE_MEANINGS, EXIT_CODES, WalvaultError, type ErrorKind } from '../core/errors.js';
 import { COMMANDS } from './commands/index.js';

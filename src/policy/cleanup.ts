@@ -9,6 +9,7 @@ import { parseBackupHistory, parseServerTime, type BackupHistory } from '../wal/
 import { classify, isValidSegmentSize, nameOfKey, objectKey, parseSegmentName, segmentFileName, segmentNumber, WAL_PREFIX } from '../wal/names.js';
 import { readRepoDocument } from './cluster-guard.js';
 import { openDecoded } from './stored.js';
+import { backupKey, listBackups, MANIFEST_NAME, MARKER_NAME, type ListedBackup } from './backup-repo.js';
 
 /** Options of cleanupArchive; at least one of before / keepBackups. */
 export interface CleanupOptions {
@@ -29,6 +30,10 @@ export interface CleanupOptions {
   decode?: DecodeOptions;
   /** Leftovers (temp entries: an interrupted upload or write) older than this are removed; default LEFTOVER_GRACE_MS. */
   leftoverGraceMs?: number;
+  /** With keepBackups: base backups without a completion marker older than this many hours are removed (default 24). */
+  incompleteGraceHours?: number;
+  /** The clock (tests). */
+  now?: Date;
   log?: Logger;
 }
 
@@ -64,6 +69,8 @@ export interface CleanupReport {
   remaining: number;
   /** Leftovers of interrupted uploads or writes older than the grace period, removed (or, with dryRun, to remove). */
   leftovers: string[];
+  /** Base backups (walvault backup) removed, or with dryRun to be removed: older than the kept ones, or incomplete past the grace period. */
+  removedBaseBackups: string[];
 }
 
 const position = (name: string): string => name.slice(8, 24);
@@ -118,7 +125,9 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
   let cutoffName: string | null = options.before === undefined ? null : options.before.slice(0, 24);
   const keptBackups: CleanupBackup[] = [];
   const incompleteBackups: CleanupBackup[] = [];
+  let baseBackups: ListedBackup[] = [];
   if (options.keepBackups !== undefined) {
+    baseBackups = await withDeadline(`listing the base backups of "${backend.describe('')}"`, (ctx) => listBackups(backend, ctx), 10);
     const segmentSize = await segmentSizeOf(backend, entries, withDeadline);
     const backups: BackupHistory[] = [];
     for (const entry of entries.filter((candidate) => classify(candidate.name) === 'backup')) {
@@ -132,10 +141,13 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
     }
     sortNewestFirst(backups);
     for (const backup of backups) {
-      const summary = { file: backup.fileName, label: backup.label, startSegment: backup.startSegment, complete: isComplete(backup, present, segmentSize) };
+      // A backup of walvault backup counts only with its completion marker (an interrupted one has a history file too, if pg_backup_stop ran).
+      const walvaultId = /^walvault backup (\S+)$/.exec(backup.label)?.[1];
+      const marked = walvaultId === undefined || baseBackups.some((base) => base.id === walvaultId && base.complete);
+      const summary = { file: backup.fileName, label: backup.label, startSegment: backup.startSegment, complete: marked && isComplete(backup, present, segmentSize) };
       if (!summary.complete) {
         incompleteBackups.push(summary);
-        log.warn(`backup "${backup.label}" ("${backup.fileName}") is missing WAL between its start and stop; it is not counted as one of the ${options.keepBackups} kept backups`);
+        log.warn(`backup "${backup.label}" ("${backup.fileName}") ${marked ? 'is missing WAL between its start and stop' : 'has no completion marker'}; it is not counted as one of the ${options.keepBackups} kept backups`);
         continue;
       }
       if (keptBackups.length < options.keepBackups) keptBackups.push(summary);
@@ -152,6 +164,7 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
     }
   }
 
+  const removedBaseBackups = options.keepBackups === undefined ? [] : await removeBaseBackups(backend, baseBackups, { kept: keptBackups, cutoff, options, withDeadline });
   const doomed = cutoff === null ? [] : entries.filter((entry) => isRemovable(entry.name, cutoff!));
   // Backup history files go first: an interrupted cleanup must never leave one pointing at removed WAL.
   doomed.sort((a, b) => {
@@ -183,7 +196,43 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
     removedBytes: doomed.reduce((sum, entry) => sum + entry.size, 0),
     remaining: entries.length - (options.dryRun === true ? 0 : doomed.length),
     leftovers: leftovers.sort(),
+    removedBaseBackups,
   };
+}
+
+/**
+ * Removes base backups that are neither kept nor newer than the cutoff, and folders without a marker
+ * older than the grace period. The marker goes first, then the manifest: an interrupted removal leaves
+ * an incomplete backup (ignored by restore, removed by the next cleanup), never a complete-looking one.
+ */
+async function removeBaseBackups(
+  backend: Backend,
+  baseBackups: readonly ListedBackup[],
+  context: { kept: readonly CleanupBackup[]; cutoff: string | null; options: CleanupOptions; withDeadline: <T>(what: string, work: (ctx: OpContext) => Promise<T>) => Promise<T> },
+): Promise<string[]> {
+  const { options, withDeadline } = context;
+  const keptIds = new Set(context.kept.map((backup) => /^walvault backup (\S+)$/.exec(backup.label)?.[1]).filter((id) => id !== undefined));
+  const graceMs = (options.incompleteGraceHours ?? 24) * 3600 * 1000;
+  const now = (options.now ?? new Date()).getTime();
+  const removed: string[] = [];
+  for (const backup of baseBackups) {
+    if (keptIds.has(backup.id)) continue;
+    let doomed: boolean;
+    if (backup.complete) {
+      const marker = await withDeadline(`reading the marker of backup "${backup.id}"`, (ctx) => backend.readText(backupKey(backup.id, MARKER_NAME), ctx));
+      const startWal = marker === null ? null : ((JSON.parse(marker) as { startWal?: string }).startWal ?? null);
+      doomed = context.cutoff !== null && startWal !== null && position(startWal) < context.cutoff;
+    } else doomed = now - backup.newest.getTime() > graceMs;
+    if (!doomed) continue;
+    removed.push(backup.id);
+    if (options.dryRun === true) continue;
+    const order = (key: string): number => (key.endsWith(`/${MARKER_NAME}`) ? 0 : key.endsWith(`/${MANIFEST_NAME}`) ? 1 : 2);
+    for (const key of [...backup.keys].sort((a, b) => order(a) - order(b))) {
+      await withDeadline(`removing "${backend.describe(key)}"`, (ctx) => backend.delete(key, ctx));
+    }
+    options.log?.debug(`removed base backup "${backup.id}"`);
+  }
+  return removed;
 }
 
 /**

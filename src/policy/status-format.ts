@@ -53,6 +53,7 @@ export function formatStatusText(report: StatusReport): string {
     for (const timeline of repository.timelines) {
       lines.push(`  timeline ${timeline.timeline}: newest "${timeline.newestFile}" stored ${formatAge(timeline.ageSeconds)} ago (${timeline.storedAt}); ${timeline.segments} segment${timeline.segments === 1 ? '' : 's'}`);
     }
+    if (repository.newestBackup !== undefined) lines.push(repository.newestBackup === null ? '  newest base backup: none taken with walvault backup' : `  newest base backup: ${repository.newestBackup.id}, completed ${repository.newestBackup.completedAt} (${repository.newestBackup.ageSeconds} s ago), WAL up to ${repository.newestBackup.stopWal}`);
     if (repository.backups !== null) {
       if (repository.backups.length === 0) lines.push('  backups: none in the repository');
       for (const backup of repository.backups) {
@@ -120,6 +121,9 @@ export function formatStatusPrometheus(report: StatusReport): string {
     metric('walvault_repository_newest_segment_timestamp_seconds', 'gauge', 'when the newest segment of each timeline was stored in the repository', repository.timelines.map((timeline) => ({ labels: { timeline: String(timeline.timeline) }, value: epoch(timeline.storedAt) })));
     metric('walvault_repository_newest_segment_age_seconds', 'gauge', 'age of the newest segment of each timeline in the repository', repository.timelines.map((timeline) => ({ labels: { timeline: String(timeline.timeline) }, value: timeline.ageSeconds })));
     metric('walvault_repository_segments', 'gauge', 'segments of each timeline in the repository', repository.timelines.map((timeline) => ({ labels: { timeline: String(timeline.timeline) }, value: timeline.segments })));
+    if (repository.newestBackup != null) {
+      metric('walvault_base_backup_newest_age_seconds', 'gauge', 'age of the newest complete base backup taken with walvault backup', [{ labels: { id: repository.newestBackup.id }, value: repository.newestBackup.ageSeconds }]);
+    }
     if (repository.backups !== null) {
       metric('walvault_backup_restorable', 'gauge', 'whether each of the newest backups has all the WAL it needs (1) or not (0)', repository.backups.map((backup) => ({ labels: { label: backup.label, file: backup.file }, value: backup.restorable ? 1 : 0 })));
     }

@@ -96,6 +96,8 @@ export interface RepositorySide {
   timelines: Array<{ timeline: number; newestFile: string; storedAt: string; ageSeconds: number; segments: number }>;
   /** With --window: the newest backups and how far each can be recovered (from verify --quick). */
   backups: Array<{ file: string; label: string; stopTime: string | null; restorable: boolean; windows: Array<{ timeline: number; untilLsn: string; lastSegment: string; lastSegmentArchivedAt: string | null; latest: boolean }> }> | null;
+  /** The newest complete base backup taken by walvault backup (its completion marker), or null when there is none. */
+  newestBackup?: { id: string; completedAt: string; ageSeconds: number; stopWal: string; size: number; storedSize: number } | null;
 }
 
 /** pg_stat_archiver and the server's role. */
@@ -238,9 +240,11 @@ async function withDeadline<T>(timeoutMs: number, what: string, work: (signal: A
 /** The repository side: one listing, the newest segment per timeline; with `window`, verify --quick's backups. */
 async function repositorySide(backend: Backend, options: StatusOptions, now: Date): Promise<RepositorySide> {
   const newest = new Map<number, { file: string; storedAt: Date; segments: number }>();
+  let newestMarker: string | null = null;
   await withDeadline(options.timeoutMs * 10, `listing repository "${backend.describe('')}"`, async (signal) => {
     for await (const entry of backend.list('', { signal })) {
       if (entry.temp) continue;
+      if (/^backups\/[^/]+\/complete$/.test(entry.key) && (newestMarker === null || entry.key > newestMarker)) newestMarker = entry.key;
       const name = nameOfKey(entry.key);
       if (classify(name) !== 'segment') continue;
       const timeline = parseSegmentName(name)!.timeline;
@@ -262,12 +266,20 @@ async function repositorySide(backend: Backend, options: StatusOptions, now: Dat
       .slice(0, 3)
       .map((backup) => ({ file: backup.file, label: backup.label, stopTime: backup.stopTime, restorable: backup.restorable, windows: backup.windows }));
   }
+  let newestBackup: NonNullable<RepositorySide['newestBackup']> | null = null;
+  if (newestMarker !== null) {
+    const { readMarker } = await import('./backup-repo.js');
+    const id = (newestMarker as string).split('/')[1]!;
+    const marker = await withDeadline(options.timeoutMs, `reading "${backend.describe(newestMarker)}"`, (signal) => readMarker(backend, id, { signal }));
+    if (marker !== null) newestBackup = { id, completedAt: marker.completedAt, ageSeconds: ageOf(now, marker.completedAt), stopWal: marker.stopWal, size: marker.size, storedSize: marker.storedSize };
+  }
   return {
     repository: options.repo ?? backend.describe(''),
     timelines: [...newest.entries()]
       .sort(([a], [b]) => a - b)
       .map(([timeline, known]) => ({ timeline, newestFile: known.file, storedAt: known.storedAt.toISOString(), ageSeconds: ageOf(now, known.storedAt), segments: known.segments })),
     backups,
+    newestBackup,
   };
 }
 

@@ -16,7 +16,7 @@ import type { Finding } from './verify.js';
 export interface Item {
   key: string;
   name: string;
-  kind: WalFileKind | 'temp' | 'document';
+  kind: WalFileKind | 'temp' | 'document' | 'base-backup';
   entry: ListEntry;
   meta: ObjectMeta | null;
   /** Original size: bytes decoded (full) or recorded (quick); null when unknown. */

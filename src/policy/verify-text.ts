@@ -80,6 +80,15 @@ export function formatVerifyReport(report: VerifyReport): string {
     });
   }
 
+  if (report.baseBackups.length > 0) {
+    lines.push('', 'base backups (walvault backup):');
+    for (const backup of report.baseBackups) {
+      const state = !backup.complete ? 'INCOMPLETE (no completion marker; never restored)' : backup.restorable ? 'complete, restorable' : 'complete but NOT RESTORABLE (see problems)';
+      const range = backup.startWal === null ? '' : `, WAL ${backup.startWal} .. ${backup.stopWal}`;
+      lines.push(`  ${backup.id}: ${state}${range}, ${plural(backup.objects, 'object')}, ${formatBytes(backup.storedSize)} stored`);
+    }
+  }
+
   if (report.findings.length > 0) {
     lines.push('', 'problems:');
     for (const finding of report.findings) {

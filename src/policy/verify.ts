@@ -7,6 +7,8 @@ import { WalvaultError } from '../core/errors.js';
 import { forEachLimited } from '../core/pool.js';
 import { readRepoDocument, REPO_DOCUMENT, type RepoDocument } from './cluster-guard.js';
 import { readAndCheck, statAndCheck, type Item } from './verify-read.js';
+import { checkBaseBackups, type BaseBackupReport } from './verify-backups.js';
+import { BACKUP_PREFIX } from './backup-repo.js';
 import { parseBackupHistory, type BackupHistory } from '../wal/backup-history.js';
 import { groupMissing, SegmentIndex, toRanges, type SegmentRange } from '../wal/continuity.js';
 import { ancestorsOf, branchOf, historyFileName, parseHistory, timelineOfHistoryName } from '../wal/history.js';
@@ -121,6 +123,8 @@ export interface VerifyReport {
   clusters: ClusterReport[];
   timelines: TimelineReport[];
   backups: BackupReport[];
+  /** Base backups taken by walvault backup (backups/<id>/), newest first. */
+  baseBackups: BaseBackupReport[];
   findings: Finding[];
   errors: number;
   warnings: number;
@@ -183,7 +187,11 @@ export async function verifyArchive(backend: Backend, options: VerifyOptions = {
   const verdict = checkClusters(run, segmentItems, document);
   const { index, timelines } = checkTimelines(run, scope, segmentItems, verdict.segmentSize);
   const backups = checkBackups(run, scope, index, segmentItems, verdict.segmentSize);
-  return summarize(run, { items, segmentItems, verdict, timelines, backups, started });
+  const baseBackups = options.from !== undefined || options.to !== undefined || options.backup !== undefined
+    ? []
+    : await checkBaseBackups(backend, items.map((item) => item.entry), { quick: run.quick, decode: options.decode ?? {}, historyReports: backups, add: run.add, withDeadline: run.withDeadline });
+  // Summarized after the base backups: their findings count too.
+  return { ...summarize(run, { items, segmentItems, verdict, timelines, backups, started }), baseBackups };
 }
 
 /** Refuses --from/--to values that are not segment names. */
@@ -247,7 +255,7 @@ async function takeInventory(run: VerifyRun): Promise<{ items: Item[]; document:
       add({ severity: 'warning', code: 'temp-file', file: item.key, message: `leftover temporary file "${backend.describe(item.key)}" (an interrupted upload or write)`, hint: 'harmless; walvault cleanup removes it once it is 7 days old (an unfinished upload of a running backup is younger)' });
     } else if (item.kind === 'other') {
       add({ severity: 'warning', code: 'not-wal', file: item.key, message: `"${backend.describe(item.key)}" is not a WAL file walvault archives`, hint: 'move it out of the repository; walvault never reads it' });
-    } else if (item.kind !== 'document' && objectKey(item.name) !== item.key) {
+    } else if (item.kind !== 'document' && item.kind !== 'base-backup' && objectKey(item.name) !== item.key) {
       add({ severity: 'error', code: 'misplaced', file: item.name, message: `"${backend.describe(item.key)}" is not where walvault stores "${item.name}" ("${objectKey(item.name)}"); restore will not find it`, hint: 'move it to its place, or re-archive it' });
       item.intact = false;
     }
@@ -261,6 +269,7 @@ function classifyEntry(entry: ListEntry): Item {
   let kind: Item['kind'];
   if (entry.temp) kind = 'temp';
   else if (entry.key === REPO_DOCUMENT) kind = 'document';
+  else if (entry.key.startsWith(BACKUP_PREFIX)) kind = 'base-backup';
   else if (!entry.key.startsWith(WAL_PREFIX)) kind = 'other';
   else kind = classify(name);
   const id = kind === 'segment' || kind === 'partial' ? parseSegmentName(name) : null;
@@ -580,7 +589,7 @@ function checkBackups(run: VerifyRun, scope: VerifyScope, index: SegmentIndex, s
 function summarize(
   run: VerifyRun,
   parts: { items: Item[]; segmentItems: Item[]; verdict: ClusterVerdict; timelines: TimelineReport[]; backups: BackupReport[]; started: number },
-): VerifyReport {
+): Omit<VerifyReport, 'baseBackups'> {
   const { backend, options, quick, findings, progress } = run;
   const { items, segmentItems, timelines } = parts;
   const { recorded, segmentSize, clusters } = parts.verdict;

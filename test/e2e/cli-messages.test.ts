@@ -92,7 +92,7 @@ describe('messages, exact, with their exit codes', () => {
     expect(await run(walvault.walvault, ['verify', '--repo=/srv/wal', '--compress=zstd'])).toEqual({
       code: 2,
       stdout: '',
-      stderr: 'walvault: error: unknown option "--compress"; HINT: --compress is an option of walvault-archive, not of walvault verify\n',
+      stderr: 'walvault: error: unknown option "--compress"; HINT: --compress is an option of walvault-archive, walvault backup, not of walvault verify\n',
     });
     expect(await run(walvault.walvault, ['verfy', '--repo=/srv/wal'])).toEqual({ code: 2, stdout: '', stderr: 'walvault: error: unknown command "verfy"; HINT: did you mean walvault verify?\n' });
   });

@@ -3,13 +3,14 @@ import { constants as fsConstants, createWriteStream, stat as statCallback, type
 import * as nodeFs from 'node:fs/promises';
 import { hostname } from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { openWriteback, type Writeback } from './writeback.js';
 import { raceAbort } from '../../core/deadline.js';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
 import { returnCopyBuffer, takeCopyBuffer } from '../../core/buffers.js';
 import { STREAM_CHUNK } from '../../core/hash.js';
-import { isPullBody, type Backend, type ListEntry, type ObjectMeta, type OpContext, type PullBody, type PutBody, type PutMeta, type PutResult, type StatResult, type StoredObject } from '../types.js';
+import { isPullBody, type Backend, type LargePutResult, type ListEntry, type ObjectMeta, type OpContext, type PullBody, type PutBody, type PutMeta, type PutResult, type StatResult, type StoredObject } from '../types.js';
 
 /** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
 export interface PosixOps {
@@ -408,6 +409,62 @@ export class PosixBackend implements Backend {
     } finally {
       await this.ops.unlink(temp).catch(() => undefined);
       if (metaTemp !== undefined) await this.ops.unlink(metaTemp).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A stream of unknown length (a base backup's tar) into a temp file: written through one stream (its
+   * highWaterMark bounds memory), flushed with the early writeback as it grows, fsynced, then linked
+   * into place only if the key is absent, and the directory fsynced. No sidecar: the manifest describes it.
+   */
+  async putLarge(key: string, body: Readable, ctx: OpContext): Promise<LargePutResult> {
+    await this.ensureReady(ctx);
+    const finalPath = this.describe(key);
+    const directory = path.dirname(finalPath);
+    await raceAbort(this.ensureDirectory(directory), ctx.signal);
+    await this.removeStaleTemps(finalPath);
+    if (await nodeFs.lstat(finalPath).then(() => true, () => false)) {
+      body.destroy();
+      throw new WalvaultError('mismatch', `"${finalPath}" already exists; nothing was changed`, { hint: 'a backup id is never reused: remove the leftover or take a new backup' });
+    }
+    const temp = this.tempPath(finalPath);
+    try {
+      const handle = await nodeFs.open(temp, 'wx', this.fileMode);
+      let position = 0;
+      try {
+        await handle.chmod(this.fileMode);
+        const writeback = this.ops.writeback(temp);
+        let flushed = 0;
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted');
+            await writeAllAt(handle, chunk, chunk.length, position);
+            position += chunk.length;
+            // Start the writeback of what was written every few MiB, and drop what is flushed: a backup of
+            // many GiB must neither pile up dirty pages for one long fsync nor push the database out of the cache.
+            if (writeback !== null && position - flushed >= 8 * EARLY_FLUSH_BYTES) {
+              writeback.start(flushed, position - flushed);
+              flushed = position;
+            }
+          }
+          await handle.datasync();
+          writeback?.drop();
+        } finally {
+          writeback?.close();
+        }
+      } finally {
+        await handle.close();
+      }
+      const created = await raceAbort(this.linkExclusive(temp, finalPath), ctx.signal);
+      if (!created) throw new WalvaultError('mismatch', `"${finalPath}" already exists; nothing was changed`, { hint: 'a backup id is never reused: remove the leftover or take a new backup' });
+      await raceAbort(this.ops.fsyncPath(directory), ctx.signal);
+      return { storedSize: position };
+    } catch (error) {
+      body.destroy();
+      if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
+      throw fromSystemError(error, 'write', temp);
+    } finally {
+      await this.ops.unlink(temp).catch(() => undefined);
     }
   }
 

@@ -14,6 +14,7 @@ export function formatCleanupReport(report: CleanupReport, options: { listFiles:
   for (const backup of report.keptBackups) lines.push(`keeping backup "${backup.label}" (${backup.file}) and the WAL from ${backup.startSegment} on`);
   for (const backup of report.incompleteBackups) lines.push(`not counted: backup "${backup.label}" (${backup.file}) is missing WAL between its start and stop`);
   const verb = report.dryRun ? 'would remove' : 'removed';
+  for (const id of report.removedBaseBackups ?? []) lines.push(`${verb} base backup ${id}`);
   if (report.cutoff === null || report.removed.length === 0) {
     lines.push(`nothing to remove from "${report.repository}"${report.cutoff === null ? '' : ` (nothing older than ${report.cutoff})`}`);
   } else {
@@ -44,6 +45,7 @@ export const cleanupCommand: WalvaultCommand = {
       timeoutMs: options.timeoutMs,
       concurrency: countOption(raw, 'parallel', { minimum: 1, maximum: 64 }),
       decode: await decodeOptions(options),
+      incompleteGraceHours: numberOption(raw, 'incomplete-grace'),
       log: context.log,
     });
     if (raw.json === true) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);

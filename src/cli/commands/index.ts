@@ -2,8 +2,10 @@
 // are rows of OPTION_TABLE (src/cli/options.ts) naming the subcommand in `programs`.
 import type { CommandContext } from '../main.js';
 import type { Command } from '../options.js';
+import { backupCommand } from './backup.js';
 import { checkCommand } from './check.js';
 import { cleanupCommand } from './cleanup.js';
+import { restoreBackupCommand } from './restore-backup.js';
 import { statusCommand } from './status.js';
 import { verifyCommand } from './verify.js';
 
@@ -15,4 +17,4 @@ export interface WalvaultCommand {
 }
 
 /** Every subcommand, in the order --help lists them. */
-export const COMMANDS: WalvaultCommand[] = [verifyCommand, checkCommand, cleanupCommand, statusCommand];
+export const COMMANDS: WalvaultCommand[] = [verifyCommand, checkCommand, cleanupCommand, statusCommand, backupCommand, restoreBackupCommand];

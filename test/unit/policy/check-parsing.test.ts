@@ -65,7 +65,7 @@ describe('the example postgresql.conf files, read as walvault check reads a serv
 describe('what walvault-archive itself would refuse', () => {
   it('names an unknown flag, a flag of the other program and a missing value, as the program would', () => {
     expect(analyseCommand('walvault-archive --rpo=/srv/wal %p %f', 'walvault-archive').problem).toBe('unknown option "--rpo"; HINT: did you mean --repo?');
-    expect(analyseCommand('walvault-restore --repo=/srv/wal --compress=zstd %f %p', 'walvault-restore').problem).toBe('unknown option "--compress"; HINT: --compress is an option of walvault-archive, not of walvault-restore');
+    expect(analyseCommand('walvault-restore --repo=/srv/wal --compress=zstd %f %p', 'walvault-restore').problem).toBe('unknown option "--compress"; HINT: --compress is an option of walvault-archive, walvault backup, not of walvault-restore');
     expect(analyseCommand('walvault-archive %p %f --repo', 'walvault-archive').problem).toBe('option "--repo" needs a value; HINT: write --repo=URL');
   });
 });

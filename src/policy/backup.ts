@@ -1,0 +1,389 @@
+// `walvault backup`: a base backup through the low-level API on one connection, streamed as tar
+// through the repository's codec and encryption, then its WAL waited for and checked, then the
+// completion marker. The layout and the order of writes are in BACKUP.md.
+import { createReadStream } from 'node:fs';
+import * as nodeFs from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Backend, OpContext } from '../backend/types.js';
+import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
+import { Deadline } from '../core/deadline.js';
+import { WalvaultError } from '../core/errors.js';
+import { formatHash, HashingStream, loadXxhash } from '../core/hash.js';
+import { silentLogger, type Logger } from '../core/log.js';
+import { formatLsn, objectKey, parseLsn, segmentFileName } from '../wal/names.js';
+import { tarEnd, tarHeader, padding, type TarEntry } from './backup-tar.js';
+import { backupKey, backupLabelOf, MARKER_NAME, newBackupId, writeManifest, type BackupManifest, type BackupMarker, type ManifestFile, type ManifestObject } from './backup-repo.js';
+import { connectionConfig } from './check.js';
+import { readAndCheck, type Item } from './verify-read.js';
+import type { Finding } from './verify.js';
+
+/** Options of takeBackup; the CLI maps its flags onto these. */
+export interface BackupOptions {
+  /** libpq connection string or URL; undefined: the libpq environment. */
+  connection?: string;
+  /** Compression and encryption of the tar objects and the manifest (as archive's). */
+  encode: EncodeOptions;
+  /** Keys to read back encrypted WAL when checking it (WAL may be encrypted to keys the backup is not). */
+  decode: DecodeOptions;
+  /** pg_backup_start's fast: an immediate checkpoint instead of a spread one (default true). */
+  fastCheckpoint?: boolean;
+  /** How long to wait for the WAL from start to stop to reach the repository (default 300 s). */
+  walTimeoutMs?: number;
+  /** Deadline of each small storage operation (default 120 s). */
+  timeoutMs?: number;
+  /** Progress of the copy, for a terminal. */
+  onProgress?: (progress: { bytes: number; files: number; current: string }) => void;
+  log?: Logger;
+}
+
+/** What a finished backup reports. */
+export interface BackupResult {
+  id: string;
+  manifest: BackupManifest;
+  size: number;
+  storedSize: number;
+  durationMs: number;
+}
+
+/** Contents of these directories (top level of the data directory) are left out; the directories stay (PostgreSQL docs, 26.3.3). */
+const EMPTY_DIRECTORIES = new Set(['pg_wal', 'pg_replslot', 'pg_dynshmem', 'pg_notify', 'pg_serial', 'pg_snapshots', 'pg_stat_tmp', 'pg_subtrans']);
+/** Files left out at the top level. */
+const SKIPPED_TOP_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_label', 'tablespace_map', 'backup_manifest', 'backup_label.old', 'tablespace_map.old']);
+/** File name extensions of the codecs, as their command-line tools write them. */
+const FILE_EXTENSIONS: Readonly<Record<string, string>> = { gzip: 'gz', lz4: 'lz4', zstd: 'zst' };
+/** Chunk size of file reads. */
+const READ_CHUNK = 1 << 20;
+
+/** Whether an entry anywhere in the tree is a temporary or cache file the docs say to skip. */
+function isSkippedAnywhere(name: string): boolean {
+  return name.startsWith('pgsql_tmp') || name === 'pg_internal.init';
+}
+
+/** A tree walked into tar entries: relative paths, with the root's own name stripped. */
+async function* walkTree(root: string, options: { top: boolean; onEntry: (relative: string) => void }): AsyncGenerator<{ relative: string; full: string; stat: import('node:fs').Stats }> {
+  const stack: string[] = [''];
+  while (stack.length > 0) {
+    const relative = stack.pop()!;
+    let names: string[];
+    try {
+      names = (await nodeFs.readdir(path.join(root, relative))).sort();
+    } catch (error) {
+      // A directory dropped while we walk (a database dropped during the backup): WAL replay removes it too.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    const subdirectories: string[] = [];
+    for (const name of names) {
+      const childRelative = relative === '' ? name : `${relative}/${name}`;
+      if (isSkippedAnywhere(name)) continue;
+      if (options.top && relative === '' && SKIPPED_TOP_FILES.has(name)) continue;
+      const full = path.join(root, childRelative);
+      let stat: import('node:fs').Stats;
+      try {
+        stat = await nodeFs.lstat(full);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw error;
+      }
+      options.onEntry(childRelative);
+      if (options.top && relative === '' && name === 'pg_wal' && stat.isSymbolicLink()) {
+        // pg_wal on another disk: a plain empty directory in the backup, as pg_basebackup does.
+        yield { relative: childRelative, full, stat: await nodeFs.stat(full) };
+        continue;
+      }
+      if (options.top && relative === 'pg_tblspc' && stat.isSymbolicLink()) continue; // tablespace_map recreates these
+      yield { relative: childRelative, full, stat };
+      if (stat.isDirectory() && !(options.top && relative === '' && EMPTY_DIRECTORIES.has(name))) subdirectories.push(childRelative);
+    }
+    for (const subdirectory of subdirectories.reverse()) stack.push(subdirectory);
+  }
+}
+
+/** State of one tar being produced: totals and the manifest's file list. */
+export interface TarProgress {
+  files: ManifestFile[];
+  bytes: number;
+}
+
+/**
+ * Produces the tar of a tree. A file's size is taken when it is opened and exactly that many bytes are
+ * written: a file that grows is cut at that size, one that shrinks is padded with zeros, one that is
+ * gone before it is opened is left out (what pg_basebackup does; WAL replay from the start location
+ * repairs all three, since every page changed after the start is in the WAL as a full-page image).
+ * Exported for the test that changes files between the chunks it yields.
+ */
+export async function* tarOfTree(root: string, options: { top: boolean; progress: TarProgress; onProgress: (current: string) => void; trailer?: () => Promise<Array<TarEntry & { data?: Buffer }>> }): AsyncGenerator<Buffer> {
+  const { create64 } = await loadXxhash();
+  for await (const { relative, full, stat } of walkTree(root, { top: options.top, onEntry: () => undefined })) {
+    const base = { path: relative, mode: stat.mode & 0o7777, mtime: Math.floor(stat.mtimeMs / 1000), uid: stat.uid, gid: stat.gid };
+    if (stat.isDirectory()) {
+      yield tarHeader({ ...base, type: 'directory', size: 0 });
+      continue;
+    }
+    if (stat.isSymbolicLink()) {
+      const target = await nodeFs.readlink(full).catch(() => null);
+      if (target !== null) yield tarHeader({ ...base, type: 'symlink', size: 0, linkTarget: target });
+      continue;
+    }
+    if (!stat.isFile()) continue;
+    let handle: nodeFs.FileHandle;
+    try {
+      handle = await nodeFs.open(full, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw error;
+    }
+    try {
+      const size = (await handle.stat()).size;
+      yield tarHeader({ ...base, type: 'file', size });
+      const hasher = create64();
+      let done = 0;
+      while (done < size) {
+        const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - done));
+        const { bytesRead } = await handle.read(chunk, 0, chunk.length, done);
+        // Shrunk while we read: zeros up to the size the header announced.
+        const part = bytesRead === 0 ? chunk.fill(0) : chunk.subarray(0, bytesRead);
+        hasher.update(part);
+        done += part.length;
+        options.progress.bytes += part.length;
+        yield part;
+      }
+      const pad = padding(size);
+      if (pad > 0) yield Buffer.alloc(pad);
+      options.progress.files.push({ path: relative, size, hash: formatHash(hasher.digest()), mtime: base.mtime });
+      options.onProgress(relative);
+    } finally {
+      await handle.close();
+    }
+  }
+  if (options.trailer !== undefined) {
+    for (const entry of await options.trailer()) {
+      const data = entry.data ?? Buffer.alloc(0);
+      yield tarHeader({ ...entry, size: data.length });
+      if (data.length > 0) {
+        yield data;
+        yield Buffer.alloc(padding(data.length));
+      }
+      options.progress.files.push({ path: entry.path, size: data.length, hash: formatHash(create64().update(data).digest()), mtime: entry.mtime });
+    }
+  }
+  yield tarEnd();
+}
+
+/**
+ * Streams a tar through the encoder into the repository under `key`: putLarge where the backend has
+ * it, else (until every backend has it) a spool file and putIfAbsent with honest metadata.
+ */
+async function storeStream(backend: Backend, key: string, source: AsyncGenerator<Buffer>, encode: EncodeOptions, ctx: OpContext): Promise<Omit<ManifestObject, 'name' | 'files' | 'key'>> {
+  const encoder = await createEncoder(encode);
+  const original = await HashingStream.create();
+  // Without compression or encryption the stored bytes are the tar: one hash serves both.
+  const stored = encoder.transforms.length === 0 ? original : await HashingStream.create();
+  const flow = pipeline([Readable.from(source, { objectMode: false, highWaterMark: 4 * READ_CHUNK }), ...(stored === original ? [original] : [original, ...encoder.transforms, stored])], { signal: ctx.signal });
+  if (backend.putLarge !== undefined) {
+    const put = backend.putLarge(key, stored, ctx);
+    const [, result] = await Promise.all([flow.catch((error: unknown) => { stored.destroy(error as Error); throw error; }), put]);
+    return { size: original.bytes, hash: original.digest(), storedSize: result.storedSize, storedHash: stored.digest() };
+  }
+  const spool = path.join(await nodeFs.mkdtemp(path.join(tmpdir(), 'walvault-backup-')), 'spool');
+  try {
+    await Promise.all([flow, pipeline(stored, (await import('node:fs')).createWriteStream(spool, { mode: 0o600 }))]);
+    const meta = { contentHash: original.digest(), contentSize: original.bytes, codec: encoder.codec, encryption: encoder.encryption };
+    const result = await backend.putIfAbsent(key, createReadStream(spool), meta, ctx);
+    if (!result.created) throw new WalvaultError('mismatch', `"${backend.describe(key)}" already exists; nothing was changed`, { hint: 'a backup id is never reused: take a new backup' });
+    return { size: original.bytes, hash: original.digest(), storedSize: stored.bytes, storedHash: stored.digest() };
+  } finally {
+    await nodeFs.rm(path.dirname(spool), { recursive: true, force: true });
+  }
+}
+
+/** Fields of a backup_label. */
+function labelField(label: string, key: string): string {
+  const line = label.split('\n').find((candidate) => candidate.startsWith(`${key}: `));
+  if (line === undefined) throw new WalvaultError('internal', `backup_label from pg_backup_stop has no "${key}" line`);
+  return line.slice(key.length + 2);
+}
+
+/** Takes a base backup into the repository (see the file comment); throws a WalvaultError on any failure, leaving no marker. */
+export async function takeBackup(backend: Backend, options: BackupOptions): Promise<BackupResult> {
+  const started = Date.now();
+  const log = options.log ?? silentLogger;
+  const timeoutMs = options.timeoutMs ?? 120_000;
+  const withDeadline = async <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => {
+    const deadline = new Deadline(timeoutMs, what);
+    try {
+      return await deadline.race(work({ signal: deadline.signal }));
+    } finally {
+      deadline.dispose();
+    }
+  };
+  const id = newBackupId(new Date(started));
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ ...connectionConfig(options.connection), application_name: 'walvault backup' });
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new WalvaultError('usage', `cannot connect to PostgreSQL: ${(error as Error).message}`, { hint: 'pass --db with a connection string or URL, or set PGHOST, PGPORT, PGUSER, PGDATABASE as for psql' });
+  }
+  // A connection lost mid-backup aborts the backup on the server; the next query then fails with it.
+  client.on('error', (error) => log.warn(`connection error: ${error.message}`));
+  let backupStarted = false;
+  try {
+    const query = async (sql: string, params: unknown[] = []): Promise<Array<Record<string, string | null>>> => (await client.query(sql, params)).rows as Array<Record<string, string | null>>;
+    const [info] = await query(`select current_setting('server_version') as version, current_setting('server_version_num') as num, current_setting('data_directory') as datadir,
+      (select setting from pg_settings where name = 'wal_segment_size') as segsize, current_setting('archive_mode') as archive_mode, pg_is_in_recovery()::text as recovery,
+      (select system_identifier::text from pg_control_system()) as sysid`);
+    if (Number(info!.num) < 150000) {
+      throw new WalvaultError('usage', `PostgreSQL ${info!.version} is not supported by walvault backup (15 or later: pg_backup_start/pg_backup_stop)`, { hint: 'use pg_basebackup -X none, or the low-level API by hand (see the README)' });
+    }
+    if (info!.recovery === 'true') throw new WalvaultError('usage', 'the server is a standby: walvault backup takes backups of a primary', { hint: 'run it against the primary, or use pg_basebackup on the standby' });
+    if (info!.archive_mode === 'off') throw new WalvaultError('usage', 'archive_mode = off: the WAL a backup needs would never reach the repository', { hint: "set archive_mode = on and archive_command = 'walvault-archive --repo=URL %p %f', restart, then run walvault check" });
+    const dataDirectory = info!.datadir!;
+    const segmentSize = Number(info!.segsize);
+    try {
+      await nodeFs.access(dataDirectory, nodeFs.constants.R_OK | nodeFs.constants.X_OK);
+      await nodeFs.access(path.join(dataDirectory, 'global'), nodeFs.constants.R_OK | nodeFs.constants.X_OK);
+    } catch {
+      throw new WalvaultError('usage', `cannot read the data directory "${dataDirectory}" the server reports`, { hint: 'run walvault backup on the database host as root or as the server\'s OS user (sudo -u postgres walvault backup ...)' });
+    }
+    const tablespaces = (await query("select oid::text as oid, spcname as name, pg_tablespace_location(oid) as location from pg_tablespace where spcname not in ('pg_default', 'pg_global') order by oid")).map((row) => ({
+      oid: row.oid!,
+      name: row.name!,
+      location: row.location!,
+    }));
+    const label = backupLabelOf(id);
+    await query('select pg_backup_start($1, $2)', [label, options.fastCheckpoint ?? true]);
+    backupStarted = true;
+    log.info(`backup "${id}" started (pg_backup_start); copying "${dataDirectory}"${tablespaces.length > 0 ? ` and ${tablespaces.length} tablespace(s)` : ''}`);
+
+    const progress = { bytes: 0, files: 0, current: '' };
+    const report = (current: string): void => {
+      progress.files += 1;
+      progress.current = current;
+      options.onProgress?.({ ...progress });
+    };
+    const objects: ManifestObject[] = [];
+    const suffix = `${options.encode.compress === 'none' ? '' : `.${FILE_EXTENSIONS[options.encode.compress] ?? options.encode.compress}`}${(options.encode.recipients ?? []).length > 0 ? '.age' : ''}`;
+    const storeCtx: OpContext = { signal: new AbortController().signal };
+    for (const tablespace of tablespaces) {
+      const key = backupKey(id, `${tablespace.oid}.tar${suffix}`);
+      const state: TarProgress = { files: [], bytes: 0 };
+      const stream = tarOfTree(tablespace.location, { top: false, progress: state, onProgress: report });
+      const stored = await storeStream(backend, key, stream, options.encode, storeCtx);
+      objects.push({ name: tablespace.oid, key, location: tablespace.location, ...stored, files: state.files });
+      progress.bytes += state.bytes;
+    }
+    // base.tar last: backup_label and tablespace_map from pg_backup_stop go at its end.
+    let stop: { lsn: string; labelfile: string; spcmapfile: string; stopWal: string } | undefined;
+    const baseKey = backupKey(id, `base.tar${suffix}`);
+    const baseState: TarProgress = { files: [], bytes: 0 };
+    const trailer = async (): Promise<Array<TarEntry & { data?: Buffer }>> => {
+      // pg_backup_stop waits for the server to archive the stop segment, forever if archiving fails: bounded by --wal-timeout.
+      await query("select set_config('statement_timeout', $1, false)", [String(options.walTimeoutMs ?? 300_000)]);
+      let row: Record<string, string | null> | undefined;
+      try {
+        [row] = await query('select lsn::text as lsn, labelfile, spcmapfile, pg_walfile_name(lsn) as stop_wal from pg_backup_stop(wait_for_archive => true)');
+      } catch (error) {
+        if ((error as { code?: string }).code !== '57014') throw error;
+        throw new WalvaultError('timeout', `pg_backup_stop waited more than ${Math.round((options.walTimeoutMs ?? 300_000) / 1000)} s for the server to archive the backup's WAL; backup "${id}" is not marked complete`, {
+          hint: 'archiving is failing or far behind: see pg_stat_archiver and the server log (walvault check), then take a new backup',
+        });
+      }
+      backupStarted = false;
+      stop = { lsn: row!.lsn!, labelfile: row!.labelfile!, spcmapfile: row!.spcmapfile ?? '', stopWal: row!.stop_wal! };
+      const mtime = Math.floor(Date.now() / 1000);
+      const entries: Array<TarEntry & { data?: Buffer }> = [{ path: 'backup_label', type: 'file', mode: 0o600, size: 0, mtime, data: Buffer.from(stop.labelfile, 'utf8') }];
+      if (stop.spcmapfile !== '') entries.push({ path: 'tablespace_map', type: 'file', mode: 0o600, size: 0, mtime, data: Buffer.from(stop.spcmapfile, 'utf8') });
+      return entries;
+    };
+    const baseStream = tarOfTree(dataDirectory, { top: true, progress: baseState, onProgress: report, trailer });
+    const baseStored = await storeStream(backend, baseKey, baseStream, options.encode, storeCtx);
+    objects.unshift({ name: 'base', key: baseKey, ...baseStored, files: baseState.files });
+    if (stop === undefined) throw new WalvaultError('internal', 'pg_backup_stop was never called');
+    const finished = stop;
+    const labelfile = finished.labelfile;
+    const startLsn = parseLsn(labelField(labelfile, 'START WAL LOCATION').split(' ')[0]!);
+    const startWal = /\(file ([0-9A-F]{24})\)/.exec(labelField(labelfile, 'START WAL LOCATION'))![1]!;
+    const timeline = Number(labelField(labelfile, 'START TIMELINE'));
+    const stopLsn = parseLsn(finished.lsn);
+    const historyFile = `${startWal}.${(startLsn % BigInt(segmentSize)).toString(16).toUpperCase().padStart(8, '0')}.backup`;
+    log.info(`pg_backup_stop: WAL ${formatLsn(startLsn)} .. ${formatLsn(stopLsn)} ("${startWal}" .. "${finished.stopWal}"); waiting for it in the repository`);
+
+    // The WAL from start to stop, in the repository and intact: without it the backup is useless.
+    const [sysid] = [info!.sysid!];
+    const startSegno = startLsn / BigInt(segmentSize);
+    const stopSegno = (stopLsn === 0n ? 0n : stopLsn - 1n) / BigInt(segmentSize);
+    const needed: string[] = [historyFile];
+    for (let segno = startSegno; segno <= stopSegno; segno += 1n) needed.push(segmentFileName(timeline, segno, segmentSize));
+    const waitUntil = Date.now() + (options.walTimeoutMs ?? 300_000);
+    for (const name of needed) {
+      for (;;) {
+        const found = await withDeadline(`looking up "${name}"`, (ctx) => backend.stat(objectKey(name), ctx));
+        if (found.exists) break;
+        if (Date.now() > waitUntil) {
+          throw new WalvaultError('timeout', `WAL file "${name}" that backup "${id}" needs did not reach repository "${backend.describe('')}" within ${Math.round((options.walTimeoutMs ?? 300_000) / 1000)} s; the backup is not marked complete`, {
+            hint: 'check that archive_command archives into this repository (walvault check) and pg_stat_archiver; then take a new backup',
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      const findings: Finding[] = [];
+      const item: Item = { key: objectKey(name), name, kind: name.endsWith('.backup') ? 'backup' : 'segment', entry: { key: objectKey(name), storedSize: 0, modified: new Date(), temp: false }, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline };
+      await withDeadline(`checking "${name}"`, (ctx) => readAndCheck(backend, item, options.decode, ctx, (finding) => findings.push(finding)));
+      const errors = findings.filter((finding) => finding.severity === 'error');
+      if (item.header !== null && item.header.systemIdentifier !== sysid) {
+        errors.push({ severity: 'error', code: 'foreign', message: `"${name}" belongs to database system ${item.header.systemIdentifier}, this server is ${sysid}` });
+      }
+      if (errors.length > 0) {
+        throw new WalvaultError('corrupt', `WAL file "${name}" that backup "${id}" needs is not usable: ${errors.map((finding) => finding.message).join('; ')}; the backup is not marked complete`, {
+          hint: errors[0]!.hint ?? 'run walvault verify; then take a new backup',
+        });
+      }
+    }
+
+    const manifest: BackupManifest = {
+      version: 1,
+      id,
+      label,
+      system: { identifier: sysid, serverVersion: info!.version!, serverVersionNum: Number(info!.num), segmentSize },
+      dataDirectory,
+      start: { lsn: formatLsn(startLsn), wal: startWal, timeline, time: labelField(labelfile, 'START TIME') },
+      stop: { lsn: formatLsn(stopLsn), wal: finished.stopWal, timeline, time: new Date().toISOString() },
+      backupHistoryFile: historyFile,
+      codec: options.encode.compress,
+      encryption: (options.encode.recipients ?? []).length > 0 ? 'age' : 'none',
+      backupLabel: labelfile,
+      tablespaceMap: finished.spcmapfile,
+      tablespaces,
+      objects,
+    };
+    const manifestHash = await withDeadline('storing the manifest', (ctx) => writeManifest(backend, manifest, options.encode, ctx));
+    const size = objects.reduce((sum, object) => sum + object.size, 0);
+    const storedSize = objects.reduce((sum, object) => sum + object.storedSize, 0);
+    const marker: BackupMarker = { version: 1, id, completedAt: new Date().toISOString(), manifestHash, startWal, stopWal: finished.stopWal, stopLsn: formatLsn(stopLsn), timeline, size, storedSize };
+    const written = await withDeadline('writing the completion marker', (ctx) => backend.writeText(backupKey(id, MARKER_NAME), `${JSON.stringify(marker)}\n`, ctx, { ifAbsent: true }));
+    if (!written) throw new WalvaultError('mismatch', `completion marker of backup "${id}" already exists`, { hint: 'a backup id is never reused: take a new backup' });
+    return { id, manifest, size, storedSize, durationMs: Date.now() - started };
+  } catch (error) {
+    if (error instanceof WalvaultError) throw error;
+    const message = (error as Error).message;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === '42501') {
+      throw new WalvaultError('usage', `the database role may not take a backup: ${message}`, {
+        hint: 'connect as a superuser, or GRANT EXECUTE ON FUNCTION pg_backup_start(text, boolean), pg_backup_stop(boolean) and the role pg_read_all_settings to it',
+        cause: error,
+      });
+    }
+    if (code === 'EACCES' || code === 'EPERM') {
+      throw new WalvaultError('usage', `cannot read the data directory: ${message}`, { hint: 'run walvault backup as root or as the server\'s OS user (sudo -u postgres walvault backup ...)', cause: error });
+    }
+    throw new WalvaultError('backend', `backup failed: ${message}`, { hint: 'nothing was marked complete; fix the cause and take a new backup (walvault cleanup removes the leftover)', cause: error });
+  } finally {
+    // A backup left running on a live connection would hold its WAL back: the connection's end aborts it.
+    if (backupStarted) log.warn('the backup was interrupted; pg_backup_stop was not called (closing the connection aborts it on the server)');
+    await client.end().catch(() => undefined);
+  }
+}
