@@ -165,10 +165,9 @@ export interface Backend {
    * recorded on the object (stat/read report meta null): the backup manifest describes it. Resolves
    * with the stored size once the object is durable and visible under `key`; a failure or abort leaves
    * nothing under `key` (S3 aborts the upload) and rejects; an existing `key` rejects with
-   * WalvaultError kind 'mismatch' and is left untouched. Optional only until every backend has it
-   * (POSIX: the base-backup work; S3: the multipart work).
+   * WalvaultError kind 'mismatch' and is left untouched.
    */
-  putLarge?(key: string, body: Readable, ctx: OpContext): Promise<LargePutResult>;
+  putLarge(key: string, body: Readable, ctx: OpContext): Promise<LargePutResult>;
   /** Looks a key up; `{exists: false}` when missing. */
   stat(key: string, ctx: OpContext): Promise<StatResult>;
   /**
