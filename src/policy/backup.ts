@@ -1,9 +1,7 @@
 // `walvault backup`: a base backup through the low-level API on one connection, streamed as tar
 // through the repository's codec and encryption, then its WAL waited for and checked, then the
 // completion marker. The layout and the order of writes are in BACKUP.md.
-import { createReadStream } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -174,8 +172,8 @@ export async function* tarOfTree(root: string, options: { top: boolean; progress
 }
 
 /**
- * Streams a tar through the encoder into the repository under `key`: putLarge where the backend has
- * it, else (until every backend has it) a spool file and putIfAbsent with honest metadata.
+ * Streams a tar through the encoder into the repository under `key` (backend.putLarge: bounded memory
+ * whatever the size).
  */
 async function storeStream(backend: Backend, key: string, source: AsyncGenerator<Buffer>, encode: EncodeOptions, ctx: OpContext): Promise<Omit<ManifestObject, 'name' | 'files' | 'key'>> {
   const encoder = await createEncoder(encode);
@@ -183,21 +181,9 @@ async function storeStream(backend: Backend, key: string, source: AsyncGenerator
   // Without compression or encryption the stored bytes are the tar: one hash serves both.
   const stored = encoder.transforms.length === 0 ? original : await HashingStream.create();
   const flow = pipeline([Readable.from(source, { objectMode: false, highWaterMark: 4 * READ_CHUNK }), ...(stored === original ? [original] : [original, ...encoder.transforms, stored])], { signal: ctx.signal });
-  if (backend.putLarge !== undefined) {
-    const put = backend.putLarge(key, stored, ctx);
-    const [, result] = await Promise.all([flow.catch((error: unknown) => { stored.destroy(error as Error); throw error; }), put]);
-    return { size: original.bytes, hash: original.digest(), storedSize: result.storedSize, storedHash: stored.digest() };
-  }
-  const spool = path.join(await nodeFs.mkdtemp(path.join(tmpdir(), 'walvault-backup-')), 'spool');
-  try {
-    await Promise.all([flow, pipeline(stored, (await import('node:fs')).createWriteStream(spool, { mode: 0o600 }))]);
-    const meta = { contentHash: original.digest(), contentSize: original.bytes, codec: encoder.codec, encryption: encoder.encryption };
-    const result = await backend.putIfAbsent(key, createReadStream(spool), meta, ctx);
-    if (!result.created) throw new WalvaultError('mismatch', `"${backend.describe(key)}" already exists; nothing was changed`, { hint: 'a backup id is never reused: take a new backup' });
-    return { size: original.bytes, hash: original.digest(), storedSize: stored.bytes, storedHash: stored.digest() };
-  } finally {
-    await nodeFs.rm(path.dirname(spool), { recursive: true, force: true });
-  }
+  const put = backend.putLarge(key, stored, ctx);
+  const [, result] = await Promise.all([flow.catch((error: unknown) => { stored.destroy(error as Error); throw error; }), put]);
+  return { size: original.bytes, hash: original.digest(), storedSize: result.storedSize, storedHash: stored.digest() };
 }
 
 /** Fields of a backup_label. */
