@@ -428,6 +428,12 @@ export class PosixBackend implements Backend {
       throw new WalvaultError('mismatch', `"${finalPath}" already exists; nothing was changed`, { hint: 'a backup id is never reused: remove the leftover or take a new backup' });
     }
     const temp = this.tempPath(finalPath);
+    // An abort ends a body that waits for its producer, too (the loop below checks only between chunks).
+    const onAbort = (): void => {
+      body.destroy(ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted'));
+    };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    if (ctx.signal.aborted) onAbort();
     try {
       const handle = await nodeFs.open(temp, 'wx', this.fileMode);
       let position = 0;
@@ -464,6 +470,7 @@ export class PosixBackend implements Backend {
       if (ctx.signal.aborted && ctx.signal.reason instanceof WalvaultError) throw ctx.signal.reason;
       throw fromSystemError(error, 'write', temp);
     } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
       await this.ops.unlink(temp).catch(() => undefined);
     }
   }
