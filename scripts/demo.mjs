@@ -1,7 +1,7 @@
 // `npm run demo`: the whole walvault story on a throwaway PostgreSQL cluster in a temp dir, step by
-// step: archive through walvault-archive, an online base backup with pg_backup_start/pg_backup_stop,
-// an accident, point-in-time recovery to a named restore point through walvault-restore, and a check
-// of the recovered rows. Uses the built dist/ executables and the same harness as the e2e tests.
+// step: archive through walvault-archive, an online base backup into the repository with `walvault
+// backup`, an accident, `walvault restore-backup` and point-in-time recovery to a named restore point
+// through walvault-restore, and a check of the recovered rows. Uses the built dist/ executables and the same harness as the e2e tests.
 // It ends with nothing of its own running: the servers are stopped, and so are the background workers
 // walvault started for them (the archive pusher, the restore prefetcher), before the temp dir goes.
 
@@ -31,7 +31,8 @@ const say = (/** @type {string} */ text) => console.log(`      ${text.replaceAll
 async function commands(/** @type {PgHarness} */ harness) {
   const archive = builtCommand('walvault-archive');
   const restore = builtCommand('walvault-restore');
-  for (const file of [archive, restore]) {
+  const walvault = builtCommand('walvault');
+  for (const file of [archive, restore, walvault]) {
     if (!existsSync(file)) throw new Error(`"${file}" is missing: run "npm run build" (npm run demo does)`);
   }
   const readable = await run('test', ['-r', restore, '-a', '-r', path.join(PROJECT_DIR, 'node_modules', 'yargs', 'package.json')], {
@@ -39,11 +40,11 @@ async function commands(/** @type {PgHarness} */ harness) {
     allowFailure: true,
   });
   if (readable.code === 0) {
-    return { archive: shQuote(archive), restore: shQuote(restore), where: `the built executables in ${path.dirname(restore)}` };
+    return { archive: shQuote(archive), restore: shQuote(restore), walvault, where: `the built executables in ${path.dirname(restore)}` };
   }
   say(`the ${PG_OS_USER} user cannot read ${PROJECT_DIR}; installing a packed copy (npm pack + npm install -g --prefix) into the temp dir`);
   const installed = await packAndInstall({ prefix: path.join(await harness.root(), 'install') });
-  return { archive: shQuote(installed.archive), restore: shQuote(installed.restore), where: `a packed copy installed in ${installed.prefix}` };
+  return { archive: shQuote(installed.archive), restore: shQuote(installed.restore), walvault: installed.walvault, where: `a packed copy installed in ${installed.prefix}` };
 }
 
 async function main() {
@@ -64,7 +65,6 @@ async function main() {
     const bins = await commands(harness);
     const repo = await harness.makeDir('repo', 0o700);
     const archiveCommand = `${bins.archive} --repo=${shQuote(repo)} %p %f`;
-    const restoreCommand = `${bins.restore} --repo=${shQuote(repo)} %f %p`;
 
     step('initdb a primary cluster that archives every WAL segment through walvault-archive');
     const primary = await harness.initCluster({
@@ -80,12 +80,11 @@ async function main() {
       insert into orders select g, 'customer ' || (g % 97), (g % 250) + 0.99 from generate_series(1, ${ORDERS_AT_BACKUP}) g`);
     say(`started (socket ${primary.socketDir}); created table "orders" with ${ORDERS_AT_BACKUP} rows`);
 
-    step('online base backup with the low-level API (pg_backup_start / copy / pg_backup_stop)');
-    const backup = await primary.baseBackup({ label: 'walvault-demo', targetDir: path.join(root, 'base-backup') });
-    say(`select pg_backup_start('walvault-demo', fast => true);      -- ${backup.startLsn}`);
-    say(`copied the data directory to ${backup.dataDir} (pg_wal left empty, postmaster.pid left out)`);
-    say(`select * from pg_backup_stop(wait_for_archive => true);      -- ${backup.stopLsn}`);
-    say(`backup_label written into the copy, byte for byte:\n  ${backup.backupLabel.trimEnd().replaceAll('\n', '\n  ')}`);
+    step('online base backup into the repository: walvault backup');
+    const connection = { PGHOST: primary.socketDir, PGPORT: String(primary.port), PGUSER: 'postgres', PGDATABASE: 'postgres' };
+    const backup = await run(bins.walvault, ['backup', `--repo=${repo}`], { asPostgres: true, env: connection, cwd: root });
+    say(`walvault backup --repo=${repo}     (pg_backup_start, the data directory as tar, pg_backup_stop, its WAL checked)`);
+    say(`${[...backup.stderr.trim().split('\n'), backup.stdout.trim()].join('\n')}`);
 
     step('more work, a named restore point, then an accident');
     await primary.sql(`insert into orders select g, 'customer ' || (g % 97), (g % 250) + 0.99 from generate_series(${ORDERS_AT_BACKUP + 1}, ${ORDERS_AT_BACKUP + ORDERS_AFTER_BACKUP}) g`);
@@ -106,15 +105,19 @@ async function main() {
     const archived = (await primary.log()).split('\n').filter((line) => line.startsWith('walvault-archive:'));
     say(`walvault-archive's lines in the primary's server log:\n  ${archived.join('\n  ')}`);
     const stored = await listRepository(repo);
-    say(`the repository holds ${stored.length} archived files:\n  ${stored.join('\n  ')}`);
+    say(`the repository holds ${stored.length} files (WAL, and the base backup under backups/):\n  ${stored.join('\n  ')}`);
 
-    step(`point-in-time recovery of a copy of the base backup to the restore point "${RESTORE_POINT}"`);
-    const recovered = await harness.restoreCluster(backup, {
-      name: 'recovered',
-      settings: { restore_command: restoreCommand, recovery_target_name: RESTORE_POINT, recovery_target_action: 'promote' },
+    step(`walvault restore-backup, then point-in-time recovery to the restore point "${RESTORE_POINT}"`);
+    const recovered = await harness.emptyCluster({ name: 'recovered' });
+    const restored = await run(bins.walvault, ['restore-backup', `--repo=${repo}`, `--pgdata=${recovered.dataDir}`, `--target-name=${RESTORE_POINT}`, '--target-action=promote'], {
+      asPostgres: true,
+      cwd: root,
     });
-    say(`copied the base backup to ${recovered.dataDir} and created recovery.signal`);
-    say(`postgresql.conf:\n  restore_command = '${restoreCommand}'\n  recovery_target_name = '${RESTORE_POINT}'\n  recovery_target_action = 'promote'`);
+    say(`walvault restore-backup --repo=${repo} --pgdata=${recovered.dataDir} --target-name=${RESTORE_POINT} --target-action=promote`);
+    say(restored.stdout.trim());
+    await recovered.configure({});
+    const written = (await fs.readFile(path.join(recovered.dataDir, 'postgresql.auto.conf'), 'utf8')).split('\n').filter((line) => /^(restore_command|recovery_target)/.test(line));
+    say(`it wrote recovery.signal and, in postgresql.auto.conf:\n  ${written.join('\n  ')}`);
     const started = Date.now();
     await recovered.start();
     await recovered.waitForRecoveryEnd();

@@ -627,6 +627,18 @@ export class PgHarness {
   }
 
   /**
+   * A new cluster whose data directory does not exist yet (a tool such as `walvault restore-backup`
+   * creates it); call configure() once it exists.
+   */
+  async emptyCluster(/** @type {{ name: string, env?: Record<string, string> }} */ options) {
+    const dir = await this.makeDir(options.name);
+    const cluster = new PgCluster({ dir, name: options.name, binDir: this.binDir, port: await freePort(), env: options.env });
+    this.clusters.push(cluster);
+    await makePostgresDir(cluster.socketDir);
+    return cluster;
+  }
+
+  /**
    * A new cluster whose data directory is a fresh copy of `backup` (the backup itself stays
    * untouched, so one backup serves many recoveries), configured with `settings` only (nothing of
    * the primary's harness settings) and with recovery.signal (default) or standby.signal.
