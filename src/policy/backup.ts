@@ -53,7 +53,7 @@ const SKIPPED_TOP_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_
 /** File name extensions of the codecs, as their command-line tools write them. */
 const FILE_EXTENSIONS: Readonly<Record<string, string>> = { gzip: 'gz', lz4: 'lz4', zstd: 'zst' };
 /** Chunk size of file reads. */
-const READ_CHUNK = 1 << 20;
+const READ_CHUNK = 256 * 1024;
 
 /** Whether an entry anywhere in the tree is a temporary or cache file the docs say to skip. */
 function isSkippedAnywhere(name: string): boolean {

@@ -95,7 +95,12 @@ describe('prefetcher state table', () => {
     const spoolMd = await readFile(path.join(path.dirname(fileURLToPath(import.meta.url)), '../../../src/policy/SPOOL.md'), 'utf8');
     expect(spoolMd).toContain('- prefetcher: `starting` → `serving` ⇄ `idle` → (`ending` →) `stopping`.');
     const rows = new Map<string, string[]>();
-    for (const line of spoolMd.split('\n')) {
+    // Only the prefetcher's own table: SPOOL.md also has the pusher's, with states of the same names.
+    const lines = spoolMd.split('\n');
+    const header = lines.indexOf('| state | waits for | event → next state |');
+    expect(header).toBeGreaterThan(0);
+    const end = lines.findIndex((line, index) => index > header && !line.startsWith('|'));
+    for (const line of lines.slice(header + 2, end)) {
       const match = /^\| `([a-z]+)` \| (.+) \| (.+) \|$/.exec(line);
       if (match !== null && (PREFETCHER_STATES as readonly string[]).includes(match[1]!)) rows.set(match[1]!, [match[2]!, match[3]!]);
     }
