@@ -13,7 +13,7 @@ if [ $# -ge 2 ]; then
     '' | . | .. | *[!0-9A-Za-z.]*) ;;
     *)
       case $wv_p in */*) wv_rd=${wv_p%/*}/@RECORD_DIR@ ;; *) wv_rd=@RECORD_DIR@ ;; esac
-      if wv_record "$wv_rd/archive.record" "$@"; then
+      if wv_record "$wv_rd/archive.record.sh" "$@"; then
         wv_pushed() {
           [ "$wv_p" -ef "$wv_v_markers/$wv_f" ] || return 1
           [ "$wv_v_quiet" = 1 ] || echo "walvault-archive: info: \"$wv_f\" was pushed ahead and is durable in the repository (answered from \"$wv_v_markers\")" >&2

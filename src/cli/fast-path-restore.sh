@@ -13,7 +13,7 @@ if [ $# -ge 2 ]; then
     '' | . | .. | *[!0-9A-Za-z.]*) ;;
     *)
       case $wv_p in */*) wv_rd=${wv_p%/*}/@RECORD_DIR@ ;; *) wv_rd=@RECORD_DIR@ ;; esac
-      if wv_record "$wv_rd/restore.record" "$@"; then
+      if wv_record "$wv_rd/restore.record.sh" "$@"; then
         # A live prefetcher of these options (its pid file: "PID STATE ID", SPOOL.md).
         wv_live() {
           read -r wv_pid wv_state wv_wid 2>/dev/null < "$wv_v_pidfile" && [ "$wv_wid" = "$wv_v_id" ] && kill -0 "$wv_pid" 2>/dev/null

@@ -61,7 +61,7 @@ export function defaultSpoolDir(walPath: string): string {
 
 /** The launcher record of one side, beside %p (SPOOL.md, "Records"). */
 export function recordFile(walPath: string, side: SpoolSide): string {
-  return path.join(path.dirname(walPath), RECORD_DIR, `${side}.record`);
+  return path.join(path.dirname(walPath), RECORD_DIR, `${side}.record.sh`);
 }
 
 /** Paths inside a spool for one side and one fingerprint. */
@@ -388,16 +388,28 @@ export interface LaunchRecord {
  * what is recorded).
  */
 export async function writeLaunchRecord(file: string, record: LaunchRecord, envRead: Iterable<string>, env: NodeJS.ProcessEnv): Promise<boolean> {
-  const lines = ['walvault-record 2', `id ${record.id}`];
-  for (const [key, value] of record.values) lines.push(`${key} ${value}`);
-  lines.push(`cwd ${shellDirectory()}`);
-  for (const arg of record.args) lines.push(`arg ${arg}`);
+  // Shell assignments the launcher sources with `.` (dash reads a sourced file in blocks; its `read`
+  // builtin takes one byte per system call). Every value single-quoted; only wv_r_* and wv_v_* names.
+  const lines = ['wv_r_format=3', `wv_v_id=${shellQuote(record.id)}`];
+  for (const [key, value] of record.values) {
+    if (!/^[a-z]+$/.test(key)) return false;
+    lines.push(`wv_v_${key}=${shellQuote(value)}`);
+  }
+  lines.push(`wv_r_cwd=${shellQuote(shellDirectory())}`, `wv_r_n=${record.args.length}`);
+  record.args.forEach((arg, index) => lines.push(`wv_r_a${index + 1}=${shellQuote(arg)}`));
   const names = new Set([...envRead, ...Object.keys(env).filter(fingerprintVariable)]);
+  const set: string[] = [];
+  const unset: string[] = [];
   for (const name of [...names].sort()) {
     if (LAUNCHER_VARIABLES.has(name) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) continue;
     const value = env[name];
-    lines.push(value === undefined ? `unset ${name}` : `env ${name}=${value}`);
+    if (value === undefined) unset.push(name);
+    else {
+      set.push(name);
+      lines.push(`wv_r_e${set.length}=${shellQuote(value)}`);
+    }
   }
+  lines.push(`wv_r_set='${set.join(' ')}'`, `wv_r_unset='${unset.join(' ')}'`);
   if (record.configFile !== undefined) {
     // One open file: its status and content are of the same file. A stat of the path and a read of it
     // again could straddle an editor's rename, and record the new content under the old fingerprint
@@ -410,13 +422,16 @@ export async function writeLaunchRecord(file: string, record: LaunchRecord, envR
     // ctime cannot be set back by anyone: a file unchanged since before this process started is the one it parsed.
     const started = BigInt(Math.floor(performance.timeOrigin * 1e6)) - 1_000_000n;
     if (before === null || content === null || before.ctimeNs >= started || before.mtimeNs >= started) return false;
-    lines.push(`config ${record.configFile}`);
-    for (const line of content.split('\n').map((text, index, all) => (index === all.length - 1 && text === '' ? null : text))) if (line !== null) lines.push(`line ${line}`);
+    const configLines = content.split('\n');
+    if (configLines[configLines.length - 1] === '') configLines.pop();
+    if (configLines.some((line) => line.includes('\r'))) return false;
+    lines.push(`wv_r_config=${shellQuote(record.configFile)}`, `wv_r_lines=${configLines.length}`);
+    configLines.forEach((line, index) => lines.push(`wv_r_l${index + 1}=${shellQuote(line)}`));
   } else {
-    lines.push('config -');
+    lines.push("wv_r_config=-", 'wv_r_lines=0');
   }
-  lines.push('end');
-  if (lines.some((line) => line.includes('\n') || line.includes('\r'))) return false;
+  lines.push('wv_r_end=3');
+  if (lines.some((line) => line.includes('\n') || line.includes('\r') || line.includes('\0'))) return false;
   try {
     await ensureDirectory(path.dirname(file));
     await writeAtomically(file, `${lines.join('\n')}\n`);
@@ -424,6 +439,11 @@ export async function writeLaunchRecord(file: string, record: LaunchRecord, envR
   } catch {
     return false;
   }
+}
+
+/** A word for sh: single-quoted, a quote inside as '\\''. */
+function shellQuote(value: string): string {
+  return `'${value.replace(/'/g, "'\\''")}'`;
 }
 
 /**

@@ -229,8 +229,8 @@ describe('fast path conformance: archive', () => {
 
 /** The fingerprint in the archive record Node wrote (src/policy/SPOOL.md, "Records"). */
 async function recordId(world: World): Promise<string> {
-  const record = await readFile(path.join(world.spool, 'archive.record'), 'utf8');
-  const id = /^id ([0-9a-f]{16})$/m.exec(record)?.[1];
+  const record = await readFile(path.join(world.spool, 'archive.record.sh'), 'utf8');
+  const id = /^wv_v_id='([0-9a-f]{16})'$/m.exec(record)?.[1];
   expect(id).toBeDefined();
   return id!;
 }

@@ -65,6 +65,12 @@ afterAll(async () => {
 const segment = (n: number): string => `0000000100000000000000${n.toString(16).toUpperCase().padStart(2, '0')}`;
 const flags = (prefix: string): string[] => [`--repo=s3://${server.bucket}/${prefix}`, `--s3-endpoint=${endpoint}`, '--s3-force-path-style'];
 /** The CA given only through NODE_EXTRA_CA_CERTS; Node started through the recording wrapper. */
+/** The value a launcher record (sh assignments, SPOOL.md "Records") holds for WALVAULT_NODE_EXTRA_CA_CERTS, quoted, or null. */
+function recordedCa(record: string): string | null {
+  const names = /^wv_r_set='(.*)'$/m.exec(record)?.[1]?.split(' ') ?? [];
+  const index = names.indexOf('WALVAULT_NODE_EXTRA_CA_CERTS');
+  return index < 0 ? null : (new RegExp(`^wv_r_e${index + 1}=(.*)$`, 'm').exec(record)?.[1] ?? null);
+}
 const withCa = (): Record<string, string> => ({ NODE_EXTRA_CA_CERTS: caFile, WALVAULT_NODE: wrapper });
 /** What each Node the launchers started saw (and forgets it). */
 async function seen(): Promise<string[]> {
@@ -133,7 +139,7 @@ describe('an S3 server whose CA comes only from NODE_EXTRA_CA_CERTS', () => {
       expect(first, first.stderr).toMatchObject({ code: 0 });
       await fs.rename(path.join(status, `${names[0]}.ready`), path.join(status, `${names[0]}.done`));
       await waitForWorkerExit(spool, 'archive', { expectWorker: false });
-      expect(await fs.readFile(path.join(spool, 'archive.record'), 'utf8')).toContain(`env WALVAULT_NODE_EXTRA_CA_CERTS=${caFile}\n`);
+      expect(await fs.readFile(path.join(spool, 'archive.record.sh'), 'utf8').then(recordedCa)).toBe(`'${caFile}'`);
       // Pushed by the pusher (over TLS): answered by the launcher from its marker.
       const second = await runCli('walvault-archive', [...flags(prefix), `pg_wal/${names[1]}`, names[1]!], { cwd: dataDir, env: withCa() });
       expect(second, second.stderr).toMatchObject({ code: 0 });
@@ -170,7 +176,7 @@ describe('an S3 server whose CA comes only from NODE_EXTRA_CA_CERTS', () => {
         const restored = await runCli('walvault-restore', [...flags(prefix), name, 'pg_wal/RECOVERYXLOG'], { cwd: dataDir, env: withCa(), waitFor: 'exit' });
         expect(restored, restored.stderr).toMatchObject({ code: 0 });
         expect(await fs.readFile(target)).toEqual(data.get(name));
-        if (name === names[0]) expect(await fs.readFile(path.join(spool, 'restore.record'), 'utf8')).toContain(`env WALVAULT_NODE_EXTRA_CA_CERTS=${caFile}\n`);
+        if (name === names[0]) expect(await fs.readFile(path.join(spool, 'restore.record.sh'), 'utf8').then(recordedCa)).toBe(`'${caFile}'`);
       }
       // The end of the archive, as the prefetcher (over TLS) or Node tells it: exit 1, not an error.
       const missing = await runCli('walvault-restore', [...flags(prefix), segment(9), 'pg_wal/RECOVERYXLOG'], { cwd: dataDir, env: withCa(), waitFor: 'exit' });
