@@ -52,6 +52,19 @@ export class Deadline {
 }
 
 /**
+ * Runs one storage step of an operator command under a deadline of its own (`what` names it in the
+ * timeout error): commands such as cleanup and backup give each listing or read a fresh budget.
+ */
+export async function underDeadline<T>(timeoutMs: number, what: string, work: (ctx: { signal: AbortSignal }) => Promise<T>): Promise<T> {
+  const deadline = new Deadline(timeoutMs, what);
+  try {
+    return await deadline.race(work({ signal: deadline.signal }));
+  } finally {
+    deadline.dispose();
+  }
+}
+
+/**
  * Settles with `work`, or rejects with `mapReason(signal.reason)` as soon as `signal` aborts: a call
  * that cannot be cancelled (a hung filesystem, a stalled socket) must not hold the command past its deadline.
  */

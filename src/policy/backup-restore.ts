@@ -6,7 +6,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Backend, OpContext } from '../backend/types.js';
 import { createDecoder, type DecodeOptions } from '../codec/index.js';
-import { Deadline } from '../core/deadline.js';
+import { Deadline, underDeadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { formatHash, HashingStream, loadXxhash } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -82,14 +82,7 @@ function safeJoin(root: string, relative: string): string {
 export async function restoreBackup(backend: Backend, options: RestoreBackupOptions): Promise<RestoreBackupResult> {
   const log = options.log ?? silentLogger;
   const timeoutMs = options.timeoutMs ?? 120_000;
-  const withDeadline = async <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => {
-    const deadline = new Deadline(timeoutMs, what);
-    try {
-      return await deadline.race(work({ signal: deadline.signal }));
-    } finally {
-      deadline.dispose();
-    }
-  };
+  const withDeadline = <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => underDeadline(timeoutMs, what, work);
   const chosen = await withDeadline('listing backups', (ctx) => chooseBackup(backend, options.backup, ctx));
   const marker = await withDeadline('reading the completion marker', (ctx) => readMarker(backend, chosen.id, ctx));
   if (marker === null) throw new WalvaultError('usage', `backup "${chosen.id}" is not complete`, { hint: 'choose another backup (--backup latest)' });

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Backend, OpContext } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
-import { Deadline } from '../core/deadline.js';
+import { underDeadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { formatHash, HashingStream, loadXxhash } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
@@ -198,14 +198,7 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
   const started = Date.now();
   const log = options.log ?? silentLogger;
   const timeoutMs = options.timeoutMs ?? 120_000;
-  const withDeadline = async <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => {
-    const deadline = new Deadline(timeoutMs, what);
-    try {
-      return await deadline.race(work({ signal: deadline.signal }));
-    } finally {
-      deadline.dispose();
-    }
-  };
+  const withDeadline = <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => underDeadline(timeoutMs, what, work);
   const id = newBackupId(new Date(started));
   const { default: pg } = await import('pg');
   const client = new pg.Client({ ...connectionConfig(options.connection), application_name: 'walvault backup' });

@@ -1,7 +1,7 @@
 // `walvault cleanup`: removes archived WAL no backup needs any more; never history files, never WAL a kept backup needs.
 import type { Backend, OpContext } from '../backend/types.js';
 import type { DecodeOptions } from '../codec/index.js';
-import { Deadline } from '../core/deadline.js';
+import { underDeadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { forEachLimited } from '../core/pool.js';
@@ -91,14 +91,7 @@ export async function cleanupArchive(backend: Backend, options: CleanupOptions):
   if (options.keepBackups !== undefined && (!Number.isInteger(options.keepBackups) || options.keepBackups < 1)) {
     throw new WalvaultError('usage', `invalid --keep-backups "${options.keepBackups}": expected a whole number of at least 1`, { hint: 'e.g. --keep-backups 2' });
   }
-  const withDeadline = async <T>(what: string, work: (ctx: OpContext) => Promise<T>, factor = 1): Promise<T> => {
-    const deadline = new Deadline(timeoutMs * factor, what);
-    try {
-      return await deadline.race(work({ signal: deadline.signal }));
-    } finally {
-      deadline.dispose();
-    }
-  };
+  const withDeadline = <T>(what: string, work: (ctx: OpContext) => Promise<T>, factor = 1): Promise<T> => underDeadline(timeoutMs * factor, what, work);
 
   const leftovers: string[] = [];
   const leftoverBefore = Date.now() - (options.leftoverGraceMs ?? LEFTOVER_GRACE_MS);
