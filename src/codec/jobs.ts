@@ -4,7 +4,7 @@ import { WalvaultError } from '../core/errors.js';
 
 /** One unit of codec work: its input bytes and what to do with them. Every job is independent of the others. */
 export type CodecJob =
-  /** Compress `input` (at most 4 MiB) into one zstd frame with a content checksum; `native`: with node:zlib's zstd. */
+  /** Compress `input` (at most 1 MiB when walvault writes it) into one zstd frame with a content checksum; `native`: with node:zlib's zstd. */
   | { op: 'zstd-compress'; level: number; input: Uint8Array; native: boolean }
   /** Decompress one whole zstd frame; `capacity` bounds its decoded size; `native`: with node:zlib's zstd. */
   | { op: 'zstd-decompress'; input: Uint8Array; capacity: number; native: boolean }

@@ -22,8 +22,8 @@ function loadLz4(): Promise<Lz4Module> {
 const FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
-/** Block maximum size 4 MiB (BD code 7), the lz4 tool's default; bounds memory per stream. */
-const BLOCK_SIZE = 4 << 20;
+/** Block maximum size 1 MiB (BD code 6): bounds memory per stream (decoding takes any block size the format allows). */
+const BLOCK_SIZE = 1 << 20;
 const BLOCK_SIZE_CODES: Readonly<Record<number, number>> = { 4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20 };
 const UNCOMPRESSED_FLAG = 0x80000000;
 /** LZ4 matches reach back at most 64 KiB: the dictionary kept for linked blocks. */
@@ -67,7 +67,7 @@ export async function decompressBlock(source: Uint8Array, maxOutput: number): Pr
 }
 
 /**
- * Compresses into one LZ4 frame: independent 4 MiB blocks and a content checksum. Each block is
+ * Compresses into one LZ4 frame: independent 1 MiB blocks and a content checksum. Each block is
  * gathered in a buffer of its own, handed to its job whole (moved to a worker thread, not copied);
  * the content checksum is taken here, in input order.
  */
@@ -85,7 +85,7 @@ class Lz4FrameEncoder extends Transform {
     if (this.headerWritten) return;
     this.headerWritten = true;
     // FLG: version 01, independent blocks, no block checksum, no content size, content checksum, no dict id.
-    const descriptor = Buffer.from([0x64, 0x70]);
+    const descriptor = Buffer.from([0x64, 0x60]);
     const headerChecksum = (this.xxh.h32Raw(descriptor, 0) >>> 8) & 0xff;
     this.output.add(Buffer.concat([u32(FRAME_MAGIC), descriptor, Buffer.from([headerChecksum])]));
   }

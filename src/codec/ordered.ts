@@ -5,8 +5,8 @@ import type { StreamGroup } from './pool.js';
 /** Jobs a stream may have started and not yet pushed: enough to keep two threads busy on one object, few enough to bound memory. */
 export const STREAM_JOBS = 2;
 
-/** Output pushed and not yet read that stops a stream taking more input (one 4 MiB block or frame). */
-const UNREAD_LIMIT = 4 << 20;
+/** Output pushed and not yet read that stops a stream taking more input (one 1 MiB block or frame). */
+const UNREAD_LIMIT = 1 << 20;
 
 /** Turns a job's output (a Uint8Array from a worker, or a Buffer) into a Buffer without copying. */
 export function asBuffer(output: Uint8Array): Buffer {

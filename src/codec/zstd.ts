@@ -1,6 +1,6 @@
 // Zstandard: Node's own zstd (node:zlib, Node 22.15 and later) where the running Node has it, else
 // @bokuweb/zstd-wasm (the reference C library compiled to WASM: nothing to build at install).
-// The stream is a sequence of independent frames of at most 4 MiB of input each, each with a content
+// The stream is a sequence of independent frames of at most 1 MiB of input each, each with a content
 // checksum: the standard format (RFC 8878 allows concatenated frames; `zstd -d` decodes them), with
 // bounded memory at any segment size, and frames that compress and decompress in parallel (jobs.ts).
 import { Transform, type TransformCallback } from 'node:stream';
@@ -56,7 +56,7 @@ const FRAME_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 /** Input bytes per frame we write: bounds memory, and costs little ratio on WAL (matches are local). */
-const FRAME_INPUT = 4 << 20;
+const FRAME_INPUT = 1 << 20;
 /** Largest block content allowed by the format. */
 const BLOCK_MAX = 128 << 10;
 /** Frames (of other writers) whose decoded size could exceed this are refused rather than buffered. */
@@ -106,7 +106,7 @@ export async function decompressFrame(frame: Uint8Array, capacity: number, useNa
 }
 
 /**
- * Compresses into a sequence of zstd frames, one per 4 MiB of input (one frame for an empty input).
+ * Compresses into a sequence of zstd frames, one per 1 MiB of input (one frame for an empty input).
  * Each frame's input is gathered in a buffer of its own, handed to the job whole (moved to a worker
  * thread, not copied).
  */
@@ -164,7 +164,7 @@ type FrameState =
 
 /**
  * Splits the input into whole frames by walking frame and block headers, and decompresses each frame
- * in one call. Memory: one frame (ours hold 4 MiB of content); skippable frames are skipped.
+ * in one call. Memory: one frame (ours hold 1 MiB of content, 4 MiB in older archives); skippable frames are skipped.
  */
 class ZstdFramesDecoder extends FrameSequenceDecoder {
   protected state: FrameState = { step: 'magic' };
@@ -258,7 +258,7 @@ class ZstdFramesDecoder extends FrameSequenceDecoder {
 
 function tooLarge(): WalvaultError {
   return new WalvaultError('corrupt', `stored zstd frame decodes to more than ${DECODED_FRAME_LIMIT >> 20} MiB, too large to decode in bounded memory`, {
-    hint: 'walvault writes frames of 4 MiB; this object was written by another tool: decompress it by hand with `zstd -d`',
+    hint: 'walvault writes frames of at most 4 MiB; this object was written by another tool: decompress it by hand with `zstd -d`',
   });
 }
 
