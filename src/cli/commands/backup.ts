@@ -1,6 +1,6 @@
 // `walvault backup`: parse flags, take a base backup into the repository (src/policy/backup.ts), print a one-line summary.
 import { openBackend } from '../../backend/registry.js';
-import { Deadline } from '../../core/deadline.js';
+import { underDeadline } from '../../core/deadline.js';
 import { createLogger, formatDuration } from '../../core/log.js';
 import { takeBackup } from '../../policy/backup.js';
 import { formatBytes } from '../../policy/verify-text.js';
@@ -34,9 +34,7 @@ export const backupCommand: WalvaultCommand = {
   async run(raw, context) {
     const options = commonOptions(raw);
     context.log = createLogger('walvault', options.verbosity);
-    const setup = new Deadline(options.timeoutMs, 'opening the repository');
-    const backend = await setup.race(openBackend(options.repo, backendSettings(options, context.log)));
-    setup.dispose();
+    const backend = await underDeadline(options.timeoutMs, 'opening the repository', () => openBackend(options.repo, backendSettings(options, context.log)));
     const walTimeout = countOption(raw, 'wal-timeout', { minimum: 1 });
     const progress = copyProgress(process.stderr, raw.json !== true && options.verbosity !== 'quiet');
     const result = await takeBackup(backend, {

@@ -1,6 +1,6 @@
 // `walvault check`: parse flags, run the live setup check (the pg client is loaded only here), print each step, exit 13 on failure.
 import { openBackend } from '../../backend/registry.js';
-import { Deadline } from '../../core/deadline.js';
+import { underDeadline } from '../../core/deadline.js';
 import { WalvaultError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { checkSetup, formatCheckReport } from '../../policy/check.js';
@@ -15,9 +15,7 @@ export const checkCommand: WalvaultCommand = {
   async run(raw, context) {
     const options = commonOptions(raw);
     context.log = createLogger('walvault', options.verbosity);
-    const setup = new Deadline(options.timeoutMs, 'opening the repository');
-    const backend = await setup.race(openBackend(options.repo, backendSettings(options)));
-    setup.dispose();
+    const backend = await underDeadline(options.timeoutMs, 'opening the repository', () => openBackend(options.repo, backendSettings(options)));
     const wait = numberOption(raw, 'wait') ?? 0;
     if (wait <= 0) throw new WalvaultError('usage', `invalid --wait "${String(raw.wait)}": expected seconds > 0`, { hint: 'e.g. --wait=60' });
     const report = await checkSetup({

@@ -1,6 +1,6 @@
 // `walvault cleanup`: parse flags, run the cleanup policy, print what was (or would be) removed.
 import { openBackend } from '../../backend/registry.js';
-import { Deadline } from '../../core/deadline.js';
+import { underDeadline } from '../../core/deadline.js';
 import { createLogger } from '../../core/log.js';
 import { cleanupArchive, type CleanupReport } from '../../policy/cleanup.js';
 import { formatBytes } from '../../policy/verify-text.js';
@@ -35,9 +35,7 @@ export const cleanupCommand: WalvaultCommand = {
   async run(raw, context) {
     const options = commonOptions(raw);
     context.log = createLogger('walvault', options.verbosity);
-    const setup = new Deadline(options.timeoutMs, 'opening the repository');
-    const backend = await setup.race(openBackend(options.repo, backendSettings(options)));
-    setup.dispose();
+    const backend = await underDeadline(options.timeoutMs, 'opening the repository', () => openBackend(options.repo, backendSettings(options)));
     const report = await cleanupArchive(backend, {
       before: typeof raw.before === 'string' ? raw.before : undefined,
       keepBackups: numberOption(raw, 'keep-backups'),

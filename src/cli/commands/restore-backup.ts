@@ -3,7 +3,7 @@
 import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 import { openBackend } from '../../backend/registry.js';
-import { Deadline } from '../../core/deadline.js';
+import { underDeadline } from '../../core/deadline.js';
 import { WalvaultError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { restoreBackup } from '../../policy/backup-restore.js';
@@ -55,9 +55,7 @@ export const restoreBackupCommand: WalvaultCommand = {
     if (pgdata === undefined) throw new WalvaultError('usage', 'restore-backup needs --pgdata DIR', { hint: 'give the data directory to create (absent or empty)' });
     const targets = ['target-time', 'target-lsn', 'target-name', 'target-xid'].filter((name) => stringOption(raw, name) !== undefined);
     if (targets.length > 1) throw new WalvaultError('usage', `choose one recovery target, not ${targets.map((name) => `--${name}`).join(' and ')}`, { hint: 'PostgreSQL takes one recovery_target_* setting' });
-    const setup = new Deadline(options.timeoutMs, 'opening the repository');
-    const backend = await setup.race(openBackend(options.repo, backendSettings(options, context.log)));
-    setup.dispose();
+    const backend = await underDeadline(options.timeoutMs, 'opening the repository', () => openBackend(options.repo, backendSettings(options, context.log)));
     const result = await restoreBackup(backend, {
       backup: stringOption(raw, 'backup') ?? 'latest',
       pgdata,

@@ -1,6 +1,6 @@
 // `walvault verify`: parse flags, run the verify policy, print the report (text or --json), exit 12 when something is wrong.
 import { openBackend } from '../../backend/registry.js';
-import { Deadline } from '../../core/deadline.js';
+import { underDeadline } from '../../core/deadline.js';
 import { WalvaultError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { verifyArchive } from '../../policy/verify.js';
@@ -33,9 +33,7 @@ export const verifyCommand: WalvaultCommand = {
   async run(raw, context) {
     const options = commonOptions(raw);
     context.log = createLogger('walvault', options.verbosity);
-    const setup = new Deadline(options.timeoutMs, 'opening the repository');
-    const backend = await setup.race(openBackend(options.repo, backendSettings(options)));
-    setup.dispose();
+    const backend = await underDeadline(options.timeoutMs, 'opening the repository', () => openBackend(options.repo, backendSettings(options)));
     const parallel = countOption(raw, 'parallel', { minimum: 1, maximum: 64 });
     const progress = raw.json === true || options.verbosity === 'quiet' ? progressPrinter({ isTTY: false } as NodeJS.WriteStream) : progressPrinter();
     const report = await verifyArchive(backend, {
