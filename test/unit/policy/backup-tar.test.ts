@@ -1,6 +1,6 @@
 // The tar of a base backup: what GNU tar reads back, what our reader reads back, and what happens to
 // files that shrink, grow or vanish while the backup reads them (forced between the chunks the
-// generator yields, so the race is the same on every run).
+// generator yields, beyond the one chunk it reads ahead, so the race is the same on every run).
 import { spawnSync } from 'node:child_process';
 import { appendFile, mkdir, readFile, readlink, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -92,8 +92,9 @@ describe('the tar of a tree', () => {
     // The first chunk is the header of a-shrinks, written once the file was opened with its size.
     expect(first.value!.subarray(0, 8).toString('latin1')).toBe('a-shrink');
     parts.push(first.value!);
-    parts.push((await chunks.next()).value!); // its first MiB
-    await truncate(path.join(root, 'a-shrinks'), 1_500_000);
+    parts.push((await chunks.next()).value!); // its first chunk (256 KiB); the read of the next one is already under way
+    // Cut well beyond that read: every later read starts after the cut.
+    await truncate(path.join(root, 'a-shrinks'), 2_500_000);
     await rm(path.join(root, 'c-vanishes'));
     for (let next = await chunks.next(); next.done !== true; next = await chunks.next()) {
       parts.push(next.value);
@@ -106,7 +107,7 @@ describe('the tar of a tree', () => {
       ['b-grows', 1000],
       ['d-stays', 4],
     ]);
-    const padded = Buffer.concat([Buffer.alloc(1_500_000, 0x41), Buffer.alloc((3 << 20) - 1_500_000)]);
+    const padded = Buffer.concat([Buffer.alloc(2_500_000, 0x41), Buffer.alloc((3 << 20) - 2_500_000)]);
     expect(entries[0]!.data.equals(padded)).toBe(true);
     expect(entries[1]!.data).toEqual(Buffer.alloc(1000, 0x42));
     // The manifest records what the tar holds.
