@@ -24,7 +24,7 @@
 // Usage: scripts/bench [--segments N] [--repeats R] [--latency MS] [--only key,key] [--skip key,key] [--trace-restore]
 //                      [--codec-segments N] [--codec-repeats R] [--codec-memory] [--keep] [--json FILE] [--markdown FILE]
 //                      [--command 'KEY=ARCHIVE COMMAND'] ... [--restore-command 'KEY=RESTORE COMMAND'] ... [--timeline]
-//                      [--backup-scale N] [--backup-codec lz4|zstd|gzip]
+//                      [--backup-scale N] [--backup-codec lz4|zstd|gzip] [--backup-other PATH]
 // --timeline logs, after each archive run, when each backlog file was stored in the repository and
 // when PostgreSQL marked it .done (ms after the reload that started archiving; from file ctimes).
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
@@ -42,7 +42,10 @@
 // then nothing else runs): a fresh cluster of `pgbench -i -s --backup-scale` (default 200, about 3 GiB),
 // archiving into both walvault and pgBackRest; wall time of `walvault backup` to a local repository (no
 // compression and --backup-codec, default lz4), `pg_basebackup -Ft -X none` to a local directory (the same
-// two), and `pgbackrest backup --type=full --process-max=2` with the same codec; stored bytes of each.
+// two), and `pgbackrest backup --type=full --process-max=2` with the same codec; stored bytes of each,
+// and the peak RSS of each walvault backup (GNU time). --backup-other PATH adds the same two rows for
+// another build's walvault executable (e.g. a copy of main's dist/cli/walvault), each run right before
+// this build's row: before/after side by side in one run.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -1155,7 +1158,7 @@ async function benchBackups() {
     const connection = `--db=host=${tmp} port=${port} dbname=postgres`;
     const wvRepo = (name) => path.join(tmp, name);
     // Each walvault run goes to a fresh repository that shares the WAL: a symlink to the archive.
-    const walvaultRow = (key, mode, extra) => {
+    const walvaultRow = (key, mode, extra, executable = walvault, tool = 'walvault backup') => {
       if (!want(key)) return;
       const dir = wvRepo(key);
       fs.rmSync(dir, { recursive: true, force: true });
@@ -1166,19 +1169,28 @@ async function benchBackups() {
       const started = process.hrtime.bigint();
       log(`backup: ${key}`);
       run('sync', []);
-      const res = asPg(walvault, ['backup', `--repo=${dir}`, connection, ...extra], { allowFail: true, cwd: tmp });
+      // GNU time's max RSS of the walvault process (the launcher execs nothing else that lives as long).
+      const rssFile = path.join(tmp, `${key}.rss`);
+      const timed = have('/usr/bin/time');
+      const res = timed
+        ? asPg('/usr/bin/time', ['-f', '%M', '-o', rssFile, executable, 'backup', `--repo=${dir}`, connection, ...extra], { allowFail: true, cwd: tmp })
+        : asPg(executable, ['backup', `--repo=${dir}`, connection, ...extra], { allowFail: true, cwd: tmp });
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (res.status !== 0) {
         log(`  ${key} FAILED: ${res.stderr.trim().split('\n').at(-1)}`);
         return;
       }
       const stored = du(path.join(dir, 'backups'));
-      rows.push({ key, tool: 'walvault backup', mode, seconds, stored });
-      log(`  ${key}: ${seconds.toFixed(1)} s, ${(stored / 2 ** 20).toFixed(0)} MiB stored; ${res.stdout.trim()}`);
+      const rssMiB = timed ? Number(fs.readFileSync(rssFile, 'utf8').trim().split('\n').at(-1)) / 1024 : null;
+      rows.push({ key, tool, mode, seconds, stored, rssMiB });
+      log(`  ${key}: ${seconds.toFixed(1)} s, ${(stored / 2 ** 20).toFixed(0)} MiB stored${rssMiB === null ? '' : `, peak RSS ${rssMiB.toFixed(0)} MiB`}; ${res.stdout.trim()}`);
     };
+    const other = args['backup-other'] === undefined ? undefined : path.resolve(String(args['backup-other']));
     // WAL must be in the walvault repository before its first backup can complete: one switch first.
     asPg(`${PGBIN}/psql`, ['-h', tmp, '-p', String(port), '-d', 'postgres', '-XAtq', '-c', 'select pg_switch_wal()']);
+    if (other !== undefined) walvaultRow('backup-other', 'local, no compression', [], other, 'walvault backup (--backup-other)');
     walvaultRow('backup-walvault', 'local, no compression', []);
+    if (other !== undefined) walvaultRow(`backup-other-${codec}`, `local, ${codec}`, [`--compress=${codec}`], other, 'walvault backup (--backup-other)');
     walvaultRow(`backup-walvault-${codec}`, `local, ${codec}`, [`--compress=${codec}`]);
     const bbCodec = codec === 'gzip' ? 'client-gzip' : `client-${codec}`;
     timed('backup-pg_basebackup', 'pg_basebackup -Ft -X none', 'local directory, no compression', [`${PGBIN}/pg_basebackup`, '-h', tmp, '-p', String(port), '-D', path.join(tmp, 'bb'), '-Ft', '-X', 'none', '-c', 'fast'], path.join(tmp, 'bb'));
@@ -1201,13 +1213,13 @@ async function benchBackups() {
     }
     const lines = ['', `Base backups: a cluster of ${(size / 2 ** 30).toFixed(2)} GiB (pgbench -i -s ${scale}), idle; one run each, wall time; ${describeMachine(tmp)}`, ''];
     const peer = (key) => rows.find((row) => row.key === key)?.seconds;
-    lines.push('| tool | mode | seconds | MiB/s | stored MiB | vs pg_basebackup, same compression (time) | vs pgBackRest (time) |');
-    lines.push('|---|---|---:|---:|---:|---:|---:|');
+    lines.push('| tool | mode | seconds | MiB/s | stored MiB | peak RSS MiB | vs pg_basebackup, same compression (time) | vs pgBackRest (time) |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|---:|');
     for (const row of rows) {
       const bb = row.key.endsWith(`-${codec}`) ? peer(`backup-pg_basebackup-${codec}`) : peer('backup-pg_basebackup');
       const pgbr = row.key.endsWith(`-${codec}`) ? peer(`backup-pgbackrest-${codec}`) : undefined;
       const ratio = (other) => (other === undefined ? '–' : `${(row.seconds / other).toFixed(2)}×`);
-      lines.push(`| ${row.tool} | ${row.mode} | ${row.seconds.toFixed(1)} | ${(size / 2 ** 20 / row.seconds).toFixed(0)} | ${row.stored === null ? '–' : (row.stored / 2 ** 20).toFixed(0)} | ${ratio(bb)} | ${ratio(pgbr)} |`);
+      lines.push(`| ${row.tool} | ${row.mode} | ${row.seconds.toFixed(1)} | ${(size / 2 ** 20 / row.seconds).toFixed(0)} | ${row.stored === null ? '–' : (row.stored / 2 ** 20).toFixed(0)} | ${row.rssMiB == null ? '–' : row.rssMiB.toFixed(0)} | ${ratio(bb)} | ${ratio(pgbr)} |`);
     }
     process.stdout.write(`${lines.join('\n')}\n`);
     if (args.json) fs.writeFileSync(String(args.json), JSON.stringify({ backups: rows, size, scale, codec }, null, 2));
