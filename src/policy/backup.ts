@@ -152,12 +152,19 @@ export async function* tarOfTree(root: string, options: { top: boolean; progress
         // Shrunk while we read: zeros up to the size the header announced.
         return bytesRead === 0 ? chunk.fill(0) : chunk.subarray(0, bytesRead);
       };
-      let next: Promise<Buffer> | undefined = size > 0 ? readAt(0) : undefined;
+      // Marked handled at once: a read that fails while this generator waits at a yield must not be an
+      // unhandled rejection (the process would end); it is thrown here when the loop awaits it.
+      const started = (position: number): Promise<Buffer> => {
+        const read = readAt(position);
+        read.catch(() => undefined);
+        return read;
+      };
+      let next: Promise<Buffer> | undefined = size > 0 ? started(0) : undefined;
       try {
         while (next !== undefined) {
           const part = await next;
           done += part.length;
-          next = done < size ? readAt(done) : undefined;
+          next = done < size ? started(done) : undefined;
           hasher.update(part);
           options.progress.bytes += part.length;
           yield part;
