@@ -115,6 +115,19 @@ describe('the tar of a tree', () => {
     expect(progress.files[0]!.hash).toBe(await hashBuffer(padded));
   });
 
+  it('a tar abandoned in the middle of a file (the pipeline failed) ends its read ahead cleanly and leaves nothing open', async () => {
+    const root = path.join(temp.dir, 'tree');
+    await mkdir(root);
+    await writeFile(path.join(root, 'big'), Buffer.alloc(3 << 20, 0x44));
+    const chunks = tarOfTree(root, { top: false, progress: { files: [], bytes: 0 }, onProgress: () => undefined })[Symbol.asyncIterator]();
+    expect((await chunks.next()).value!.subarray(0, 3).toString('latin1')).toBe('big');
+    expect((await chunks.next()).value!.length).toBeGreaterThan(0); // a read of the next chunk is now in flight
+    expect(await chunks.return!(undefined)).toEqual({ done: true, value: undefined });
+    // The handle was closed after the read in flight ended: the file is gone without an open descriptor holding it.
+    const open = spawnSync('sh', ['-c', `ls -l /proc/${process.pid}/fd | grep -c "${path.join(root, 'big')}" || true`], { encoding: 'utf8' });
+    expect(open.stdout.trim()).toBe('0');
+  });
+
   it('the reader refuses a damaged header and an archive cut short', async () => {
     const root = path.join(temp.dir, 'tree');
     await mkdir(root);
