@@ -17,6 +17,8 @@
 //   kept for its second request after "redo done", and the worker serves the end of recovery's requests
 //   for a second after the signal files went (state `ending`). Files found are safe to fetch early
 //   (an archived file never changes); a "not found" never comes from anything fetched before the request.
+// - While a request is served (PostgreSQL blocked), the window's other downloads pause between chunks,
+//   so a bound server or machine spends itself on the file asked for (restore-priority.ts).
 // The states and transitions of the worker: prefetcher-states.ts.
 // Every spool file, its format, writers, readers and lifetime: src/policy/SPOOL.md.
 import { createWriteStream, existsSync, watch, type FSWatcher } from 'node:fs';
