@@ -37,11 +37,8 @@ if [ $# -ge 2 ]; then
         # reused: noclobber). It answers by putting the verified file in its folder, or with a line in
         # that file: "fetching" (wait up to 60 s), "missing ..." (the repository said so when asked after
         # the request was posted: exit 1), "error" (Node reports it). Not picked up within ~3 s (a worker
-        # still starting, or stuck): Node. The first 25 waits are 2 ms, the rest 10 ms (wv_i counts only
-        # those, so the bounds above stay): an answer from S3 takes one round trip (20-60 ms), and polling
-        # every 10 ms added 5 ms on average to each (a "not found" at +20 ms took 37-48 ms, traced).
+        # still starting, or stuck): Node.
         wv_i=0
-        wv_q=0
         wv_ask=
         while :; do
           if [ -f "$wv_v_entries/$wv_f" ] && mv -f -- "$wv_v_entries/$wv_f" "$wv_p" 2>/dev/null; then
@@ -72,13 +69,8 @@ if [ $# -ge 2 ]; then
             fi
           fi
           [ -n "$wv_w" ] || break
-          if [ "$wv_q" -lt 25 ]; then
-            wv_q=$((wv_q + 1))
-            sleep 0.002
-          else
-            wv_i=$((wv_i + 1))
-            sleep 0.01
-          fi
+          wv_i=$((wv_i + 1))
+          sleep 0.01
         done
       fi
       ;;
