@@ -928,6 +928,25 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       }
       log(`  ${key}: PostgreSQL waited ${waited} ms in restore_command (${lines.length} calls)`);
     };
+    // CPU seconds used since `since` (or absolute counters without it): the machine's busy time from
+    // /proc/stat, the S3 server's process, and this process (the latency proxy lives here; so does the
+    // 5 ms log polling, a few ms). Shows whether a recovery from S3 is bound by the server it talks to.
+    const recoveryCpu = (since) => {
+      const ticks = 100;
+      const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      const machine = (fields.reduce((a, b) => a + b, 0) - (fields[3] ?? 0) - (fields[4] ?? 0)) / ticks;
+      let s3server = 0;
+      if (s3) {
+        try {
+          const stat = fs.readFileSync(`/proc/${s3.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+          s3server = (Number(stat[11]) + Number(stat[12])) / ticks;
+        } catch {}
+      }
+      const usage = process.cpuUsage();
+      const proxyCpu = (usage.user + usage.system) / 1e6;
+      const now = { machine, s3server, proxy: proxyCpu };
+      return since ? Object.fromEntries(Object.keys(now).map((k) => [k, now[k] - since[k]])) : now;
+    };
     const restoreOnce = async (tool, { trace = false } = {}) => {
       fs.rmSync(rdata, { recursive: true, force: true });
       run('cp', ['-a', base, rdata]);
@@ -948,6 +967,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         chownPg(traceLog);
       }
       const startedNs = BigInt(Date.now()) * 1_000_000n;
+      const cpu0 = recoveryCpu();
       const t0 = performance.now();
       const res = asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-l', rlog, '-W', 'start'], { allowFail: true, env: pgEnv });
       postmasterUp = [rdata];
@@ -959,6 +979,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         await sleep(5);
       }
       const seconds = (performance.now() - t0) / 1000;
+      const cpu = recoveryCpu(cpu0);
       if (!/database system is ready to accept connections/.test(logText)) res.status = 1;
       asPg(`${PGBIN}/pg_ctl`, ['-D', rdata, '-m', 'immediate', 'stop'], { allowFail: true });
       postmasterUp = [];
@@ -972,7 +993,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       if (res.status !== 0) throw new Error(`recovery failed to start: ${logText.slice(-2000)}`);
       const restored = (logText.match(/restored log file "[0-9A-F]{24}" from archive/g) ?? []).length;
       if (trace) printTrace(tool.key, startedNs);
-      return { seconds, restored };
+      return { seconds, restored, cpu };
     };
     for (const tool of restoreTools) {
       log(`recovery: ${tool.key}`);
@@ -984,10 +1005,17 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
           throw new Error(`${warm.restored} segments restored, ${expected} from the uncompressed copy`);
         }
         const times = [];
-        for (let r = 0; r < Math.max(1, REPEATS); r++) times.push((await restoreOnce(tool)).seconds);
+        const cpus = [];
+        for (let r = 0; r < Math.max(1, REPEATS); r++) {
+          const once = await restoreOnce(tool);
+          times.push(once.seconds);
+          cpus.push(once.cpu);
+        }
         const secs = median(times);
-        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored, vs: tool.vs, peer: tool.peer });
-        log(`  ${tool.key}: ${secs.toFixed(2)} s (runs ${times.map((t) => t.toFixed(2)).join(', ')}), ${warm.restored} segments restored`);
+        // CPU seconds during the timed runs (medians): the whole machine (/proc/stat), the S3 server, and this process (the latency proxy).
+        const cpu = Object.fromEntries(['machine', 's3server', 'proxy'].map((k) => [k, median(cpus.map((c) => c[k]))]));
+        results.restore.push({ key: tool.key, tool: tool.tool, mode: tool.mode, seconds: secs, runs: times, restored: warm.restored, vs: tool.vs, peer: tool.peer, cpu });
+        log(`  ${tool.key}: ${secs.toFixed(2)} s (runs ${times.map((t) => t.toFixed(2)).join(', ')}), ${warm.restored} segments restored; CPU s (median): machine ${cpu.machine.toFixed(2)} of ${(secs * os.cpus().length).toFixed(2)} available, S3 server ${cpu.s3server.toFixed(2)}, latency proxy ${cpu.proxy.toFixed(2)}`);
       } catch (error) {
         log(`  ${tool.key} FAILED: ${error.message}`);
       }
@@ -1054,9 +1082,10 @@ function renderReport(results) {
     lines.push('Recovery (server start until it logs "ready to accept connections": replay of the whole archive, end of recovery):');
     lines.push('');
     const restoreBy = (key) => results.restore.find((r) => r.key === key)?.seconds;
-    lines.push('| tool | mode | seconds | segments/s | vs cp (time) | vs pgBackRest async, same codec (time) |');
-    lines.push('|---|---|---:|---:|---:|---:|');
-    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, r.vs ? restoreBy(r.vs) : cp)} | ${r.peer ? ratio(r.seconds, restoreBy(r.peer)) : '–'} |`);
+    lines.push('| tool | mode | seconds | segments/s | vs cp (time) | vs pgBackRest async, same codec (time) | CPU s: machine / S3 server / proxy |');
+    lines.push('|---|---|---:|---:|---:|---:|---:|');
+    const cpuCell = (c) => (c ? `${c.machine.toFixed(2)} / ${c.s3server.toFixed(2)} / ${c.proxy.toFixed(2)}` : '–');
+    for (const r of results.restore) lines.push(`| ${r.tool} | ${r.mode} | ${r.seconds.toFixed(2)} | ${(r.restored / r.seconds).toFixed(1)} | ${ratio(r.seconds, r.vs ? restoreBy(r.vs) : cp)} | ${r.peer ? ratio(r.seconds, restoreBy(r.peer)) : '–'} | ${cpuCell(r.cpu)} |`);
   }
   const o = results.overhead;
   if (o.nodeMs) {

@@ -59,7 +59,7 @@ export const PREFETCHER_MACHINE: Readonly<Record<PrefetcherState, StateSpec>> = 
     on: { locked: 'serving', 'lock-held': 'stopping' },
   },
   serving: {
-    waitsFor: 'its downloads in flight (the window after the position, files asked for) and the requests it answers',
+    waitsFor: 'its downloads in flight (the window after the position, files asked for) and the requests it answers (while one is served, the window\'s other downloads hold between chunks: `restore-priority.ts`)',
     on: { busy: 'serving', quiet: 'idle', 'recovery-ended': 'ending', ...STOPS },
   },
   idle: {

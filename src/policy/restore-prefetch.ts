@@ -17,6 +17,8 @@
 //   kept for its second request after "redo done", and the worker serves the end of recovery's requests
 //   for a second after the signal files went (state `ending`). Files found are safe to fetch early
 //   (an archived file never changes); a "not found" never comes from anything fetched before the request.
+// - While a request is served (PostgreSQL blocked), the window's other downloads pause between chunks,
+//   so a bound server or machine spends itself on the file asked for (restore-priority.ts).
 // The states and transitions of the worker: prefetcher-states.ts.
 // Every spool file, its format, writers, readers and lifetime: src/policy/SPOOL.md.
 import { createWriteStream, existsSync, watch, type FSWatcher } from 'node:fs';
@@ -33,6 +35,7 @@ import type { Logger } from '../core/log.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
+import { DownloadPriority, HoldStream, type Hold } from './restore-priority.js';
 import { ENDING_GRACE_MS, nextState, PrefetcherMachine, type PrefetcherEvent } from './prefetcher-states.js';
 import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, processAlive, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
@@ -262,15 +265,16 @@ export interface PrefetcherSummary {
 /** Outcome of one download into the spool. */
 type SpoolFetch = { outcome: 'fetched'; bytes: number } | { outcome: 'missing' | 'corrupt' };
 
-/** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. */
-async function fetchIntoSpool(options: Pick<PrefetcherOptions, 'backend' | 'decode' | 'log'>, paths: SpoolPaths, fileName: string, deadline: Deadline): Promise<SpoolFetch> {
+/** Fetches one archived file into the spool: temp file, hash check, fsync, then its final name. `hold`: see HoldStream. */
+async function fetchIntoSpool(options: Pick<PrefetcherOptions, 'backend' | 'decode' | 'log'>, paths: SpoolPaths, fileName: string, deadline: Deadline, hold?: Hold): Promise<SpoolFetch> {
   const object = await options.backend.read(objectKey(fileName), { signal: deadline.signal });
   if (object === null) return { outcome: 'missing' };
   const decoded = await decodeStored(object, options.decode);
   const hasher = await HashingStream.create();
   const temp = path.join(paths.work, `${fileName}.${process.pid}`);
   try {
-    await deadline.race(pipeline(decoded.content, hasher, createWriteStream(temp, { mode: 0o600 })));
+    const sink = createWriteStream(temp, { mode: 0o600 });
+    await deadline.race(hold === undefined ? pipeline(decoded.content, hasher, sink) : pipeline(decoded.content, new HoldStream(hold), hasher, sink));
     await deadline.race(decoded.finished);
     const meta = decoded.meta;
     if (meta !== null && (meta.contentHash !== hasher.digest() || meta.contentSize !== hasher.bytes)) {
@@ -354,6 +358,8 @@ class Prefetcher {
   readonly histories = new Set<string>();
   /** When recovery was seen ended (the state `ending`). */
   endedAt = 0;
+  /** While a request is served, the window's other downloads hold (restore-priority.ts). */
+  readonly priority = new DownloadPriority();
   /** Wakes the loop before its poll interval (a new request in the ask folder). */
   wake: (() => void) | null = null;
   watcher: FSWatcher | null = null;
@@ -615,8 +621,10 @@ class Prefetcher {
   async fetchOne(fileName: string): Promise<void> {
     const { options, summary } = this;
     const deadline = new Deadline(options.timeoutMs, `prefetching "${fileName}"`);
+    const started = monotonicMs();
     try {
-      const { outcome } = await fetchIntoSpool(options, this.paths, fileName, deadline);
+      const { outcome } = await fetchIntoSpool(options, this.paths, fileName, deadline, () => this.priority.holdFor(fileName));
+      options.log.debug(`prefetch of "${fileName}": ${outcome} in ${Math.round(monotonicMs() - started)} ms (${this.inflight.size} in flight)`);
       if (outcome === 'fetched') {
         this.placed.add(fileName);
         summary.fetched.push(fileName);
@@ -698,6 +706,11 @@ class Prefetcher {
 
   /** Serves one request: the file in the spool, or an answer; every outcome is decided by a lookup started after the request was seen. */
   async serve(ask: Ask): Promise<void> {
+    await this.priority.urgently(ask.name, () => this.serveNow(ask));
+  }
+
+  /** serve, while the window's other downloads hold (restore-priority.ts). */
+  async serveNow(ask: Ask): Promise<void> {
     const { options, summary } = this;
     try {
       await this.answer(ask, 'fetching');
