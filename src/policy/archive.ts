@@ -199,6 +199,7 @@ class EncodingSource implements PullBody {
     private readonly hasher: ReturnType<XxhashApi['create64']>,
     private readonly transforms: Duplex[],
     private readonly handOver: (chunk: Buffer, giveBack: (chunk: Buffer) => void) => Buffer,
+    private readonly onEnded: () => void,
   ) {
     const last = transforms[transforms.length - 1] as Duplex;
     if (transforms.length > 1) pipeline(transforms).catch(() => undefined);
@@ -206,11 +207,12 @@ class EncodingSource implements PullBody {
     this.feeding = this.feed();
   }
 
-  static async open(sourcePath: string, expectedSize: number, transforms: Duplex[]): Promise<EncodingSource> {
+  /** `onEnded`: called once the encoded output has ended (the codec's work for this file is done). */
+  static async open(sourcePath: string, expectedSize: number, transforms: Duplex[], onEnded: () => void): Promise<EncodingSource> {
     const { create64 } = await loadXxhash();
     const { handOver } = await import('../codec/owned.js');
     const { handle } = await openSource(sourcePath);
-    return new EncodingSource(sourcePath, handle, expectedSize, create64(), transforms, handOver);
+    return new EncodingSource(sourcePath, handle, expectedSize, create64(), transforms, handOver, onEnded);
   }
 
   /** Reads the source into the first transform, with its backpressure; a read error fails the chain. */
@@ -251,6 +253,7 @@ class EncodingSource implements PullBody {
         const next = await this.output.next();
         if (next.done === true) {
           this.ended = true;
+          this.onEnded();
           break;
         }
         this.rest = next.value;
@@ -492,12 +495,24 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
   const timing = backend.metaTiming;
 
   if (timing.when === 'after-body' && !plain) {
-    const reader = await EncodingSource.open(sourcePath, source.size, encoder.transforms);
+    // Waits for the codec's admission before opening anything: a push waiting for its turn (the
+    // pusher runs --parallel of them, the codec pool admits a few) holds no buffer, file or job.
+    // The place is given back once the encoded bytes have all been pulled, before the backend's fsync
+    // and link: the next push encodes meanwhile.
+    const admission = encoder.admit();
+    const release = await request.deadline.race(admission).catch((error: unknown) => {
+      void admission.then((late) => late());
+      throw error;
+    });
+    let reader: EncodingSource | undefined;
     try {
-      const { created } = await backend.putIfAbsent(key, reader, () => metaOf(reader.facts()), ctx);
-      return { created, facts: reader.facts() };
+      reader = await EncodingSource.open(sourcePath, source.size, encoder.transforms, release);
+      const facts = reader.facts.bind(reader);
+      const { created } = await backend.putIfAbsent(key, reader, () => metaOf(facts()), ctx);
+      return { created, facts: facts() };
     } finally {
-      await reader.close();
+      await reader?.close();
+      release();
     }
   }
   if (timing.when === 'after-body') {

@@ -7,6 +7,7 @@ import { createLocalBackend } from '../../src/backend/local.js';
 import { EARLY_FLUSH_BYTES, PosixBackend } from '../../src/backend/posix/core.js';
 import { openWriteback, type Writeback } from '../../src/backend/posix/writeback.js';
 import type { Backend } from '../../src/backend/types.js';
+import { createEncoder } from '../../src/codec/index.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
@@ -413,6 +414,29 @@ describe('archive with a codec to a POSIX repository: the backend pulls the enco
       expect(meta).toMatchObject({ contentHash: await hashBuffer(content), contentSize: content.length, codec });
     }
     expect((await filesUnder(repo)).filter((name) => name.includes('~tmp~'))).toEqual([]);
+  });
+
+  it('waits for the codec admission before it opens anything: a push waiting for its turn has no temp file, and goes on once a place is free', async () => {
+    const { codecPoolState } = await import('../../src/codec/pool.js');
+    const held: Array<() => void> = [];
+    // Every place taken (the pool admits a few pipelines at once): two pipelines that never end.
+    while (codecPoolState().admittedGroups < codecPoolState().admissionLimit) held.push(await (await createEncoder({ compress: 'lz4' })).admit());
+    const content = walLikeData(3 * MiB);
+    await writeWalFile(dataDir, SEGMENT, content);
+    const busy = codecPoolState().busyStreams;
+    let settled = false;
+    const pushing = archive(SEGMENT, { encode: { compress: 'lz4' } }).finally(() => {
+      settled = true;
+    });
+    // A bounded wait (10 s at the least): the push counts as a busy stream once it waits for its place.
+    for (let turn = 0; turn < 2000 && codecPoolState().busyStreams === busy; turn += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(codecPoolState().busyStreams).toBe(busy + 1);
+    expect(settled).toBe(false);
+    expect((await filesUnder(repo)).filter((name) => name.includes(SEGMENT))).toEqual([]);
+    for (const release of held.splice(0)) release();
+    await pushing;
+    expect(execFileSync('lz4', ['-d', '-c'], { input: await readFile(storedPath(SEGMENT)), maxBuffer: 64 << 20 }).equals(content)).toBe(true);
+    expect(codecPoolState().admittedGroups).toBe(0);
   });
 
   it('stores nothing when the file grows while it is read, nor for a level out of range', async () => {
