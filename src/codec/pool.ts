@@ -59,7 +59,11 @@ const POOL_BY_DEFAULT = false;
 
 /**
  * Worker threads: none by default for now (POOL_BY_DEFAULT: on a loaded 2-core machine the pool was
- * slower, and each worker adds 20-45 MiB to the pusher), else one fewer than the cores (the calling
+ * slower, and each worker adds 20-45 MiB to the pusher; measured again with the shared-memory slots,
+ * archiveFile of 32 segments of 16 MiB 5 at a time in one process, 2 cores, Node 20, under the exclusive
+ * lock, two runs each: lz4 24.7/24.2 seg/s without a worker, 20.6/17.6 with one; wasm zstd 12.9/9.1
+ * against 8.4/8.6: on two cores the worker competes with the pusher's own thread, PostgreSQL and the
+ * kernel's I/O instead of adding a core), else one fewer than the cores (the calling
  * thread is the last one), at most MAX_THREADS. The environment variable WALVAULT_CODEC_THREADS sets
  * it (0: every job on the calling thread; "auto": cores - 1), for benchmarks comparing the pool with
  * the calling thread alone, e.g. `WALVAULT_CODEC_THREADS=auto scripts/bench --only codecs`.
