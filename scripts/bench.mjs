@@ -30,7 +30,10 @@
 // --command adds an archive row of your own (repeatable; `--only` selects it by KEY): PostgreSQL's %p
 // and %f as usual, `{repo}` becomes a fresh empty directory per run (the same one wherever it appears), `{s3}` the options of a fresh
 // prefix on the bench's s3rver (when an S3 row runs too), `{walvault}` the built walvault-archive.
-// E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'.
+// E.g. --command 'wv-p4={walvault} --repo={repo} --parallel=4 %p %f'. A KEY starting with `codec-` makes a
+// codec row instead (the compressible backlog; `{age-recipient}` is the age row's recipient; compared with
+// pgBackRest with the codec the KEY ends with), e.g. --command 'codec-old-lz4=/old/dist/cli/walvault-archive
+// --repo={repo} --compress=lz4 %p %f'.
 // --restore-command adds a recovery row of your own (repeatable; `--only` selects it by KEY): %f and %p
 // as usual, `{repo}` the local repository the walvault row archived into, `{s3}` the options of the
 // walvault-s3 row's repository behind the latency proxy (as the S3 recovery rows use it), `{walvault}` the built
@@ -540,7 +543,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       hasBarman && s3 && { key: 'barman-cloud', tool: 'barman-cloud-wal-archive 3.4', mode: 'S3 (s3rver)', slow: true, prepare: () => ({
         command: `barman-cloud-wal-archive --endpoint-url ${s3.endpoint} s3://bench/barman-${++repoSeq} bench %p`,
       }) },
-      ...(args.command ?? []).map((spec) => {
+      ...(args.command ?? []).filter((spec) => !spec.startsWith('codec-')).map((spec) => {
         const eq = spec.indexOf('=');
         if (eq < 1) throw new Error(`--command "${spec}": expected KEY=COMMAND`);
         const key = spec.slice(0, eq);
@@ -770,7 +773,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
 
     // ---- codecs: a backlog of compressible WAL, each codec into a fresh local repo ----------------
     let ageRecipient = null;
-    if (walvault && wantedCodec('codec-walvault-zstd-age') && have('age-keygen')) {
+    if (walvault && (wantedCodec('codec-walvault-zstd-age') || (args.command ?? []).some((spec) => spec.includes('{age-recipient}'))) && have('age-keygen')) {
       const identity = path.join(tmp, 'age-identity.txt');
       run('age-keygen', ['-o', identity]);
       ageRecipient = run('age-keygen', ['-y', identity]).stdout.trim();
@@ -807,6 +810,22 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       { ...wvCodec('codec-walvault-zstd', 'local, defaults, --compress=zstd (level 3)', '--compress=zstd'), peer: 'codec-pgbackrest-zst', keep: codecRecovery },
       { ...pgbrCodec('codec-pgbackrest-zst', 'zst'), keep: codecRecovery },
       ageRecipient && { ...wvCodec('codec-walvault-zstd-age', 'local, defaults, --compress=zstd + --encrypt-recipient (age)', `--compress=zstd --encrypt-recipient=${ageRecipient}`), peer: 'codec-pgbackrest-zst' },
+      // --command rows whose key starts with `codec-` drain the compressible backlog (e.g. an older build
+      // beside this one); `{age-recipient}` is the recipient of the age row. The peer is pgBackRest with the
+      // codec the key ends with (-lz4, -zstd, -none, -gzip; -zstd-age compares with zst).
+      ...(args.command ?? []).filter((spec) => spec.startsWith('codec-')).map((spec) => {
+        const eq = spec.indexOf('=');
+        if (eq < 1) throw new Error(`--command "${spec}": expected KEY=COMMAND`);
+        const key = spec.slice(0, eq);
+        const template = spec.slice(eq + 1);
+        const ending = ['zstd-age', 'zstd', 'lz4', 'gzip', 'none'].find((codec) => key.endsWith(`-${codec}`));
+        const peer = ending && `codec-pgbackrest-${{ 'zstd-age': 'zst', zstd: 'zst', lz4: 'lz4', gzip: 'gz', none: 'none' }[ending]}`;
+        return { key, tool: key, mode: template, peer, prepare: () => {
+          const d = freshDir(key);
+          repoOf[key] = d;
+          return { command: template.replaceAll('{repo}', d).replaceAll('{walvault}', walvault ? walvault.archive : 'walvault-archive').replaceAll('{age-recipient}', ageRecipient ?? '') };
+        } };
+      }),
     ].filter((t) => t && t.key && wantedCodec(t.key));
     // Bytes of the archived files in a repo: walvault's own files (names with '~', walvault.json) and
     // pgBackRest's archive.info are left out.

@@ -16,15 +16,16 @@ wv_entry() {
 # restore prefetcher) with the call's arguments: `wv_start_worker setsid|- KIND "$@"`; setsid puts it in
 # its own session (as Node's startWorker does). A worker that cannot start leaves a dead pid. No stdin
 # or stdout, and none of the descriptors 3-9 the caller (the archiver, the startup process) may have
-# left open (Node's startWorker closes them too). Its pid is $!.
+# left open (Node's startWorker closes them too). Its pid is $!. MALLOC_ARENA_MAX=2 unless set: see
+# WORKER_MALLOC_ARENAS in src/policy/spool.ts.
 wv_start_worker() {
   wv_detach=$1 wv_kind=$2
   shift 2
   wv_entry
   set -- "$wv_js" --internal-worker="$wv_kind" "$@"
   if [ "$wv_detach" = setsid ]; then
-    setsid "$wv_node" "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} setsid "$wv_node" "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   else
-    "$wv_node" "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
+    MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} "$wv_node" "$@" </dev/null >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   fi
 }

@@ -80,8 +80,22 @@ function decompressError(codecName: string): (error: unknown) => Error {
   };
 }
 
+/** What createEncoder builds. */
+export interface Encoder {
+  transforms: Duplex[];
+  codec: string;
+  encryption: string;
+  /**
+   * Waits until this pipeline may encode (the codec pool admits a few at once: pool.ts, admissionLimit)
+   * and holds its place until the returned function is called (after its streams ended or failed).
+   * A caller that waits here before it opens or reads anything holds no memory while it waits;
+   * without it, the wait happens inside the first transform, after the first input arrived.
+   */
+  admit(): Promise<() => void>;
+}
+
 /** Builds the transforms that turn original bytes into stored bytes, and names what they produce. */
-export async function createEncoder(options: EncodeOptions): Promise<{ transforms: Duplex[]; codec: string; encryption: string }> {
+export async function createEncoder(options: EncodeOptions): Promise<Encoder> {
   const level = resolveLevel(options.compress, options.level);
   const transforms: Duplex[] = [];
   const group = await streamGroup(options.compress !== 'none' || (options.recipients ?? []).length > 0);
@@ -96,7 +110,13 @@ export async function createEncoder(options: EncodeOptions): Promise<{ transform
     await validateRecipients(recipients);
     transforms.push(await createAgeEncryptStream(recipients, group));
   }
-  return { transforms, codec: options.compress, encryption: recipients.length > 0 ? 'age' : 'none' };
+  const admit = async (): Promise<() => void> => {
+    if (group === undefined) return () => undefined;
+    const release = group.enter();
+    await group.admitted();
+    return release;
+  };
+  return { transforms, codec: options.compress, encryption: recipients.length > 0 ? 'age' : 'none', admit };
 }
 
 /** One pipeline's codec streams, counted as one busy object by the codec pool (loaded only when a codec is used). */

@@ -5,6 +5,7 @@ import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { LZ4_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import { OrderedOutput } from './ordered.js';
+import { takeHandedOver } from './owned.js';
 import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
@@ -50,13 +51,17 @@ function u32(value: number): Buffer {
  */
 export async function compressBlock(block: Uint8Array): Promise<Uint8Array> {
   const lz4 = await loadLz4();
-  // lz4_flex prepends the uncompressed size (4 bytes) to the raw LZ4 block.
-  const compressed = lz4.compress(block).subarray(4);
-  const raw = compressed.length >= block.length;
-  const body = raw ? block : compressed;
-  const stored = Buffer.allocUnsafeSlow(4 + body.length);
-  stored.writeUInt32LE((raw ? block.length | UNCOMPRESSED_FLAG : compressed.length) >>> 0, 0);
-  stored.set(body, 4);
+  // lz4_flex prepends the uncompressed size (4 bytes) to the raw LZ4 block, in a buffer of its own:
+  // those 4 bytes become the block's size word in place (no copy of the compressed bytes).
+  const compressed = lz4.compress(block);
+  const size = compressed.length - 4;
+  if (size < block.length) {
+    new DataView(compressed.buffer, compressed.byteOffset, 4).setUint32(0, size, true);
+    return compressed;
+  }
+  const stored = Buffer.allocUnsafeSlow(4 + block.length);
+  stored.writeUInt32LE((block.length | UNCOMPRESSED_FLAG) >>> 0, 0);
+  stored.set(block, 4);
   return stored;
 }
 
@@ -68,7 +73,8 @@ export async function decompressBlock(source: Uint8Array, maxOutput: number): Pr
 
 /**
  * Compresses into one LZ4 frame: independent 1 MiB blocks and a content checksum. Each block is
- * gathered in a buffer of its own, handed to its job whole (moved to a worker thread, not copied);
+ * gathered in a buffer of its own (or is a 1 MiB chunk its writer handed over, owned.ts), handed to
+ * its job whole (moved to a worker thread, not copied);
  * the content checksum is taken here, in input order.
  */
 class Lz4FrameEncoder extends Transform {
@@ -90,11 +96,14 @@ class Lz4FrameEncoder extends Transform {
     this.output.add(Buffer.concat([u32(FRAME_MAGIC), descriptor, Buffer.from([headerChecksum])]));
   }
 
-  private emitBlock(): void {
+  /** Starts the block's job; `giveBack`: the block was handed over (owned.ts), returned once the job is done with it. */
+  private emitBlock(giveBack?: () => void): void {
     const input = (this.block as Buffer).subarray(0, this.filled);
     this.block = undefined;
     this.filled = 0;
-    this.output.add(runCodecJob({ op: 'lz4-compress', input }, { owned: true }));
+    const job = runCodecJob({ op: 'lz4-compress', input }, { owned: true });
+    if (giveBack !== undefined) job.then(giveBack, giveBack);
+    this.output.add(job);
   }
 
   private async gather(chunk: Buffer): Promise<void> {
@@ -103,6 +112,15 @@ class Lz4FrameEncoder extends Transform {
     this.writeHeader();
     this.content.update(chunk);
     let rest = chunk;
+    // A whole block handed over by its writer (owned.ts) is the job's input as it is, not copied.
+    const giveBack = this.filled === 0 ? takeHandedOver(chunk, BLOCK_SIZE) : undefined;
+    if (giveBack !== undefined) {
+      this.block = chunk;
+      this.filled = BLOCK_SIZE;
+      this.emitBlock(giveBack);
+      await this.output.room();
+      return;
+    }
     while (rest.length > 0) {
       this.block ??= Buffer.allocUnsafeSlow(BLOCK_SIZE);
       const take = Math.min(BLOCK_SIZE - this.filled, rest.length);

@@ -4,15 +4,25 @@
 // threads (off by default for now, see defaultThreads), one fewer than the cores: a job goes to an idle
 // worker, else the calling thread runs it itself, so every core works and no job waits in a queue.
 // Node's own zstd runs in libuv's thread pool instead, pool or not.
-// A global limit on jobs in flight bounds memory (each holds at most 4 MiB in and out).
+// A global limit on jobs in flight bounds memory (each holds at most 4 MiB in and out), and a limit on
+// pipelines encoding or decoding at once (admissionLimit): the others wait for their turn, a push of the
+// archive policy before it opens its file or takes a buffer (Encoder.admit in index.ts), so the
+// pusher's --parallel pushes with a codec hold the memory of admissionLimit() pipelines only.
 //
+// Each worker has two slots of shared memory (SLOT_BYTES each, given as workerData when it starts): a job's
+// input is copied into the input slot and its output comes back in the output slot, so no buffer is
+// allocated per job in one thread and freed in the other (see SLOT_BYTES). Only a job larger than a
+// slot (frames of another writer, when decoding) moves its buffers instead.
 // Protocol between the pool and a worker (src/codec/worker.ts):
-// | message           | from   | when                              | transfer                     |
-// |-------------------|--------|-----------------------------------|------------------------------|
-// | { ready: true }   | worker | once its modules are loaded       | -                            |
-// | { id, job }       | pool   | one at a time per worker          | job.input's buffer           |
-// | { id, output }    | worker | the job succeeded                 | output's buffer              |
-// | { id, error }     | worker | the job failed (error serialized) | -                            |
+// | message                        | from   | when                                     | transfer           |
+// |--------------------------------|--------|------------------------------------------|--------------------|
+// | { ready: true }                | worker | once its modules are loaded              | -                  |
+// | { id, job, inputBytes }        | pool   | one at a time per worker; input in slot  | -                  |
+// | { id, job }                    | pool   | the same, input larger than a slot       | job.input's buffer |
+// | { id, outputBytes }            | worker | the job succeeded; output in its slot    | -                  |
+// | { id, output }                 | worker | the same, output larger than a slot      | output's buffer    |
+// | { id, error }                  | worker | the job failed (error serialized)        | -                  |
+// The pool reads the output slot only between a job's answer and the next job it sends that worker.
 // A worker that exits or errors fails the job it holds (the stream errors: nothing short is stored)
 // and is replaced on a later job; one that never gets ready makes the pool 'unavailable': every job
 // runs on the calling thread from then on.
@@ -49,7 +59,11 @@ const POOL_BY_DEFAULT = false;
 
 /**
  * Worker threads: none by default for now (POOL_BY_DEFAULT: on a loaded 2-core machine the pool was
- * slower, and each worker adds 20-45 MiB to the pusher), else one fewer than the cores (the calling
+ * slower, and each worker adds 20-45 MiB to the pusher; measured again with the shared-memory slots,
+ * archiveFile of 32 segments of 16 MiB 5 at a time in one process, 2 cores, Node 20, under the exclusive
+ * lock, two runs each: lz4 24.7/24.2 seg/s without a worker, 20.6/17.6 with one; wasm zstd 12.9/9.1
+ * against 8.4/8.6: on two cores the worker competes with the pusher's own thread, PostgreSQL and the
+ * kernel's I/O instead of adding a core), else one fewer than the cores (the calling
  * thread is the last one), at most MAX_THREADS. The environment variable WALVAULT_CODEC_THREADS sets
  * it (0: every job on the calling thread; "auto": cores - 1), for benchmarks comparing the pool with
  * the calling thread alone, e.g. `WALVAULT_CODEC_THREADS=auto scripts/bench --only codecs`.
@@ -75,7 +89,25 @@ interface PoolWorker {
   thread: Worker;
   state: 'starting' | 'idle' | 'busy' | 'gone';
   job?: { id: number; resolve: (output: Uint8Array) => void; reject: (error: Error) => void };
+  /** Its two slots of shared memory: a job's input is copied into `input`, its output comes back in `output`. */
+  slots: WorkerSlots;
 }
+
+/** The shared memory a worker's jobs pass through (see SLOT_BYTES). */
+export interface WorkerSlots {
+  input: SharedArrayBuffer;
+  output: SharedArrayBuffer;
+}
+
+/**
+ * Bytes of each slot: a job walvault makes (1 MiB of input, and its output: a compressed block or frame
+ * no larger than its input plus a few bytes, sealed age chunks 16 bytes per 64 KiB more) fits. Jobs
+ * move through these fixed buffers instead of buffers moved between threads: a buffer allocated by one
+ * thread and freed by another leaves the allocator's per-thread arenas growing with the data (measured:
+ * lz4 through a worker, RSS 131 MiB at 256 MiB, 164 at 1 GiB), and every job allocated two. A larger
+ * job (a frame of another writer) still moves its buffers.
+ */
+export const SLOT_BYTES = (1 << 20) + (64 << 10);
 
 type PoolState = 'unused' | 'running' | 'unavailable';
 
@@ -118,7 +150,9 @@ const admissionWaiters: Array<() => void> = [];
 /**
  * Pipelines that may encode or decode at once: each holds up to 4 MiB of input it gathers plus its
  * jobs, so more than the threads can keep busy (the pusher runs 5 archives at once) would only hold
- * memory. The others wait before their first byte (backpressure on their readers).
+ * memory. The others wait before their first byte (backpressure on their readers), or before they
+ * open anything when their caller waits for Encoder.admit (archive.ts, POSIX: measured in-process,
+ * 32 segments of 16 MiB 5 at a time, peak RSS lz4 92-109 -> 87-95 MiB, zstd 97 -> 82-85 MiB).
  */
 function admissionLimit(): number {
   return currentSettings().threads + 2;
@@ -212,20 +246,28 @@ function idleWorker(): PoolWorker | undefined {
   return idle;
 }
 
-/** Runs a job in `worker`. */
+/** Runs a job in `worker`: its input copied into the worker's input slot, or (larger than a slot) moved. */
 function inWorker(worker: PoolWorker, job: CodecJob, owned: boolean): Promise<Uint8Array> {
-  // A view of a buffer we do not own is copied into one we do, so only its bytes cross, moved.
-  // (new Uint8Array(view) copies; Buffer's slice() would not.)
-  const input = owned && job.input.buffer instanceof ArrayBuffer ? job.input : new Uint8Array(job.input);
   const id = nextJobId++;
   return new Promise<Uint8Array>((resolve, reject) => {
     worker.state = 'busy';
     worker.job = { id, resolve, reject };
     // Held (ref) while it works: the process must not end with a job unanswered.
     worker.thread.ref();
+    if (job.input.byteLength <= SLOT_BYTES) {
+      new Uint8Array(worker.slots.input).set(job.input);
+      worker.thread.postMessage({ id, job: { ...job, input: undefined }, inputBytes: job.input.byteLength });
+      return;
+    }
+    // A view of a buffer we do not own is copied into one we do, so only its bytes cross, moved.
+    // (new Uint8Array(view) copies; Buffer's slice() would not.)
+    const input = owned && job.input.buffer instanceof ArrayBuffer ? job.input : new Uint8Array(job.input);
     worker.thread.postMessage({ id, job: { ...job, input } }, [input.buffer as ArrayBuffer]);
   });
 }
+
+/** Resource limits of a worker thread: its heap holds a job's small objects only (the bytes are in the slots and its WASM memory). */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 48 };
 
 function startWorker(): void {
   const script = workerScript();
@@ -233,10 +275,11 @@ function startWorker(): void {
     poolState = 'unavailable';
     return;
   }
-  const thread = new Worker(script);
-  const worker: PoolWorker = { thread, state: 'starting' };
+  const slots: WorkerSlots = { input: new SharedArrayBuffer(SLOT_BYTES), output: new SharedArrayBuffer(SLOT_BYTES) };
+  const thread = new Worker(script, { workerData: slots, resourceLimits: WORKER_LIMITS });
+  const worker: PoolWorker = { thread, state: 'starting', slots };
   workers.push(worker);
-  thread.on('message', (message: { ready?: true; id?: number; output?: Uint8Array; error?: SerializedError }) => {
+  thread.on('message', (message: { ready?: true; id?: number; output?: Uint8Array; outputBytes?: number; error?: SerializedError }) => {
     if (message.ready === true) {
       if (worker.state === 'starting') worker.state = 'idle';
       workerEverReady = true;
@@ -250,12 +293,17 @@ function startWorker(): void {
     worker.state = 'idle';
     thread.unref();
     counters.jobsInWorkers += 1;
-    // Each job leaves its output (moved here) as garbage once pushed on; see collectGarbageAfter.
+    if (message.error !== undefined) {
+      job.reject(deserializeError(message.error));
+      return;
+    }
+    // An output in the slot is copied out before the worker's next job overwrites it.
+    const output = message.outputBytes === undefined ? (message.output as Uint8Array) : Buffer.from(new Uint8Array(slots.output, 0, message.outputBytes));
+    // Each job leaves its output as garbage once pushed on; see collectGarbageAfter.
     const before = bytesFromWorkers;
-    bytesFromWorkers += message.output?.byteLength ?? 0;
+    bytesFromWorkers += output.byteLength;
     collectGarbageAfter(before, bytesFromWorkers);
-    if (message.error !== undefined) job.reject(deserializeError(message.error));
-    else job.resolve(message.output as Uint8Array);
+    job.resolve(output);
   });
   const lost = (why: string): void => {
     if (worker.state === 'gone') return;

@@ -10,6 +10,7 @@ import { loadXxhash } from '../core/hash.js';
 import { ZSTD_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import { OrderedOutput } from './ordered.js';
+import { takeHandedOver } from './owned.js';
 import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
@@ -107,8 +108,8 @@ export async function decompressFrame(frame: Uint8Array, capacity: number, useNa
 
 /**
  * Compresses into a sequence of zstd frames, one per 1 MiB of input (one frame for an empty input).
- * Each frame's input is gathered in a buffer of its own, handed to the job whole (moved to a worker
- * thread, not copied).
+ * Each frame's input is gathered in a buffer of its own (or is a 1 MiB chunk its writer handed over,
+ * owned.ts), handed to the job whole (moved to a worker thread, not copied).
  */
 class ZstdFramesEncoder extends Transform {
   private frame: Buffer | undefined;
@@ -120,11 +121,14 @@ class ZstdFramesEncoder extends Transform {
     super();
   }
 
-  private emitFrame(): void {
+  /** Starts the frame's job; `giveBack`: its input was handed over (owned.ts), returned once the job is done with it. */
+  private emitFrame(giveBack?: () => void): void {
     const input = (this.frame ?? Buffer.allocUnsafeSlow(0)).subarray(0, this.filled);
     this.frame = undefined;
     this.filled = 0;
-    this.output.add(runCodecJob({ op: 'zstd-compress', level: this.level, input, native: hasNativeZstd() }, { owned: true }));
+    const job = runCodecJob({ op: 'zstd-compress', level: this.level, input, native: hasNativeZstd() }, { owned: true });
+    if (giveBack !== undefined) job.then(giveBack, giveBack);
+    this.output.add(job);
     this.framesWritten += 1;
   }
 
@@ -132,6 +136,15 @@ class ZstdFramesEncoder extends Transform {
     this.output.enter(this.group);
     await this.group.admitted();
     let rest = chunk;
+    // A whole frame's input handed over by its writer (owned.ts) goes to the job as it is, not copied.
+    const giveBack = this.filled === 0 ? takeHandedOver(chunk, FRAME_INPUT) : undefined;
+    if (giveBack !== undefined) {
+      this.frame = chunk;
+      this.filled = FRAME_INPUT;
+      this.emitFrame(giveBack);
+      await this.output.room();
+      return;
+    }
     while (rest.length > 0) {
       this.frame ??= Buffer.allocUnsafeSlow(FRAME_INPUT);
       const take = Math.min(FRAME_INPUT - this.filled, rest.length);

@@ -177,6 +177,127 @@ class HashingSource implements PullBody {
 }
 
 /**
+ * The codec path of a backend that takes the metadata after the body (POSIX): the source is read once,
+ * 1 MiB at a time (one lz4 block or zstd frame, COPY_CHUNK), each read into a reused copy buffer
+ * (core/buffers.ts) that is hashed and handed over to the encoder (codec/owned.ts: it becomes the
+ * job's input as it is, no copy, and comes back once the job is done); the backend pulls the encoded
+ * bytes into its own reused buffers, as it pulls a plain file. In place of a read stream of fresh
+ * 256 KiB chunks, a hashing stream, the encoder gathering fresh 1 MiB blocks by copying, and a write
+ * stream: one copy of the source fewer, no per-chunk stream hops, and no garbage from the input side.
+ */
+class EncodingSource implements PullBody {
+  bytes = 0;
+  private readonly output: AsyncIterator<Buffer>;
+  private rest: Buffer = Buffer.alloc(0);
+  private ended = false;
+  private readonly feeding: Promise<void>;
+
+  private constructor(
+    private readonly sourcePath: string,
+    private readonly handle: nodeFs.FileHandle,
+    private readonly expectedSize: number,
+    private readonly hasher: ReturnType<XxhashApi['create64']>,
+    private readonly transforms: Duplex[],
+    private readonly handOver: (chunk: Buffer, giveBack: (chunk: Buffer) => void) => Buffer,
+    private readonly onEnded: () => void,
+  ) {
+    const last = transforms[transforms.length - 1] as Duplex;
+    if (transforms.length > 1) pipeline(transforms).catch(() => undefined);
+    this.output = (last as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    this.feeding = this.feed();
+  }
+
+  /** `onEnded`: called once the encoded output has ended (the codec's work for this file is done). */
+  static async open(sourcePath: string, expectedSize: number, transforms: Duplex[], onEnded: () => void): Promise<EncodingSource> {
+    const { create64 } = await loadXxhash();
+    const { handOver } = await import('../codec/owned.js');
+    const { handle } = await openSource(sourcePath);
+    return new EncodingSource(sourcePath, handle, expectedSize, create64(), transforms, handOver, onEnded);
+  }
+
+  /** Reads the source into the first transform, with its backpressure; a read error fails the chain. */
+  private async feed(): Promise<void> {
+    const head = this.transforms[0] as Duplex;
+    try {
+      for (;;) {
+        const block = takeCopyBuffer();
+        let filled = 0;
+        while (filled < block.length) {
+          const { bytesRead } = await this.handle.read(block, filled, block.length - filled, this.bytes + filled);
+          if (bytesRead === 0) break;
+          filled += bytesRead;
+        }
+        if (filled === 0) {
+          returnCopyBuffer(block);
+          break;
+        }
+        // A whole block is the encoder's until it gives it back; a short last one is copied by the encoder (and left to the collector).
+        const data = filled === block.length ? this.handOver(block, returnCopyBuffer) : block.subarray(0, filled);
+        this.hasher.update(data);
+        collectGarbageAfter(this.bytes, this.bytes + filled);
+        this.bytes += filled;
+        if (head.destroyed) return;
+        if (!head.write(data)) await drained(head);
+        if (filled < block.length) break;
+      }
+      head.end();
+    } catch (error) {
+      head.destroy(head.destroyed ? undefined : sourceReadError(this.sourcePath, error));
+    }
+  }
+
+  async pull(into: Buffer): Promise<number> {
+    let at = 0;
+    while (at < into.length && !this.ended) {
+      if (this.rest.length === 0) {
+        const next = await this.output.next();
+        if (next.done === true) {
+          this.ended = true;
+          this.onEnded();
+          break;
+        }
+        this.rest = next.value;
+      }
+      const copied = this.rest.copy(into, at);
+      at += copied;
+      this.rest = this.rest.subarray(copied);
+    }
+    return at;
+  }
+
+  /** Size and hash of everything read; fails when that is not the size the source had at the start. */
+  facts(): SourceFacts {
+    if (this.bytes !== this.expectedSize) throw changedError(this.sourcePath);
+    return { size: this.bytes, hash: formatHash(this.hasher.digest()) };
+  }
+
+  /** Stops the encoder (when the backend gave up early) and closes the source. */
+  async close(): Promise<void> {
+    if (!this.ended) for (const transform of this.transforms) transform.destroy();
+    await this.feeding;
+    await this.handle.close().catch(() => undefined);
+  }
+}
+
+/** Resolves when `stream` can take more input; rejects when it fails or closes first. */
+function drained(stream: Duplex): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (error?: Error): void => {
+      stream.off('drain', onDrain);
+      stream.off('close', onClose);
+      stream.off('error', done);
+      if (error === undefined) resolve();
+      else reject(error);
+    };
+    const onDrain = (): void => done();
+    const onClose = (): void => done(new Error('the encoder stopped'));
+    stream.once('drain', onDrain);
+    stream.once('close', onClose);
+    stream.once('error', done);
+  });
+}
+
+/**
  * Chunk size of the bodies streamed from the file to S3. Every chunk a read stream produces is a fresh
  * buffer; those still in the pipeline when a collection runs outlive it and wait for a major one, so
  * their size sets how much dead memory piles up. Measured with the real pusher (32 segments of 16 MiB,
@@ -357,7 +478,8 @@ function encodeStream(input: Readable, transforms: Duplex[]): { body: Readable; 
 /**
  * Stores the source under its key if absent:
  * - metadata after the body (POSIX): one pass, hashing while storing; the backend asks for the
- *   metadata only once the body has ended. No codec: the backend pulls the file through a reused buffer.
+ *   metadata only once the body has ended. No codec: the backend pulls the file through a reused buffer;
+ *   with a codec it pulls the encoded bytes (EncodingSource).
  * - metadata before the body (S3), no codec: a scan (size, hash, per-part checksums) through a reused
  *   buffer, then the backend streams each part from the file, checked against the scan on the way.
  *   A push holds a few chunks, never a segment.
@@ -373,15 +495,25 @@ async function storeIfAbsent(request: ArchiveRequest, key: string, source: Sourc
   const timing = backend.metaTiming;
 
   if (timing.when === 'after-body' && !plain) {
-    const hasher = await HashingStream.create();
-    const factsOf = (): SourceFacts => {
-      if (hasher.bytes !== source.size) throw changedError(sourcePath);
-      return { size: hasher.bytes, hash: hasher.digest() };
-    };
-    const { body, feeding } = encodeStream(readSource(sourcePath), [hasher, ...encoder.transforms]);
-    const { created } = await backend.putIfAbsent(key, body, () => metaOf(factsOf()), ctx);
-    await feeding;
-    return { created, facts: factsOf() };
+    // Waits for the codec's admission before opening anything: a push waiting for its turn (the
+    // pusher runs --parallel of them, the codec pool admits a few) holds no buffer, file or job.
+    // The place is given back once the encoded bytes have all been pulled, before the backend's fsync
+    // and link: the next push encodes meanwhile.
+    const admission = encoder.admit();
+    const release = await request.deadline.race(admission).catch((error: unknown) => {
+      void admission.then((late) => late());
+      throw error;
+    });
+    let reader: EncodingSource | undefined;
+    try {
+      reader = await EncodingSource.open(sourcePath, source.size, encoder.transforms, release);
+      const facts = reader.facts.bind(reader);
+      const { created } = await backend.putIfAbsent(key, reader, () => metaOf(facts()), ctx);
+      return { created, facts: facts() };
+    } finally {
+      await reader?.close();
+      release();
+    }
   }
   if (timing.when === 'after-body') {
     const reader = await HashingSource.open(sourcePath, source.size);

@@ -337,6 +337,16 @@ export function launcherStartedWorker(): number | undefined {
 }
 
 /**
+ * glibc's malloc arenas for a background worker (MALLOC_ARENA_MAX, unless the environment sets it; other
+ * C libraries ignore it; the sh launcher's wv_start_worker sets the same). By default every thread that
+ * allocates gets an arena of its own, up to 8 per core: libuv's threads (node:zlib's zstd, reads,
+ * writes) and codec worker threads each keep freed memory in theirs. Measured: the pusher's code path
+ * with Node 24's own zstd, 32 segments of 16 MiB 5 at a time, peak RSS 102-103 MiB with the default,
+ * 88 MiB with 2, at the same speed.
+ */
+export const WORKER_MALLOC_ARENAS = '2';
+
+/**
  * Starts this program again, detached, as a background worker with the same options. Its log lines
  * go to the same stderr (PostgreSQL's log); it outlives this process, which PostgreSQL waits for.
  */
@@ -347,6 +357,7 @@ export function startWorker(kind: 'push' | 'prefetch', args: readonly string[], 
   const env = { ...(options.env ?? process.env) };
   delete env.WALVAULT_LAUNCHER_STATUS_FD;
   delete env.WALVAULT_STARTED_PUSHER;
+  env.MALLOC_ARENA_MAX ??= WORKER_MALLOC_ARENAS;
   const child = spawn(process.execPath, [...process.execArgv, script, `--internal-worker=${kind}`, ...args.filter((arg) => !arg.startsWith('--internal-worker'))], {
     detached: true,
     stdio: ['ignore', 'ignore', 'inherit', 'ignore'],

@@ -293,7 +293,7 @@ describe('the pusher started by the launcher', () => {
   beforeEach(async () => {
     nodeLog = path.join(temp.dir, 'node-starts');
     const wrapper = path.join(temp.dir, 'node-wrapper');
-    await writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${nodeLog}'\nexec node "$@"\n`);
+    await writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${nodeLog}'\nprintf '%s\\n' "\${MALLOC_ARENA_MAX-unset}" >> '${nodeLog}.arenas'\nexec node "$@"\n`);
     await chmod(wrapper, 0o755);
     env = { WALVAULT_NODE: wrapper };
   });
@@ -318,6 +318,19 @@ describe('the pusher started by the launcher', () => {
     await waitForWorkerExit(spool, 'archive');
     for (const name of names) expect((await readFile(stored(name))).equals(contents.get(name)!)).toBe(true);
     expect(await starts()).toHaveLength(1);
+  });
+
+  it.each([
+    [undefined, '2'],
+    ['4', '4'],
+  ])('starts the pusher with MALLOC_ARENA_MAX=2 (two malloc arenas) unless the environment sets it (set: %s)', async (given, expected) => {
+    if (given !== undefined) env = { ...env, MALLOC_ARENA_MAX: given };
+    const names = [1, 2, 3].map((n) => seg(1, n));
+    for (const name of names) await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    expect((await archiveVia(names[0]!)).code).toBe(0);
+    await waitForWorkerExit(spool, 'archive');
+    expect(await starts()).toHaveLength(1);
+    expect((await readFile(`${nodeLog}.arenas`, 'utf8')).split('\n').filter(Boolean)).toEqual([expected]);
   });
 
   /** The signals PostgreSQL 15's archiver leaves ignored for archive_command (read from /proc/PID/status of one). */

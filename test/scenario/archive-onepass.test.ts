@@ -1,4 +1,5 @@
 // The one-pass store: the source is read once, hashed on its way to the repository, and the recorded hash is that of the stored bytes.
+import { execFileSync } from 'node:child_process';
 import { appendFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -6,11 +7,13 @@ import { createLocalBackend } from '../../src/backend/local.js';
 import { EARLY_FLUSH_BYTES, PosixBackend } from '../../src/backend/posix/core.js';
 import { openWriteback, type Writeback } from '../../src/backend/posix/writeback.js';
 import type { Backend } from '../../src/backend/types.js';
+import { createEncoder } from '../../src/codec/index.js';
 import { Deadline } from '../../src/core/deadline.js';
 import { WalvaultError } from '../../src/core/errors.js';
 import { hashBuffer } from '../../src/core/hash.js';
 import { createLogger } from '../../src/core/log.js';
 import { archiveFile, type ArchiveRequest } from '../../src/policy/archive.js';
+import { walLikeData } from '../support/codec.js';
 import { getRaw, memoryLogger, s3Backend, segmentKey, useS3Scenario } from '../support/s3scenario.js';
 import type { S3TestServer } from '../support/s3server.js';
 import { makeScenarioDirs, type ScenarioDirs } from '../support/tmp.js';
@@ -389,6 +392,67 @@ describe('archive, blocking copies for background pushes (local repository)', ()
     });
     await expect(archive(other, { backend: growing, blockingCopy: true })).rejects.toMatchObject({ kind: 'source' });
     expect((await filesUnder(repo)).filter((name) => name.includes(other))).toEqual([]);
+  });
+});
+
+describe('archive with a codec to a POSIX repository: the backend pulls the encoded bytes (EncodingSource)', () => {
+  const MiB16 = 16 * MiB;
+
+  it.each(['lz4', 'zstd'] as const)('%s: several files at once, sizes not a multiple of 1 MiB, decoded by the standard tool to the original, with the hash of the original', async (codec) => {
+    const names = ['000000010000000000000001', '000000010000000000000002', '000000010000000000000003', '000000010000000000000004'];
+    const contents = [walLikeData(MiB16), walLikeData(3 * MiB + 12345), Buffer.alloc(MiB - 1, 7), walLikeData(2 * MiB)];
+    for (const [index, name] of names.entries()) await writeWalFile(dataDir, name, contents[index] as Buffer);
+    // At once, as the pusher runs them: they share the reused 1 MiB blocks (core/buffers.ts).
+    await Promise.all(names.map((name) => archive(name, { encode: { compress: codec }, blockingCopy: true })));
+    for (const [index, name] of names.entries()) {
+      const stored = await readFile(storedPath(name));
+      const content = contents[index] as Buffer;
+      expect(stored.length, name).toBeLessThan(content.length);
+      const decoded = execFileSync(codec, ['-d', '-c'], { input: stored, maxBuffer: 64 << 20 });
+      expect(decoded.equals(content), name).toBe(true);
+      const meta = JSON.parse(await readFile(`${storedPath(name)}~meta`, 'utf8'));
+      expect(meta).toMatchObject({ contentHash: await hashBuffer(content), contentSize: content.length, codec });
+    }
+    expect((await filesUnder(repo)).filter((name) => name.includes('~tmp~'))).toEqual([]);
+  });
+
+  it('waits for the codec admission before it opens anything: a push waiting for its turn has no temp file, and goes on once a place is free', async () => {
+    const { codecPoolState } = await import('../../src/codec/pool.js');
+    const held: Array<() => void> = [];
+    // Every place taken (the pool admits a few pipelines at once): two pipelines that never end.
+    while (codecPoolState().admittedGroups < codecPoolState().admissionLimit) held.push(await (await createEncoder({ compress: 'lz4' })).admit());
+    const content = walLikeData(3 * MiB);
+    await writeWalFile(dataDir, SEGMENT, content);
+    const busy = codecPoolState().busyStreams;
+    let settled = false;
+    const pushing = archive(SEGMENT, { encode: { compress: 'lz4' } }).finally(() => {
+      settled = true;
+    });
+    // A bounded wait (10 s at the least): the push counts as a busy stream once it waits for its place.
+    for (let turn = 0; turn < 2000 && codecPoolState().busyStreams === busy; turn += 1) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(codecPoolState().busyStreams).toBe(busy + 1);
+    expect(settled).toBe(false);
+    expect((await filesUnder(repo)).filter((name) => name.includes(SEGMENT))).toEqual([]);
+    for (const release of held.splice(0)) release();
+    await pushing;
+    expect(execFileSync('lz4', ['-d', '-c'], { input: await readFile(storedPath(SEGMENT)), maxBuffer: 64 << 20 }).equals(content)).toBe(true);
+    expect(codecPoolState().admittedGroups).toBe(0);
+  });
+
+  it('stores nothing when the file grows while it is read, nor for a level out of range', async () => {
+    const source = path.join(dataDir, await writeWalFile(dataDir, SEGMENT, walLikeData(2 * MiB)));
+    const local = createLocalBackend({ root: repo });
+    const growing: Backend = Object.assign(Object.create(local) as Backend, {
+      putIfAbsent: async (...args: Parameters<Backend['putIfAbsent']>) => {
+        await appendFile(source, Buffer.alloc(4096, 1));
+        return local.putIfAbsent(...args);
+      },
+    });
+    await expect(archive(SEGMENT, { backend: growing, encode: { compress: 'zstd' } })).rejects.toMatchObject({ kind: 'source', message: `file to archive "${source}" changed while it was being archived` });
+    expect((await filesUnder(repo)).filter((name) => !name.startsWith('walvault'))).toEqual([]);
+    // A level out of range fails before any data moves.
+    await expect(archive(SEGMENT, { encode: { compress: 'zstd', level: 99 } })).rejects.toMatchObject({ kind: 'usage' });
+    expect((await filesUnder(repo)).filter((name) => !name.startsWith('walvault'))).toEqual([]);
   });
 });
 

@@ -95,6 +95,49 @@ describe('round trips through the worker pool', () => {
   });
 });
 
+describe('blocks handed over by their writer (codec/owned.ts)', () => {
+  it.each([
+    ['lz4', 2],
+    ['lz4', 0],
+    ['zstd', 2],
+    ['zstd', 0],
+  ] as const)('%s with %i worker threads: each whole 1 MiB block is compressed as it is and given back once its job is done, still whole; the output equals that of copied blocks', async (compress, threads) => {
+    pool.configureCodecPool({ threads });
+    const owned = (await import(dist('codec/owned.js'))) as typeof import('../../../src/codec/owned.js');
+    const data = walLikeData((5 << 20) + 4321, 5);
+    const copied = await runThrough(data, (await codec.createEncoder({ compress })).transforms, 1 << 20);
+    const given: Buffer[] = [];
+    const blocks: Buffer[] = [];
+    const encoder = (await codec.createEncoder({ compress })).transforms;
+    const chunks = function* (): Generator<Buffer> {
+      for (let offset = 0; offset < data.length; offset += 1 << 20) {
+        const block = Buffer.from(data.subarray(offset, offset + (1 << 20)));
+        // Whole blocks are handed over; the short last one is an ordinary chunk (copied by the encoder).
+        if (block.length === 1 << 20) blocks.push(owned.handOver(block, (chunk) => given.push(chunk)));
+        yield block;
+      }
+    };
+    const parts: Buffer[] = [];
+    await pipeline([Readable.from(chunks()), ...encoder, new Writable({
+        write: (chunk: Buffer, _encoding, done) => {
+          parts.push(chunk);
+          done();
+        },
+      })]);
+    expect(Buffer.concat(parts).equals(copied)).toBe(true);
+    expect(blocks.length).toBe(5);
+    // Jobs in two workers may finish in either order: each block once, whole and unchanged.
+    expect(given.length).toBe(5);
+    expect(new Set(given).size).toBe(5);
+    for (const block of given) {
+      const index = blocks.indexOf(block);
+      expect(index).toBeGreaterThanOrEqual(0);
+      expect(block.length).toBe(1 << 20);
+      expect(block.equals(data.subarray(index << 20, (index + 1) << 20))).toBe(true);
+    }
+  });
+});
+
 describe('many streams at once', () => {
   it('24 concurrent encode+decode streams of every codec come back byte for byte, within the global job limit', async () => {
     pool.configureCodecPool({ threads: 2, minStreams: 2 });
