@@ -16,7 +16,7 @@ describe('npm run demo (scripts/demo.mjs)', () => {
     expect(out).toMatch(/archive_command = '.*walvault-archive --repo=\S+ %p %f'/);
     expect(out).toMatch(/^ +walvault-archive: info: archived "[0-9A-F]{24}" to /m);
     expect(out).toMatch(/^ +walvault: info: backup "\S+" started \(pg_backup_start\)/m);
-    expect(out).toMatch(/^ +backup (\S+) complete: [\d.]+ MiB \(stored [\d.]+ MiB\) in [\d.]+ s, WAL [0-9A-F]{24} \.\. [0-9A-F]{24} /m);
+    expect(out).toMatch(/^ +backup (\S+) complete: [\d.]+ MiB \(stored [\d.]+ MiB\) in [\d.]+ m?s, WAL [0-9A-F]{24} \.\. [0-9A-F]{24} /m);
     expect(out).toMatch(/^ +backups\/\S+\/complete \(\d+ bytes\)$/m);
     expect(out).toMatch(/^ +restored backup \S+ into "\S+": \d+ files/m);
     expect(out).toMatch(/^ +recovery_target_name = 'before-the-accident'$/m);
