@@ -193,6 +193,17 @@ function helperPids(marker, exclude) {
   return pids;
 }
 
+/** What a polled process is, for the memory log line: a walvault worker's kind, else its program. */
+function processKind(pid) {
+  try {
+    const argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const worker = argv.find((arg) => arg.startsWith('--internal-worker='));
+    return worker ? `walvault ${worker.slice('--internal-worker='.length)} worker` : argv.slice(0, 2).map((arg) => path.basename(arg)).join(' ');
+  } catch {
+    return 'gone';
+  }
+}
+
 function peakRssKiB(pid) {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -576,6 +587,13 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       const before = archiverStats();
       setArchiving(settings);
       let polledPeak = 0;
+      let polledWho = '';
+      const poll = () => {
+        for (const pid of helperPids(tmp, excludePids)) {
+          const kib = peakRssKiB(pid);
+          if (kib > polledPeak) [polledPeak, polledWho] = [kib, processKind(pid)];
+        }
+      };
       const t0 = performance.now();
       const wall0 = Date.now();
       reload();
@@ -585,7 +603,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
         if (performance.now() > deadline) throw new Error(`${tool.key}: archiving did not finish in time; see "${pgLog}"`);
         if (measureMemory && performance.now() - lastPoll > 25) {
           lastPoll = performance.now();
-          for (const pid of helperPids(tmp, excludePids)) polledPeak = Math.max(polledPeak, peakRssKiB(pid));
+          poll();
         }
         await sleep(measureMemory ? 2 : 5);
       }
@@ -595,7 +613,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       // Wait for background helpers (pgBackRest's async process, walvault's pusher) to finish.
       const quietBy = performance.now() + 60_000;
       while (helperPids(tmp, excludePids).length > 0 && performance.now() < quietBy) {
-        if (measureMemory) for (const pid of helperPids(tmp, excludePids)) polledPeak = Math.max(polledPeak, peakRssKiB(pid));
+        if (measureMemory) poll();
         await sleep(20);
       }
       await sleep(100);
@@ -605,6 +623,7 @@ const dfd = fs.openSync(path.dirname(dst), 'r'); fs.fsyncSync(dfd); fs.closeSync
       disposeRepos();
       let timedRss = 0;
       if (fs.existsSync(rssFile)) for (const line of fs.readFileSync(rssFile, 'utf8').split('\n')) if (/^\d+$/.test(line.trim())) timedRss = Math.max(timedRss, Number(line));
+      if (measureMemory) log(`  ${tool.key}: peak RSS ${timedRss} KiB of the archive commands (GNU time), ${polledPeak} KiB polled${polledWho ? ` (${polledWho})` : ''}`);
       return { seconds, failed: after.failed - before.failed, rssKiB: Math.max(timedRss, polledPeak) };
     };
 

@@ -1,6 +1,7 @@
 // gzip (RFC 1952) through node:zlib: the most widely readable codec (`gunzip`, `zcat`).
 import zlib from 'node:zlib';
 import { GZIP_INFO } from './catalog.js';
+import { markDoneAtCallback } from './owned.js';
 import type { Codec } from './types.js';
 
 /** gzip codec: levels 1 (fastest) to 9 (smallest), default 6 as in the gzip tool. */
@@ -8,7 +9,8 @@ export const gzipCodec: Codec = {
   name: GZIP_INFO.name,
   levels: GZIP_INFO.levels,
   async compressor(level) {
-    return zlib.createGzip({ level, chunkSize: 1 << 16 });
+    // Each written chunk is consumed whole before its callback: the writer may reuse it then (owned.ts).
+    return markDoneAtCallback(zlib.createGzip({ level, chunkSize: 1 << 16 }));
   },
   async decompressor() {
     return zlib.createGunzip({ chunkSize: 1 << 16 });

@@ -29,3 +29,29 @@ export function takeHandedOver(chunk: Uint8Array, size: number): (() => void) | 
     if (chunk.byteLength === size) giveBack(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   };
 }
+
+/** Codec streams done with each input chunk once its write callback has run (node:zlib's). */
+const doneAtCallback = new WeakSet<object>();
+
+/**
+ * Declares that `stream` keeps no reference to a written chunk once that write's callback has run
+ * (node:zlib's streams consume each chunk whole before calling back), so a writer may reuse a chunk
+ * it handed over and the stream did not take (the gzip codec takes none).
+ */
+export function markDoneAtCallback<T extends object>(stream: T): T {
+  doneAtCallback.add(stream);
+  return stream;
+}
+
+/**
+ * After a successful write's callback: gives `chunk` back to its writer when `stream` is done with its
+ * chunks at the callback and never took this one; true when it did. Else the chunk stays with the
+ * stream (and the collector) as before.
+ */
+export function reclaimUntaken(stream: object, chunk: Buffer): boolean {
+  const giveBack = handedOver.get(chunk);
+  if (giveBack === undefined || !doneAtCallback.has(stream)) return false;
+  handedOver.delete(chunk);
+  giveBack(chunk);
+  return true;
+}

@@ -199,6 +199,7 @@ class EncodingSource implements PullBody {
     private readonly hasher: ReturnType<XxhashApi['create64']>,
     private readonly transforms: Duplex[],
     private readonly handOver: (chunk: Buffer, giveBack: (chunk: Buffer) => void) => Buffer,
+    private readonly reclaimUntaken: (stream: object, chunk: Buffer) => boolean,
     private readonly onEnded: () => void,
   ) {
     const last = transforms[transforms.length - 1] as Duplex;
@@ -210,9 +211,9 @@ class EncodingSource implements PullBody {
   /** `onEnded`: called once the encoded output has ended (the codec's work for this file is done). */
   static async open(sourcePath: string, expectedSize: number, transforms: Duplex[], onEnded: () => void): Promise<EncodingSource> {
     const { create64 } = await loadXxhash();
-    const { handOver } = await import('../codec/owned.js');
+    const { handOver, reclaimUntaken } = await import('../codec/owned.js');
     const { handle } = await openSource(sourcePath);
-    return new EncodingSource(sourcePath, handle, expectedSize, create64(), transforms, handOver, onEnded);
+    return new EncodingSource(sourcePath, handle, expectedSize, create64(), transforms, handOver, reclaimUntaken, onEnded);
   }
 
   /** Reads the source into the first transform, with its backpressure; a read error fails the chain. */
@@ -232,12 +233,17 @@ class EncodingSource implements PullBody {
           break;
         }
         // A whole block is the encoder's until it gives it back; a short last one is copied by the encoder (and left to the collector).
-        const data = filled === block.length ? this.handOver(block, returnCopyBuffer) : block.subarray(0, filled);
+        // A stream that takes no block (gzip) but is done with each at its write callback gives it back then.
+        const whole = filled === block.length;
+        const data = whole ? this.handOver(block, returnCopyBuffer) : block.subarray(0, filled);
         this.hasher.update(data);
         collectGarbageAfter(this.bytes, this.bytes + filled);
         this.bytes += filled;
         if (head.destroyed) return;
-        if (!head.write(data)) await drained(head);
+        const room = head.write(data, (error) => {
+          if (whole && error == null) this.reclaimUntaken(head, data);
+        });
+        if (!room) await drained(head);
         if (filled < block.length) break;
       }
       head.end();
