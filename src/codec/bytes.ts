@@ -39,6 +39,11 @@ export class ByteQueue {
     return Buffer.concat(this.chunks, this.length).subarray(0, n);
   }
 
+  /** Copies what is queued into one buffer of its own: no queued byte is a view of a chunk pushed earlier any more. */
+  detach(): void {
+    if (this.length > 0) this.chunks = [Buffer.from(Buffer.concat(this.chunks, this.length))];
+  }
+
   /** Removes and returns the first `n` bytes (n <= length). */
   take(n: number): Buffer {
     if (n > this.length) throw new RangeError(`cannot take ${n} of ${this.length} queued bytes`);

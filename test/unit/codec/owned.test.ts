@@ -1,13 +1,14 @@
 // Chunks handed over to codec streams (src/codec/owned.ts): a stream done with its input at the write
-// callback (gzip) gives each chunk back then, and reusing it at once (overwritten, refilled) changes no
-// stored byte; a stream that keeps input past the callback (age) or takes the chunk (lz4) is never given one back.
+// callback (gzip) gives each chunk back then; one that takes the chunks (lz4, age without compression)
+// gives each back itself once done with it. Reusing a chunk at once (overwritten, refilled) changes no
+// stored byte.
 import { gunzipSync } from 'node:zlib';
 import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import { createEncoder } from '../../../src/codec/index.js';
+import { createDecoder, createEncoder } from '../../../src/codec/index.js';
 import { handOver, reclaimUntaken } from '../../../src/codec/owned.js';
-import { walLikeData } from '../../support/codec.js';
+import { runThrough, walLikeData } from '../../support/codec.js';
 
 const BLOCK = 1 << 20;
 
@@ -16,7 +17,7 @@ const BLOCK = 1 << 20;
  * reclaimed after its write's callback when the stream allows it. A block given back is scribbled over
  * at once and reused for the next read. Returns the encoded output and how many blocks came back.
  */
-async function writeThrough(transforms: Duplex[], data: Buffer): Promise<{ output: Buffer; reclaimed: number }> {
+async function writeThrough(transforms: Duplex[], data: Buffer): Promise<{ output: Buffer; reclaimed: number; givenBack: number }> {
   const head = transforms[0] as Duplex;
   for (let at = 1; at < transforms.length; at += 1) (transforms[at - 1] as Duplex).pipe(transforms[at] as Duplex);
   const tail = transforms[transforms.length - 1] as Duplex;
@@ -28,7 +29,9 @@ async function writeThrough(transforms: Duplex[], data: Buffer): Promise<{ outpu
   });
   const spare: Buffer[] = [];
   let reclaimed = 0;
+  let givenBack = 0;
   const giveBack = (chunk: Buffer): void => {
+    givenBack += 1;
     chunk.fill(0xa5);
     spare.push(chunk);
   };
@@ -43,7 +46,7 @@ async function writeThrough(transforms: Duplex[], data: Buffer): Promise<{ outpu
   }
   head.end();
   await ended;
-  return { output: Buffer.concat(chunks), reclaimed };
+  return { output: Buffer.concat(chunks), reclaimed, givenBack };
 }
 
 describe('chunks handed over to a codec stream', () => {
@@ -55,12 +58,18 @@ describe('chunks handed over to a codec stream', () => {
     expect(gunzipSync(output).equals(data)).toBe(true);
   });
 
-  it('lz4 takes its blocks (gives them back itself, not at the callback); age keeps input past the callback and is given none', async () => {
-    const data = walLikeData(4 * BLOCK, 9);
+  it('lz4 and age (no compression) take their blocks and give each back once done with it, not at the callback; the bytes decode unchanged', async () => {
+    const data = walLikeData(5 * BLOCK, 9);
     const lz4 = await createEncoder({ compress: 'lz4' });
-    expect((await writeThrough(lz4.transforms, data)).reclaimed).toBe(0);
-    const recipient = await identityToRecipient(await generateX25519Identity());
-    const age = await createEncoder({ compress: 'none', recipients: [recipient] });
-    expect((await writeThrough(age.transforms, data)).reclaimed).toBe(0);
+    const viaLz4 = await writeThrough(lz4.transforms, data);
+    expect(viaLz4.reclaimed).toBe(0);
+    expect(viaLz4.givenBack).toBe(5);
+    expect((await runThrough(viaLz4.output, await createDecoder({ codec: 'lz4', encryption: 'none' }, {}))).equals(data)).toBe(true);
+    const identity = await generateX25519Identity();
+    const age = await createEncoder({ compress: 'none', recipients: [await identityToRecipient(identity)] });
+    const viaAge = await writeThrough(age.transforms, data);
+    expect(viaAge.reclaimed).toBe(0);
+    expect(viaAge.givenBack).toBe(5);
+    expect((await runThrough(viaAge.output, await createDecoder({ codec: 'none', encryption: 'age' }, { identities: [identity] }))).equals(data)).toBe(true);
   });
 });
