@@ -28,6 +28,7 @@
 // runs on the calling thread from then on.
 // Worker states: starting -> idle <-> busy; any -> gone. Pool states: unused -> running | unavailable.
 
+import { noteAdmissionWait } from './admission.js';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -193,7 +194,14 @@ export class StreamGroup {
    */
   admitted(): Promise<void> {
     this.admission ??= (async () => {
-      while (admittedGroups >= admissionLimit()) await new Promise<void>((resolve) => admissionWaiters.push(resolve));
+      if (admittedGroups >= admissionLimit()) {
+        noteAdmissionWait(1);
+        try {
+          while (admittedGroups >= admissionLimit()) await new Promise<void>((resolve) => admissionWaiters.push(resolve));
+        } finally {
+          noteAdmissionWait(-1);
+        }
+      }
       admittedGroups += 1;
       this.admittedNow = true;
     })();

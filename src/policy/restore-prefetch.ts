@@ -26,6 +26,7 @@ import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Backend } from '../backend/types.js';
+import { admissionQueued, onAdmissionQueued } from '../codec/admission.js';
 import type { DecodeOptions } from '../codec/index.js';
 import { monotonicMs } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
@@ -35,7 +36,7 @@ import type { Logger } from '../core/log.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
-import { DownloadPriority, HoldStream, type Hold } from './restore-priority.js';
+import { DownloadPriority, HOLD_MAX_MS, HoldStream, type Hold } from './restore-priority.js';
 import { ENDING_GRACE_MS, nextState, PrefetcherMachine, type PrefetcherEvent } from './prefetcher-states.js';
 import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, processAlive, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
@@ -358,8 +359,9 @@ class Prefetcher {
   readonly histories = new Set<string>();
   /** When recovery was seen ended (the state `ending`). */
   endedAt = 0;
-  /** While a request is served, the window's other downloads hold (restore-priority.ts). */
-  readonly priority = new DownloadPriority();
+  /** While a request is served, the window's other downloads hold (restore-priority.ts), never while a decoder waits for an admission. */
+  readonly priority = new DownloadPriority(HOLD_MAX_MS, () => !admissionQueued());
+  stopWatchingAdmission: () => void = () => undefined;
   /** Wakes the loop before its poll interval (a new request in the ask folder). */
   wake: (() => void) | null = null;
   watcher: FSWatcher | null = null;
@@ -397,6 +399,8 @@ class Prefetcher {
       this.hinted = this.position !== null;
     }
     this.lastProgress = monotonicMs();
+    // A decoder starting to wait for an admission frees the held downloads (restore-priority.ts).
+    this.stopWatchingAdmission = onAdmissionQueued(() => this.priority.releaseHolds());
     try {
       await ensureDirectory(this.asksDir);
       // A new request wakes the loop at once (inotify); the poll interval stays the bound.
@@ -543,6 +547,7 @@ class Prefetcher {
   async cleanUp(release: () => Promise<void>): Promise<void> {
     const { paths } = this;
     this.watcher?.close();
+    this.stopWatchingAdmission();
     await Promise.allSettled(this.inflight.values());
     for (const name of new Set([...this.placed, ...this.pinned, ...this.kept, ...this.histories])) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
     await clearDirectory(paths.work);

@@ -17,7 +17,21 @@ export class DownloadPriority {
   readonly #urgent = new Map<string, number>();
   #released: { promise: Promise<void>; resolve: () => void } | null = null;
 
-  constructor(private readonly maxHoldMs = HOLD_MAX_MS) {}
+  /**
+   * `mayHold`: false while holding would keep the waited-for file out (a decoder of it waits for one of
+   * the codec pool's admissions, which held downloads' decoders keep: codec/admission.ts); then
+   * nothing holds, and `releaseHolds` wakes what already does.
+   */
+  constructor(
+    private readonly maxHoldMs = HOLD_MAX_MS,
+    private readonly mayHold: () => boolean = () => true,
+  ) {}
+
+  /** Lets every held download go on now (each asks again before its next chunk). */
+  releaseHolds(): void {
+    this.#released?.resolve();
+    this.#released = null;
+  }
 
   /** True while some request waits. */
   get waiting(): boolean {
@@ -26,7 +40,7 @@ export class DownloadPriority {
 
   /** For a download of `name`: null when it may go on (nothing waited for, or it is itself waited for), else what to wait for. */
   holdFor(name: string): Promise<void> | null {
-    if (this.#urgent.size === 0 || this.#urgent.has(name)) return null;
+    if (this.#urgent.size === 0 || this.#urgent.has(name) || !this.mayHold()) return null;
     if (this.#released === null) {
       let resolve = (): void => undefined;
       const promise = new Promise<void>((done) => (resolve = done));
@@ -44,10 +58,7 @@ export class DownloadPriority {
       const left = (this.#urgent.get(name) ?? 1) - 1;
       if (left > 0) this.#urgent.set(name, left);
       else this.#urgent.delete(name);
-      if (this.#urgent.size === 0 && this.#released !== null) {
-        this.#released.resolve();
-        this.#released = null;
-      }
+      if (this.#urgent.size === 0) this.releaseHolds();
     }
   }
 }

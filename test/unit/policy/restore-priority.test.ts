@@ -4,7 +4,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
+import { admissionQueued, onAdmissionQueued } from '../../../src/codec/admission.js';
+import { createDecoder, createEncoder } from '../../../src/codec/index.js';
 import { DownloadPriority, HoldStream } from '../../../src/policy/restore-priority.js';
+import { runThrough, walLikeData } from '../../support/codec.js';
 
 /** Runs `data` in 64 KiB chunks through a HoldStream and returns what came out. */
 async function through(data: Buffer, priority: DownloadPriority, name: string, onChunk?: (count: number) => void): Promise<Buffer> {
@@ -81,4 +84,50 @@ describe('download priority while PostgreSQL waits for a file', () => {
     expect(hold).toBeInstanceOf(Promise);
     await expect(hold).resolves.toBeUndefined();
   });
+
+  it('held downloads whose decoders hold the codec admissions let the asked-for file decode (no hold waits out its bound)', async () => {
+    // As the prefetcher wires it: a decoder waiting for an admission frees the holds. The pool admits two
+    // pipelines at once here (no worker threads); two window downloads take both and are then held.
+    const priority = new DownloadPriority(600_000, () => !admissionQueued());
+    const stop = onAdmissionQueued(() => priority.releaseHolds());
+    try {
+      const data = walLikeData(4 << 20, 5);
+      const stored = await runThrough(data, (await createEncoder({ compress: 'lz4' })).transforms, 1 << 20);
+      const decodeThrough = async (name: string, hold: boolean): Promise<Buffer> => {
+        const chunks: Buffer[] = [];
+        const source = Readable.from((function* () {
+          for (let at = 0; at < stored.length; at += 64 * 1024) yield stored.subarray(at, at + 64 * 1024);
+        })());
+        const decoders = await createDecoder({ codec: 'lz4', encryption: 'none' }, {});
+        const sink = new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            chunks.push(chunk);
+            callback();
+          },
+        });
+        const holdOnce = (): Promise<void> | null => {
+          const wait = priority.holdFor(name);
+          if (wait !== null) heldOnce.get(name)?.();
+          return wait;
+        };
+        await pipeline([source, ...decoders, ...(hold ? [new HoldStream(holdOnce)] : []), sink]);
+        return Buffer.concat(chunks);
+      };
+      const heldOnce = new Map<string, () => void>();
+      const bothHeld = ['000000010000000000000004', '000000010000000000000005'].map((name) => new Promise<void>((done) => heldOnce.set(name, done)));
+      let release = (): void => undefined;
+      const asked = priority.urgently('000000010000000000000003', async () => {
+        await new Promise<void>((done) => (release = done));
+        return decodeThrough('000000010000000000000003', false);
+      });
+      const window = ['000000010000000000000004', '000000010000000000000005'].map((name) => decodeThrough(name, true));
+      // Both window decoders have their admissions (they decoded a block) and are held before the asked-for one starts.
+      await Promise.all(bothHeld);
+      release();
+      expect((await asked).equals(data)).toBe(true);
+      for (const out of await Promise.all(window)) expect(out.equals(data)).toBe(true);
+    } finally {
+      stop();
+    }
+  }, 30_000);
 });
