@@ -15,8 +15,10 @@ wv_dir=${wv_self%/*}
 exec 4>&1 5>&2
 # The group's stderr goes to /dev/null only to silence the shell's own "Killed" notice (it would land
 # in PostgreSQL's log); node writes its one-line messages to the original stderr (fd 5).
+# MALLOC_ARENA_MAX=2 unless set, as for the workers (WORKER_MALLOC_ARENAS in src/policy/spool.ts): the
+# first call archives while its pusher starts, with Node's zstd in libuv's threads.
 wv_run() {
-  { status=$(WALVAULT_LAUNCHER_STATUS_FD=3 "$wv_node" "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
+  { status=$(MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-2} WALVAULT_LAUNCHER_STATUS_FD=3 "$wv_node" "$@" 3>&1 1>&4 2>&5 4>&- 5>&-); rc=$?; } 2>/dev/null
 }
 @START@
 exec 4>&- 5>&-

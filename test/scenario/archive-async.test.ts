@@ -333,6 +333,16 @@ describe('the pusher started by the launcher', () => {
     expect((await readFile(`${nodeLog}.arenas`, 'utf8')).split('\n').filter(Boolean)).toEqual([expected]);
   });
 
+  it('runs a request Node serves itself with MALLOC_ARENA_MAX=2 too, unless the environment sets it', async () => {
+    const name = seg(1, 1);
+    await makeReady(dataDir, name, pseudoRandomBytes(MiB, name));
+    expect((await archiveVia(name, ['--push-ahead=0'])).code).toBe(0);
+    expect(await starts()).toHaveLength(1);
+    env = { ...env, MALLOC_ARENA_MAX: '8' };
+    expect((await archiveVia(name, ['--push-ahead=0'])).code).toBe(0);
+    expect((await readFile(`${nodeLog}.arenas`, 'utf8')).split('\n').filter(Boolean)).toEqual(['2', '8']);
+  });
+
   /** The signals PostgreSQL 15's archiver leaves ignored for archive_command (read from /proc/PID/status of one). */
   const PG_ARCHIVER_IGNORES = ['INT', 'PIPE', 'ALRM', 'TTIN', 'TTOU', 'URG', 'XFSZ'];
 
