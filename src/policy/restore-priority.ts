@@ -52,6 +52,8 @@ export class DownloadPriority {
   /** Runs `work` (serving a request for `name`) with `name` marked as waited for. */
   async urgently<T>(name: string, work: () => Promise<T>): Promise<T> {
     this.#urgent.set(name, (this.#urgent.get(name) ?? 0) + 1);
+    // A download of `name` may already wait on a hold from an earlier request: every held one asks again.
+    this.releaseHolds();
     try {
       return await work();
     } finally {

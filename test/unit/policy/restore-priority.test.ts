@@ -62,6 +62,23 @@ describe('download priority while PostgreSQL waits for a file', () => {
     expect(passed).toBe(Math.ceil(data.length / (64 * 1024)));
   });
 
+  it('a download held for one request goes on at once when its own file is asked for while that request is still open', async () => {
+    const priority = new DownloadPriority(600_000);
+    const data = randomBytes(512 * 1024);
+    let releaseFirst = (): void => undefined;
+    const first = priority.urgently('00000002.history', () => new Promise<void>((done) => (releaseFirst = done)));
+    let passed = 0;
+    const download = through(data, priority, '000000010000000000000004', (count) => (passed = count));
+    // The download sits on the hold of the first request, having passed nothing.
+    await new Promise((done) => setImmediate(done));
+    expect(passed).toBe(0);
+    const out = await priority.urgently('000000010000000000000004', () => download);
+    expect(out.equals(data)).toBe(true);
+    expect(priority.waiting).toBe(true);
+    releaseFirst();
+    await first;
+  }, 30_000);
+
   it('two requests for the same file: the hold lasts until both settled', async () => {
     const priority = new DownloadPriority(600_000);
     let first = (): void => undefined;
