@@ -36,7 +36,7 @@ import type { Logger } from '../core/log.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
-import { DownloadPriority, HOLD_MAX_MS, HoldStream, type Hold } from './restore-priority.js';
+import { DownloadPriority, HOLD_MAX_MS, HoldStream, holdsWindowDownloads, type Hold } from './restore-priority.js';
 import { ENDING_GRACE_MS, nextState, PrefetcherMachine, type PrefetcherEvent } from './prefetcher-states.js';
 import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, processAlive, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
@@ -628,7 +628,8 @@ class Prefetcher {
     const deadline = new Deadline(options.timeoutMs, `prefetching "${fileName}"`);
     const started = monotonicMs();
     try {
-      const { outcome } = await fetchIntoSpool(options, this.paths, fileName, deadline, () => this.priority.holdFor(fileName));
+      const hold = holdsWindowDownloads(options.backend.kind) ? () => this.priority.holdFor(fileName) : undefined;
+      const { outcome } = await fetchIntoSpool(options, this.paths, fileName, deadline, hold);
       options.log.debug(`prefetch of "${fileName}": ${outcome} in ${Math.round(monotonicMs() - started)} ms (${this.inflight.size} in flight)`);
       if (outcome === 'fetched') {
         this.placed.add(fileName);

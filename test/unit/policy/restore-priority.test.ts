@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { admissionQueued, onAdmissionQueued } from '../../../src/codec/admission.js';
 import { createDecoder, createEncoder } from '../../../src/codec/index.js';
-import { DownloadPriority, HoldStream } from '../../../src/policy/restore-priority.js';
+import { DownloadPriority, HoldStream, holdsWindowDownloads } from '../../../src/policy/restore-priority.js';
 import { runThrough, walLikeData } from '../../support/codec.js';
 
 /** Runs `data` in 64 KiB chunks through a HoldStream and returns what came out. */
@@ -30,6 +30,10 @@ async function through(data: Buffer, priority: DownloadPriority, name: string, o
 }
 
 describe('download priority while PostgreSQL waits for a file', () => {
+  it('applies to repositories behind a server (S3, NFS), not to a local directory', () => {
+    expect(['local', 'nfs', 's3'].map(holdsWindowDownloads)).toEqual([false, true, true]);
+  });
+
   it('holds nothing while no request waits, and never the download a request waits for', async () => {
     const priority = new DownloadPriority();
     expect(priority.holdFor('000000010000000000000004')).toBeNull();
