@@ -59,7 +59,7 @@ export const PREFETCHER_MACHINE: Readonly<Record<PrefetcherState, StateSpec>> = 
     on: { locked: 'serving', 'lock-held': 'stopping' },
   },
   serving: {
-    waitsFor: 'its downloads in flight (the window after the position, files asked for) and the requests it answers (while one is served, the window\'s other downloads hold between chunks: `restore-priority.ts`)',
+    waitsFor: 'its downloads in flight (the window after the position, files asked for) and the requests it answers (while one is served, the window\'s other downloads hold between chunks, not with a local repository, and not while a decoder waits for one of the codec pool\'s admissions: `restore-priority.ts`, `codec/admission.ts`)',
     on: { busy: 'serving', quiet: 'idle', 'recovery-ended': 'ending', ...STOPS },
   },
   idle: {
