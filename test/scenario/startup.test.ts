@@ -239,6 +239,21 @@ function runTraced(launcher: string, args: string[], env: Record<string, string>
 /** Node starts the launcher made (its `wv_run` calls, from the `sh -x` trace). */
 const nodeRuns = (stderr: string): string[] => stderr.split('\n').filter((line) => /^\+ wv_run /.test(line));
 
+describe('node options per launcher', () => {
+  it('walvault (operator commands) runs Node with a 1 MiB young generation; archive and restore with the defaults', async () => {
+    const record = path.join(temp.dir, 'node-args');
+    const wrapper = path.join(temp.dir, 'node-recording-args');
+    await writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$1" >> '${record}'\nexec node "$@"\n`, { mode: 0o755 });
+    const env = { WALVAULT_NODE: wrapper };
+    expect((await run('walvault', ['exit-codes'], { cwd: dataDir, env })).code).toBe(0);
+    expect((await run('walvault-restore', [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir, env })).code).toBe(1);
+    const firsts = (await readFile(record, 'utf8')).split('\n').filter((line) => line !== '');
+    expect(firsts).toHaveLength(2);
+    expect(firsts[0]).toBe('--max-semi-space-size=1');
+    expect(firsts[1]).not.toMatch(/^--/);
+  });
+});
+
 describe('forced collections without --expose-gc', () => {
   it('a 16 MiB restore collects every 4 MiB (gc() made at run time; node starts without the flag)', async () => {
     const name = '000000010000000000000008';
