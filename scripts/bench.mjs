@@ -1077,7 +1077,22 @@ function describeMachine(dir) {
   const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
   const fsType = spawnSync('df', ['-T', dir], { encoding: 'utf8' }).stdout.split('\n')[1]?.split(/\s+/)[1] ?? '?';
   const pgbr = spawnSync('pgbackrest', ['version'], { encoding: 'utf8' }).stdout?.trim() ?? 'absent';
-  return `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, temp dir on ${fsType}; Node ${process.version}, PostgreSQL 15, ${pgbr || 'pgBackRest absent'}`;
+  return `${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Linux ${os.release()}, temp dir on ${fsType}; ${describeNode()}, PostgreSQL 15, ${pgbr || 'pgBackRest absent'}`;
+}
+
+/**
+ * The Node walvault's launchers run (WALVAULT_NODE, else the first node on PATH, as the launchers pick
+ * it), and the peak RSS of that Node doing nothing: the floor under every peak RSS in the tables. It is
+ * not constant: the binary's pages count in RSS as the kernel maps them, and with large folios in the
+ * page cache one and the same binary measured 43 or 57-64 MiB here depending on how its file was last
+ * read (dropping the page cache brought it back to 43).
+ */
+function describeNode() {
+  const node = process.env.WALVAULT_NODE ?? 'node';
+  const version = spawnSync(node, ['-v'], { encoding: 'utf8' }).stdout?.trim() || `${node} (not found)`;
+  const bare = spawnSync('/usr/bin/time', ['-f', '%M', node, '-e', '0'], { encoding: 'utf8' });
+  const kib = Number(bare.stderr?.trim().split('\n').pop());
+  return `Node ${version}${Number.isFinite(kib) && kib > 0 ? ` (\`node -e 0\`: ${Math.round(kib / 1024)} MiB peak RSS)` : ''}`;
 }
 
 function renderReport(results) {

@@ -6,8 +6,8 @@ import { WalvaultError } from '../core/errors.js';
 export type CodecJob =
   /** Compress `input` (at most 1 MiB when walvault writes it) into one zstd frame with a content checksum; `native`: with node:zlib's zstd. */
   | { op: 'zstd-compress'; level: number; input: Uint8Array; native: boolean }
-  /** Decompress one whole zstd frame; `capacity` bounds its decoded size; `native`: with node:zlib's zstd. */
-  | { op: 'zstd-decompress'; input: Uint8Array; capacity: number; native: boolean }
+  /** Decompress one whole zstd frame; `capacity` bounds its decoded size, `contentSize` (when its header declares one) is it; `native`: with node:zlib's zstd. */
+  | { op: 'zstd-decompress'; input: Uint8Array; capacity: number; contentSize: number | null; native: boolean }
   /** Compress one independent lz4 block; the output is the block as the frame stores it (size word first). */
   | { op: 'lz4-compress'; input: Uint8Array }
   /** Decode one independent raw lz4 block of at most `maxOutput` decoded bytes. */
@@ -30,7 +30,7 @@ export async function runJob(job: CodecJob): Promise<Uint8Array> {
     case 'zstd-compress':
       return (await import('./zstd.js')).compressFrame(job.level, job.input, job.native);
     case 'zstd-decompress':
-      return (await import('./zstd.js')).decompressFrame(job.input, job.capacity, job.native);
+      return (await import('./zstd.js')).decompressFrame(job.input, job.capacity, job.native, job.contentSize);
     case 'lz4-compress':
       return (await import('./lz4.js')).compressBlock(job.input);
     case 'lz4-decompress':

@@ -30,8 +30,8 @@ function loadZstd(): Promise<ZstdModule> {
 
 /** The part of node:zlib's zstd API used here (Node 22.15 and later; @types/node 20 does not know it). */
 interface NativeZstd {
-  zstdCompress(input: Uint8Array, options: { params: Record<number, number>; pledgedSrcSize: number }, callback: (error: Error | null, output: Buffer) => void): void;
-  zstdDecompress(input: Uint8Array, options: { maxOutputLength: number }, callback: (error: Error | null, output: Buffer) => void): void;
+  createZstdCompress(options: { params: Record<number, number>; flush: number }): Transform;
+  createZstdDecompress(): Transform;
   constants: Record<string, number>;
 }
 
@@ -40,7 +40,7 @@ let nativeAllowed = true;
 /** Node's own zstd, when this Node has it and it is not turned off (see preferNativeZstd). */
 function nativeZstd(): NativeZstd | undefined {
   const candidate = zlib as unknown as Partial<NativeZstd>;
-  return nativeAllowed && typeof candidate.zstdCompress === 'function' && typeof candidate.zstdDecompress === 'function' ? (candidate as NativeZstd) : undefined;
+  return nativeAllowed && typeof candidate.createZstdCompress === 'function' && typeof candidate.createZstdDecompress === 'function' ? (candidate as NativeZstd) : undefined;
 }
 
 /** True when zstd jobs run in Node's own zstd (libuv's thread pool) rather than in WASM. */
@@ -70,6 +70,92 @@ function corrupt(detail: string): WalvaultError {
 }
 
 /**
+ * A node:zlib zstd stream kept open for many frames: each frame is one write, and what the stream
+ * emits for it is the frame's output. A one-shot zstdCompress/zstdDecompress per frame makes a new zstd
+ * context each time, its workspace (~3 MiB compressing at level 3) malloc'd in libuv's threads and
+ * freed a millisecond later; over a backup malloc kept ~25-35 MiB of that resident (peak RSS of a
+ * 1.5 GiB zstd backup on Node 22, 107-119 MiB), and a context reused for every frame does not.
+ * Compressing, the stream is made with `flush: ZSTD_e_end`: every write ends a frame, and zstd, given
+ * the frame's whole input in its first call, writes the content size in the header as a one-shot call
+ * with pledgedSrcSize does (the test compares the two byte for byte). Decompressing, a frame's end
+ * leaves the context ready for the next frame.
+ * The stream pushes a write's output before it calls the write's callback (node:zlib's processCallback,
+ * a flowing stream with nothing buffered emits at once); since a frame that lost its tail to the next
+ * write would still start right, each output is checked to be whole (compressing: one frame exactly;
+ * decompressing: the frame's content size) before it is used.
+ */
+interface Lane {
+  readonly stream: Transform;
+  parts: Buffer[];
+  broken: boolean;
+  /** Ends the write in flight with the stream's error: a zlib stream that fails never calls that write's callback. */
+  failWrite?: (error: Error) => void;
+}
+
+/** Open lanes not in use, per kind (`c<level>` or `d`), in this thread; more are closed when released. */
+const idleLanes = new Map<string, Lane[]>();
+/** Idle lanes kept per kind: an encoder or decoder has two frames in flight (ordered.ts, STREAM_JOBS). */
+const IDLE_LANES = 2;
+
+function openLane(stream: Transform): Lane {
+  const lane: Lane = { stream, parts: [], broken: false };
+  stream.on('data', (part: Buffer) => lane.parts.push(part));
+  const fail = (error: Error): void => {
+    lane.broken = true;
+    lane.failWrite?.(error);
+  };
+  stream.on('error', fail);
+  stream.on('close', () => fail(new Error('zstd stream closed')));
+  return lane;
+}
+
+/** Runs `input` through an idle lane of `kind` (or a new one from `open`): the output of that one write. */
+async function throughLane(kind: string, open: () => Transform, input: Uint8Array): Promise<Buffer> {
+  const lane = idleLanes.get(kind)?.pop() ?? openLane(open());
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      lane.failWrite = reject;
+      lane.stream.write(input, (error) => {
+        const parts = lane.parts;
+        lane.parts = [];
+        if (error !== null && error !== undefined) reject(error);
+        else resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      });
+    });
+  } catch (error) {
+    lane.broken = true;
+    throw error;
+  } finally {
+    lane.failWrite = undefined;
+    const idle = idleLanes.get(kind) ?? [];
+    idleLanes.set(kind, idle);
+    if (!lane.broken && idle.length < IDLE_LANES) idle.push(lane);
+    else lane.stream.destroy();
+  }
+}
+
+/** Header length of a frame from its descriptor byte (the byte after the magic number), RFC 8878 3.1.1.1. */
+function frameHeaderLength(descriptor: number): { length: number; contentSizeBytes: number; dictionaryBytes: number } {
+  const singleSegment = (descriptor & 0x20) !== 0;
+  const dictionaryBytes = [0, 1, 2, 4][descriptor & 0x03] ?? 0;
+  const sizeFlag = descriptor >> 6;
+  const contentSizeBytes = sizeFlag === 0 ? (singleSegment ? 1 : 0) : [0, 2, 4, 8][sizeFlag] ?? 0;
+  return { length: 4 + 1 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes, contentSizeBytes, dictionaryBytes };
+}
+
+/** Whether `bytes` is exactly one whole frame with a content checksum: header, blocks up to the last, checksum. */
+function isOneWholeFrame(bytes: Buffer): boolean {
+  if (bytes.length < 6 || bytes.readUInt32LE(0) !== FRAME_MAGIC || ((bytes[4] ?? 0) & 0x04) === 0) return false;
+  let cursor = frameHeaderLength(bytes[4] ?? 0).length;
+  for (;;) {
+    if (cursor + 3 > bytes.length) return false;
+    const header = bytes.readUIntLE(cursor, 3);
+    cursor += 3 + (((header >> 1) & 3) === 1 ? 1 : header >>> 3);
+    if ((header & 1) === 1) return cursor + 4 === bytes.length;
+  }
+}
+
+/**
  * One frame of `input` with the content checksum the format defines (flag bit 2 of the frame header
  * descriptor; the low 32 bits of XXH64, seed 0, after the last block), so `zstd -d` and our decoder
  * both detect damage. A job (jobs.ts): runs on any thread.
@@ -77,10 +163,10 @@ function corrupt(detail: string): WalvaultError {
 export async function compressFrame(level: number, input: Uint8Array, useNative: boolean): Promise<Uint8Array> {
   const native = useNative ? nativeZstd() : undefined;
   if (native !== undefined) {
-    const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag, ZSTD_c_contentSizeFlag } = native.constants as Record<string, number>;
+    const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag, ZSTD_c_contentSizeFlag, ZSTD_e_end } = native.constants as Record<string, number>;
     const params = { [ZSTD_c_compressionLevel as number]: level, [ZSTD_c_checksumFlag as number]: 1, [ZSTD_c_contentSizeFlag as number]: 1 };
-    const frame = await new Promise<Buffer>((resolve, reject) => native.zstdCompress(input, { params, pledgedSrcSize: input.byteLength }, (error, output) => (error === null ? resolve(output) : reject(error))));
-    if (frame.readUInt32LE(0) !== FRAME_MAGIC || ((frame[4] ?? 0) & 0x04) === 0) throw new Error('unexpected zstd frame from node:zlib');
+    const frame = await throughLane(`c${level}`, () => native.createZstdCompress({ params, flush: ZSTD_e_end as number }), input);
+    if (!isOneWholeFrame(frame)) throw new Error('unexpected zstd output from node:zlib: not one whole frame with a checksum');
     return frame;
   }
   const [zstd, xxh] = await Promise.all([loadZstd(), loadXxhash()]);
@@ -93,17 +179,22 @@ export async function compressFrame(level: number, input: Uint8Array, useNative:
   return frame;
 }
 
-/** Decompresses one whole frame of at most `capacity` decoded bytes; a job (jobs.ts). */
-export async function decompressFrame(frame: Uint8Array, capacity: number, useNative: boolean): Promise<Uint8Array> {
+/**
+ * Decompresses one whole frame of at most `capacity` decoded bytes; a job (jobs.ts). `contentSize`:
+ * the size its header declares, when it does (the decoded bytes must be exactly that many).
+ */
+export async function decompressFrame(frame: Uint8Array, capacity: number, useNative: boolean, contentSize?: number | null): Promise<Uint8Array> {
   const native = useNative ? nativeZstd() : undefined;
+  let output: Uint8Array;
   try {
-    if (native !== undefined) {
-      return await new Promise<Buffer>((resolve, reject) => native.zstdDecompress(frame, { maxOutputLength: Math.max(capacity, 1) }, (error, output) => (error === null ? resolve(output) : reject(error))));
-    }
-    return (await loadZstd()).decompress(frame as Buffer, { defaultHeapSize: Math.max(capacity, 1) });
+    output = native !== undefined ? await throughLane('d', () => native.createZstdDecompress(), frame) : (await loadZstd()).decompress(frame as Buffer, { defaultHeapSize: Math.max(capacity, 1) });
   } catch (error) {
     throw corrupt(`frame does not decompress (${(error as Error).message})`);
   }
+  if (output.byteLength > capacity || (contentSize !== undefined && contentSize !== null && output.byteLength !== contentSize)) {
+    throw corrupt(`frame decodes to ${output.byteLength} bytes, ${contentSize ?? `at most ${capacity}`} expected`);
+  }
+  return output;
 }
 
 /**
@@ -216,12 +307,8 @@ class ZstdFramesDecoder extends FrameSequenceDecoder {
       case 'header': {
         if (queue.length < 5) return false;
         const descriptor = queue.byteAt(4);
-        const singleSegment = (descriptor & 0x20) !== 0;
         if ((descriptor & 0x08) !== 0) throw corrupt('reserved bit set in the frame header');
-        const dictionaryBytes = [0, 1, 2, 4][descriptor & 0x03] ?? 0;
-        const sizeFlag = descriptor >> 6;
-        const contentSizeBytes = sizeFlag === 0 ? (singleSegment ? 1 : 0) : [0, 2, 4, 8][sizeFlag] ?? 0;
-        const headerLength = 4 + 1 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes;
+        const { length: headerLength, contentSizeBytes, dictionaryBytes } = frameHeaderLength(descriptor);
         if (queue.length < headerLength) return false;
         if (dictionaryBytes > 0 && queue.readUIntLE(headerLength - contentSizeBytes - dictionaryBytes, dictionaryBytes) !== 0) {
           throw corrupt('frames that need a dictionary are not supported');
@@ -250,21 +337,22 @@ class ZstdFramesDecoder extends FrameSequenceDecoder {
         if (state.contentSize === null && state.bound > DECODED_FRAME_LIMIT) throw tooLarge();
         if (last) {
           if (state.checksum) this.state = { step: 'checksum', cursor: state.cursor + 4, bound: state.bound, contentSize: state.contentSize };
-          else this.decodeFrame(state.cursor, state.contentSize ?? state.bound);
+          else this.decodeFrame(state.cursor, state.bound, state.contentSize);
         }
         return true;
       }
       case 'checksum': {
         if (queue.length < state.cursor) return false;
-        this.decodeFrame(state.cursor, state.contentSize ?? state.bound);
+        this.decodeFrame(state.cursor, state.bound, state.contentSize);
         return true;
       }
     }
   }
 
-  private decodeFrame(length: number, capacity: number): void {
+  /** `bound`: the most its blocks can decode to; `contentSize`: what its header declares, if it does. */
+  private decodeFrame(length: number, bound: number, contentSize: number | null): void {
     const frame = this.queue.take(length);
-    this.output.add(runCodecJob({ op: 'zstd-decompress', input: frame, capacity, native: hasNativeZstd() }, { owned: false }));
+    this.output.add(runCodecJob({ op: 'zstd-decompress', input: frame, capacity: contentSize ?? bound, contentSize, native: hasNativeZstd() }, { owned: false }));
     this.state = { step: 'magic' };
   }
 }
