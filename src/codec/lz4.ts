@@ -1,5 +1,6 @@
 // LZ4 in the standard LZ4 frame format (readable by `lz4 -d`), blocks compressed by lz4_flex compiled to WASM (lz4-wasm-nodejs), decoded here.
 import { Transform, type TransformCallback } from 'node:stream';
+import { returnCopyBufferAfter, takeCopyBuffer } from '../core/buffers.js';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { LZ4_INFO } from './catalog.js';
@@ -23,7 +24,7 @@ function loadLz4(): Promise<Lz4Module> {
 const FRAME_MAGIC = 0x184d2204;
 const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
-/** Block maximum size 1 MiB (BD code 6): bounds memory per stream (decoding takes any block size the format allows). */
+/** Block maximum size 1 MiB (BD code 6): bounds memory per stream (decoding takes any block size the format allows); a copy buffer (core/buffers.ts, COPY_CHUNK) holds one. */
 const BLOCK_SIZE = 1 << 20;
 const BLOCK_SIZE_CODES: Readonly<Record<number, number>> = { 4: 64 << 10, 5: 256 << 10, 6: 1 << 20, 7: 4 << 20 };
 const UNCOMPRESSED_FLAG = 0x80000000;
@@ -73,8 +74,8 @@ export async function decompressBlock(source: Uint8Array, maxOutput: number): Pr
 
 /**
  * Compresses into one LZ4 frame: independent 1 MiB blocks and a content checksum. Each block is
- * gathered in a buffer of its own (or is a 1 MiB chunk its writer handed over, owned.ts), handed to
- * its job whole (moved to a worker thread, not copied);
+ * gathered in a copy buffer (core/buffers.ts; back to the spares once its job is done) or is a 1 MiB
+ * chunk its writer handed over (owned.ts), handed to its job whole (moved to a worker thread, not copied);
  * the content checksum is taken here, in input order.
  */
 class Lz4FrameEncoder extends Transform {
@@ -98,11 +99,13 @@ class Lz4FrameEncoder extends Transform {
 
   /** Starts the block's job; `giveBack`: the block was handed over (owned.ts), returned once the job is done with it. */
   private emitBlock(giveBack?: () => void): void {
-    const input = (this.block as Buffer).subarray(0, this.filled);
+    const block = this.block as Buffer;
+    const input = block.subarray(0, this.filled);
     this.block = undefined;
     this.filled = 0;
     const job = runCodecJob({ op: 'lz4-compress', input }, { owned: true });
     if (giveBack !== undefined) job.then(giveBack, giveBack);
+    else returnCopyBufferAfter(job, block);
     this.output.add(job);
   }
 
@@ -122,7 +125,7 @@ class Lz4FrameEncoder extends Transform {
       return;
     }
     while (rest.length > 0) {
-      this.block ??= Buffer.allocUnsafeSlow(BLOCK_SIZE);
+      this.block ??= takeCopyBuffer();
       const take = Math.min(BLOCK_SIZE - this.filled, rest.length);
       rest.copy(this.block, this.filled, 0, take);
       this.filled += take;

@@ -5,6 +5,7 @@
 // bounded memory at any segment size, and frames that compress and decompress in parallel (jobs.ts).
 import { Transform, type TransformCallback } from 'node:stream';
 import zlib from 'node:zlib';
+import { COPY_CHUNK, returnCopyBufferAfter, takeCopyBuffer } from '../core/buffers.js';
 import { WalvaultError } from '../core/errors.js';
 import { loadXxhash } from '../core/hash.js';
 import { ZSTD_INFO } from './catalog.js';
@@ -57,7 +58,7 @@ const FRAME_MAGIC = 0xfd2fb528;
 const SKIPPABLE_MASK = 0xfffffff0;
 const SKIPPABLE_MAGIC = 0x184d2a50;
 /** Input bytes per frame we write: bounds memory, and costs little ratio on WAL (matches are local). */
-const FRAME_INPUT = 1 << 20;
+const FRAME_INPUT = COPY_CHUNK;
 /** Largest block content allowed by the format. */
 const BLOCK_MAX = 128 << 10;
 /** Frames (of other writers) whose decoded size could exceed this are refused rather than buffered. */
@@ -199,8 +200,9 @@ export async function decompressFrame(frame: Uint8Array, capacity: number, useNa
 
 /**
  * Compresses into a sequence of zstd frames, one per 1 MiB of input (one frame for an empty input).
- * Each frame's input is gathered in a buffer of its own (or is a 1 MiB chunk its writer handed over,
- * owned.ts), handed to the job whole (moved to a worker thread, not copied).
+ * Each frame's input is gathered in a copy buffer (core/buffers.ts; back to the spares once its job is
+ * done, so a long stream allocates none per frame) or is a 1 MiB chunk its writer handed over
+ * (owned.ts), handed to the job whole (moved to a worker thread, not copied).
  */
 class ZstdFramesEncoder extends Transform {
   private frame: Buffer | undefined;
@@ -214,11 +216,13 @@ class ZstdFramesEncoder extends Transform {
 
   /** Starts the frame's job; `giveBack`: its input was handed over (owned.ts), returned once the job is done with it. */
   private emitFrame(giveBack?: () => void): void {
-    const input = (this.frame ?? Buffer.allocUnsafeSlow(0)).subarray(0, this.filled);
+    const frame = this.frame;
+    const input = (frame ?? Buffer.allocUnsafeSlow(0)).subarray(0, this.filled);
     this.frame = undefined;
     this.filled = 0;
     const job = runCodecJob({ op: 'zstd-compress', level: this.level, input, native: hasNativeZstd() }, { owned: true });
     if (giveBack !== undefined) job.then(giveBack, giveBack);
+    else if (frame !== undefined) returnCopyBufferAfter(job, frame);
     this.output.add(job);
     this.framesWritten += 1;
   }
@@ -237,7 +241,7 @@ class ZstdFramesEncoder extends Transform {
       return;
     }
     while (rest.length > 0) {
-      this.frame ??= Buffer.allocUnsafeSlow(FRAME_INPUT);
+      this.frame ??= takeCopyBuffer();
       const take = Math.min(FRAME_INPUT - this.filled, rest.length);
       rest.copy(this.frame, this.filled, 0, take);
       this.filled += take;

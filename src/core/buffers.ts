@@ -23,3 +23,13 @@ export function takeCopyBuffer(): Buffer {
 export function returnCopyBuffer(buffer: Buffer): void {
   if (buffer.length === COPY_CHUNK && spare.length < MAX_SPARE) spare.push(buffer);
 }
+
+/**
+ * Gives `buffer` (a copy buffer an encoder gathered a block's input in) back once `job`, which reads
+ * it, has succeeded: the codecs' jobs leave nothing in their output that points into their input.
+ * Not when the job moved it to a worker thread (its memory is detached here then, byteLength 0), nor
+ * after a failure (nothing says the work is done with it).
+ */
+export function returnCopyBufferAfter(job: Promise<unknown>, buffer: Buffer): void {
+  job.then(() => returnCopyBuffer(buffer), () => undefined);
+}

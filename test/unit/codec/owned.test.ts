@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { createDecoder, createEncoder } from '../../../src/codec/index.js';
 import { handOver, reclaimUntaken } from '../../../src/codec/owned.js';
+import { returnCopyBuffer, takeCopyBuffer } from '../../../src/core/buffers.js';
 import { runThrough, walLikeData } from '../../support/codec.js';
 
 const BLOCK = 1 << 20;
@@ -72,4 +73,21 @@ describe('chunks handed over to a codec stream', () => {
     expect(viaAge.givenBack).toBe(5);
     expect((await runThrough(viaAge.output, await createDecoder({ codec: 'none', encryption: 'age' }, { identities: [identity] }))).equals(data)).toBe(true);
   });
+});
+
+describe('encoders gather their blocks in copy buffers and give them back (core/buffers.ts)', () => {
+  for (const compress of ['lz4', 'zstd']) {
+    it(`${compress}: the spare copy buffers are the blocks of a long stream, overwritten and all back at its end; the output decodes`, async () => {
+      // Fill the spares with known buffers (marked), then stream 12 MiB through in 64 KiB writes.
+      const known = Array.from({ length: 8 }, () => takeCopyBuffer());
+      for (const buffer of known) returnCopyBuffer(buffer.fill(0x5a));
+      const data = walLikeData(12 << 20, 77);
+      const output = await runThrough(data, (await createEncoder({ compress })).transforms);
+      expect((await runThrough(output, await createDecoder({ codec: compress, encryption: 'none' }, {}))).equals(data)).toBe(true);
+      expect(known.some((buffer) => buffer.some((byte) => byte !== 0x5a)), 'some spare was a block').toBe(true);
+      const after = Array.from({ length: known.length }, () => takeCopyBuffer());
+      expect(after.every((buffer) => known.includes(buffer)), 'every spare came back').toBe(true);
+      for (const buffer of after) returnCopyBuffer(buffer);
+    });
+  }
 });
