@@ -1,7 +1,8 @@
-// Client-side encryption in the age v1 format (age-encryption.org/v1): keys and header by the age-encryption package, payload by Node's crypto.
-import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
+// Client-side encryption in the age v1 format (age-encryption.org/v1): header by age-header.ts, payload here; both with Node's crypto.
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
+import { decryptHeader, encodeHeader, parseIdentity, parseRecipient, type X25519Identity } from './age-header.js';
 import { ByteQueue } from './bytes.js';
 import { isAgeFile } from './catalog.js';
 import { OrderedOutput } from './ordered.js';
@@ -9,16 +10,6 @@ import { takeHandedOver } from './owned.js';
 import { runCodecJob, StreamGroup } from './pool.js';
 
 export { AGE_MAGIC, isAgeFile } from './catalog.js';
-
-type AgeModule = typeof import('age-encryption');
-
-let loaded: Promise<AgeModule> | undefined;
-
-/** Loads the age implementation only when encryption is used. */
-function loadAge(): Promise<AgeModule> {
-  loaded ??= import('age-encryption');
-  return loaded;
-}
 
 /** Maps an error from decryption: a key that fits none of the recipients is 'key'; anything else is damage ('corrupt'). */
 export function mapDecryptError(error: unknown): Error {
@@ -42,45 +33,42 @@ function mapEncryptError(error: unknown): Error {
   return new WalvaultError('internal', `age encryption failed: ${(error as Error | undefined)?.message ?? String(error)}`, { cause: error });
 }
 
-/**
- * Recipients this process has already checked: the pusher encrypts every segment to the same ones, and
- * each check wraps a key (an X25519 scalar multiplication, ~6 ms of the pusher's thread per segment).
- */
-const validRecipients = new Set<string>();
-
-/** Checks recipients before any data moves; a malformed one is a 'key' error naming it. */
-export async function validateRecipients(recipients: readonly string[]): Promise<void> {
-  const age = await loadAge();
-  for (const recipient of recipients) {
-    if (validRecipients.has(recipient)) continue;
+/** Parses recipients before any data moves; a malformed one is a 'key' error naming it. */
+function recipientKeys(recipients: readonly string[]): Buffer[] {
+  return recipients.map((recipient) => {
     try {
-      // Encrypting an empty file wraps a key for the recipient, which fully parses it.
-      const probe = new age.Encrypter();
-      probe.addRecipient(recipient);
-      await probe.encrypt(new Uint8Array(0));
-      validRecipients.add(recipient);
+      return parseRecipient(recipient);
     } catch (error) {
       throw new WalvaultError('key', `invalid age recipient "${recipient}": ${(error as Error).message}`, {
         hint: 'use the public key printed by `age-keygen` (it starts with age1...)',
         cause: error,
       });
     }
-  }
+  });
 }
 
-/** Checks identities before any data moves; a malformed one is a 'key' error (the secret is not echoed). */
-export async function validateIdentities(identities: readonly string[]): Promise<void> {
-  const age = await loadAge();
-  for (const [index, identity] of identities.entries()) {
+/** Checks recipients before any data moves; a malformed one is a 'key' error naming it. */
+export async function validateRecipients(recipients: readonly string[]): Promise<void> {
+  recipientKeys(recipients);
+}
+
+/** Parses identities before any data moves; a malformed one is a 'key' error (the secret is not echoed). */
+function identityKeys(identities: readonly string[]): X25519Identity[] {
+  return identities.map((identity, index) => {
     try {
-      await age.identityToRecipient(identity);
+      return parseIdentity(identity);
     } catch (error) {
       throw new WalvaultError('key', `age identity #${index + 1} is not a valid secret key: ${(error as Error).message}`, {
         hint: 'the identity file must hold lines starting with AGE-SECRET-KEY-1, as written by `age-keygen`',
         cause: error,
       });
     }
-  }
+  });
+}
+
+/** Checks identities before any data moves; a malformed one is a 'key' error (the secret is not echoed). */
+export async function validateIdentities(identities: readonly string[]): Promise<void> {
+  identityKeys(identities);
 }
 
 /** Plaintext bytes per STREAM chunk (age v1 payload format). */
@@ -166,7 +154,7 @@ export function openChunks(job: ChunkJob): Uint8Array {
 
 /**
  * Encrypts the payload in age's STREAM format with Node's ChaCha20-Poly1305 (OpenSSL), after the
- * header and payload nonce made by the age-encryption package. A full chunk is sealed only once
+ * header and payload nonce (age-header.ts). A full chunk is sealed only once
  * more input shows it is not the last one. Runs of chunks are sealed as jobs (pool.ts), in order.
  */
 class AgePayloadEncryptor extends Transform {
@@ -225,7 +213,7 @@ class AgePayloadEncryptor extends Transform {
   }
 }
 
-/** Decrypts an age file: header (through the age-encryption package: identities, MAC), then the STREAM payload with Node's crypto, in jobs. */
+/** Decrypts an age file: header (age-header.ts: identities, MAC), then the STREAM payload, in jobs. */
 class AgeDecryptor extends Transform {
   private readonly queue = new ByteQueue();
   private header: Buffer | null = null;
@@ -233,7 +221,7 @@ class AgeDecryptor extends Transform {
   private counter = 0;
   private readonly output = new OrderedOutput(this, mapDecryptError);
 
-  constructor(private readonly decrypter: InstanceType<AgeModule['Decrypter']>, private readonly group: StreamGroup) {
+  constructor(private readonly identities: readonly X25519Identity[], private readonly group: StreamGroup) {
     super();
   }
 
@@ -268,7 +256,7 @@ class AgeDecryptor extends Transform {
       const nonce = this.queue.take(16);
       let fileKey: Uint8Array;
       try {
-        fileKey = await this.decrypter.decryptHeader(this.header);
+        fileKey = decryptHeader(this.header, this.identities);
       } catch (error) {
         throw mapDecryptError(error);
       }
@@ -299,34 +287,17 @@ class AgeDecryptor extends Transform {
 }
 
 /**
- * A stream that encrypts its input to `recipients` in the age format. The age-encryption package
- * makes the header (file key wrapped for each recipient, header MAC) and the payload nonce; a
- * pass-through recipient hands us the file key so the bulk encryption runs in OpenSSL, about ten
- * times faster than the package's JavaScript ChaCha20. Memory: one 64 KiB chunk.
+ * A stream that encrypts its input to `recipients` in the age format: the header (a new file key
+ * wrapped for each recipient, header MAC) and payload nonce, then the payload sealed in OpenSSL.
+ * Memory: the chunks of the jobs in flight.
  */
 export async function createAgeEncryptStream(recipients: readonly string[], group: StreamGroup = new StreamGroup()): Promise<Duplex> {
-  const age = await loadAge();
-  const encrypter = new age.Encrypter();
-  for (const recipient of recipients) encrypter.addRecipient(recipient);
-  let fileKey: Uint8Array | undefined;
-  encrypter.addRecipient({
-    wrapFileKey: (key: Uint8Array) => {
-      fileKey = Uint8Array.from(key);
-      return [];
-    },
-  });
-  // Encrypting an empty file yields header || payload nonce || one sealed empty chunk (16 bytes); the
-  // sealed empty chunk is dropped unpublished and the real payload is sealed under the same key.
-  const empty = Buffer.from(await encrypter.encrypt(new Uint8Array(0)));
-  if (fileKey === undefined || empty.length < 32) throw new WalvaultError('internal', 'age encryption produced no file key');
-  const prefix = empty.subarray(0, empty.length - TAG);
-  return new AgePayloadEncryptor(prefix, payloadKey(fileKey, prefix.subarray(prefix.length - 16)), group);
+  const { header, fileKey } = encodeHeader(recipientKeys(recipients));
+  const nonce = randomBytes(16);
+  return new AgePayloadEncryptor(Buffer.concat([header, nonce]), payloadKey(fileKey, nonce), group);
 }
 
 /** A stream that decrypts an age file with any of `identities`; errors are 'key' (no identity fits) or 'corrupt'. */
 export async function createAgeDecryptStream(identities: readonly string[], group: StreamGroup = new StreamGroup()): Promise<Duplex> {
-  const age = await loadAge();
-  const decrypter = new age.Decrypter();
-  for (const identity of identities) decrypter.addIdentity(identity);
-  return new AgeDecryptor(decrypter, group);
+  return new AgeDecryptor(identityKeys(identities), group);
 }
