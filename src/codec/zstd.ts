@@ -82,8 +82,8 @@ function corrupt(detail: string): WalvaultError {
  * leaves the context ready for the next frame.
  * The stream pushes a write's output before it calls the write's callback (node:zlib's processCallback,
  * a flowing stream with nothing buffered emits at once); since a frame that lost its tail to the next
- * write would still start right, each output is checked to be whole (compressing: one frame exactly;
- * decompressing: the frame's content size) before it is used.
+ * write would still start right, each output is checked to be whole (compressing: one frame, see
+ * oneFrame; decompressing: the frame's content size) before it is used.
  */
 interface Lane {
   readonly stream: Transform;
@@ -144,16 +144,43 @@ function frameHeaderLength(descriptor: number): { length: number; contentSizeByt
   return { length: 4 + 1 + (singleSegment ? 0 : 1) + dictionaryBytes + contentSizeBytes, contentSizeBytes, dictionaryBytes };
 }
 
-/** Whether `bytes` is exactly one whole frame with a content checksum: header, blocks up to the last, checksum. */
-function isOneWholeFrame(bytes: Buffer): boolean {
-  if (bytes.length < 6 || bytes.readUInt32LE(0) !== FRAME_MAGIC || ((bytes[4] ?? 0) & 0x04) === 0) return false;
-  let cursor = frameHeaderLength(bytes[4] ?? 0).length;
+/**
+ * The length of the whole frame at `offset` of `bytes` (header, blocks up to the last, checksum if
+ * flagged) and the content size its header declares (null when it does not); null when no whole frame is there.
+ */
+function frameAt(bytes: Buffer, offset: number): { length: number; checksum: boolean; contentSize: number | null } | null {
+  if (bytes.length < offset + 6 || bytes.readUInt32LE(offset) !== FRAME_MAGIC) return null;
+  const descriptor = bytes[offset + 4] ?? 0;
+  const header = frameHeaderLength(descriptor);
+  if (bytes.length < offset + header.length) return null;
+  const contentSize = header.contentSizeBytes === 0 ? null : bytes.readUIntLE(offset + header.length - header.contentSizeBytes, Math.min(header.contentSizeBytes, 6)) + (header.contentSizeBytes === 2 ? 256 : 0);
+  const checksum = (descriptor & 0x04) !== 0;
+  let cursor = offset + header.length;
   for (;;) {
-    if (cursor + 3 > bytes.length) return false;
-    const header = bytes.readUIntLE(cursor, 3);
-    cursor += 3 + (((header >> 1) & 3) === 1 ? 1 : header >>> 3);
-    if ((header & 1) === 1) return cursor + 4 === bytes.length;
+    if (cursor + 3 > bytes.length) return null;
+    const block = bytes.readUIntLE(cursor, 3);
+    cursor += 3 + (((block >> 1) & 3) === 1 ? 1 : block >>> 3);
+    if ((block & 1) === 1) break;
   }
+  cursor += checksum ? 4 : 0;
+  return cursor <= bytes.length ? { length: cursor - offset, checksum, contentSize } : null;
+}
+
+/**
+ * The one frame with a content checksum that a write to a compressing lane produced, without the empty
+ * frames that may follow it: when a frame's last byte fills node:zlib's output buffer exactly, node:zlib
+ * calls zstd once more with ZSTD_e_end and no input, and zstd answers with a new, empty frame (13 bytes;
+ * seen about once per thousand frames of a backup). Anything else is an error.
+ */
+function oneFrame(bytes: Buffer): Buffer {
+  const first = frameAt(bytes, 0);
+  if (first === null || !first.checksum) throw new Error('unexpected zstd output from node:zlib: not a whole frame with a checksum');
+  for (let at = first.length; at < bytes.length; ) {
+    const empty = frameAt(bytes, at);
+    if (empty === null || empty.contentSize !== 0) throw new Error('unexpected zstd output from node:zlib: more than one frame for one write');
+    at += empty.length;
+  }
+  return first.length === bytes.length ? bytes : bytes.subarray(0, first.length);
 }
 
 /**
@@ -166,9 +193,7 @@ export async function compressFrame(level: number, input: Uint8Array, useNative:
   if (native !== undefined) {
     const { ZSTD_c_compressionLevel, ZSTD_c_checksumFlag, ZSTD_c_contentSizeFlag, ZSTD_e_end } = native.constants as Record<string, number>;
     const params = { [ZSTD_c_compressionLevel as number]: level, [ZSTD_c_checksumFlag as number]: 1, [ZSTD_c_contentSizeFlag as number]: 1 };
-    const frame = await throughLane(`c${level}`, () => native.createZstdCompress({ params, flush: ZSTD_e_end as number }), input);
-    if (!isOneWholeFrame(frame)) throw new Error('unexpected zstd output from node:zlib: not one whole frame with a checksum');
-    return frame;
+    return oneFrame(await throughLane(`c${level}`, () => native.createZstdCompress({ params, flush: ZSTD_e_end as number }), input));
   }
   const [zstd, xxh] = await Promise.all([loadZstd(), loadXxhash()]);
   const compressed = zstd.compress(input as Buffer, level);

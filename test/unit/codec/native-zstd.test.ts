@@ -109,6 +109,19 @@ describe.runIf(nodeHasZstd)('Node\'s own zstd through streams kept open for many
     for (let round = 0; round < 4; round += 1) expect(Buffer.from(await decompressFrame(frame, input.length, true, input.length)).equals(input)).toBe(true);
   });
 
+  it('returns exactly one frame for every write, also when a frame ends exactly at the end of node:zlib\'s output buffer (zstd then adds an empty frame)', async () => {
+    // 17-byte frames (4 incompressible bytes: a raw block) one after another on one stream: their
+    // sum passes every multiple of node:zlib's output buffer size, so some frame ends exactly there.
+    let whole = 0;
+    for (let index = 0; index < 20_000; index += 1) {
+      const input = Buffer.from([index & 0xff, (index >> 8) & 0xff, 0x9e, 0x37]);
+      const frame = Buffer.from(await compressFrame(3, input, true));
+      if (frame.length !== 17 || frameFacts(frame).contentSize !== 4) expect.fail(`frame ${index}: ${frame.length} bytes, ${frame.toString('hex')}`);
+      whole += 1;
+    }
+    expect(whole).toBe(20_000);
+  }, 60_000);
+
   it('refuses a frame that decodes to another size than its caller was told (corrupt)', async () => {
     const input = walLikeData(4096, 51);
     const frame = await compressFrame(3, input, true);
