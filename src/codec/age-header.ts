@@ -130,7 +130,8 @@ function sharedSecret(privateKey: KeyObject, publicKey: Uint8Array): Buffer {
   return shared;
 }
 
-function hkdf(ikm: Uint8Array, salt: Uint8Array, info: string): Buffer {
+/** HKDF-SHA-256 to 32 bytes, as age derives every key (stanza wrap key, header MAC key, payload key). */
+export function hkdf(ikm: Uint8Array, salt: Uint8Array, info: string): Buffer {
   return Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
 }
 

@@ -1,8 +1,8 @@
 // Client-side encryption in the age v1 format (age-encryption.org/v1): header by age-header.ts, payload here; both with Node's crypto.
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { Transform, type Duplex, type TransformCallback } from 'node:stream';
 import { WalvaultError } from '../core/errors.js';
-import { decryptHeader, encodeHeader, parseIdentity, parseRecipient, type X25519Identity } from './age-header.js';
+import { decryptHeader, encodeHeader, hkdf, parseIdentity, parseRecipient, type X25519Identity } from './age-header.js';
 import { ByteQueue } from './bytes.js';
 import { isAgeFile } from './catalog.js';
 import { OrderedOutput } from './ordered.js';
@@ -33,7 +33,7 @@ function mapEncryptError(error: unknown): Error {
   return new WalvaultError('internal', `age encryption failed: ${(error as Error | undefined)?.message ?? String(error)}`, { cause: error });
 }
 
-/** Parses recipients before any data moves; a malformed one is a 'key' error naming it. */
+/** Parses recipients (createAgeEncryptStream, before any data moves); a malformed one is a 'key' error naming it. */
 function recipientKeys(recipients: readonly string[]): Buffer[] {
   return recipients.map((recipient) => {
     try {
@@ -47,12 +47,7 @@ function recipientKeys(recipients: readonly string[]): Buffer[] {
   });
 }
 
-/** Checks recipients before any data moves; a malformed one is a 'key' error naming it. */
-export async function validateRecipients(recipients: readonly string[]): Promise<void> {
-  recipientKeys(recipients);
-}
-
-/** Parses identities before any data moves; a malformed one is a 'key' error (the secret is not echoed). */
+/** Parses identities (createAgeDecryptStream, before any data moves); a malformed one is a 'key' error (the secret is not echoed). */
 function identityKeys(identities: readonly string[]): X25519Identity[] {
   return identities.map((identity, index) => {
     try {
@@ -66,11 +61,6 @@ function identityKeys(identities: readonly string[]): X25519Identity[] {
   });
 }
 
-/** Checks identities before any data moves; a malformed one is a 'key' error (the secret is not echoed). */
-export async function validateIdentities(identities: readonly string[]): Promise<void> {
-  identityKeys(identities);
-}
-
 /** Plaintext bytes per STREAM chunk (age v1 payload format). */
 const CHUNK = 64 << 10;
 /** Poly1305 tag after each chunk. */
@@ -80,7 +70,7 @@ const HEADER_LIMIT = 64 << 10;
 
 /** The payload key: HKDF-SHA-256(file key, salt = payload nonce, info = "payload"). */
 function payloadKey(fileKey: Uint8Array, nonce: Uint8Array): Buffer {
-  return Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
+  return hkdf(fileKey, nonce, 'payload');
 }
 
 /** The STREAM nonce of chunk `counter`: 11-byte big-endian counter, then 1 on the last chunk. */

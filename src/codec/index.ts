@@ -106,8 +106,7 @@ export async function createEncoder(options: EncodeOptions): Promise<Encoder> {
   }
   const recipients = options.recipients ?? [];
   if (recipients.length > 0) {
-    const { createAgeEncryptStream, validateRecipients } = await import('./age.js');
-    await validateRecipients(recipients);
+    const { createAgeEncryptStream } = await import('./age.js');
     transforms.push(await createAgeEncryptStream(recipients, group));
   }
   const admit = async (): Promise<() => void> => {
@@ -163,8 +162,7 @@ export async function createDecoder(meta: { codec: string; encryption: string },
         hint: 'pass --decrypt-identity-file FILE (or WALVAULT_DECRYPT_IDENTITY_FILE) with the age secret key for the archive',
       });
     }
-    const { createAgeDecryptStream, validateIdentities } = await import('./age.js');
-    await validateIdentities(identities);
+    const { createAgeDecryptStream } = await import('./age.js');
     transforms.push(await createAgeDecryptStream(identities, group));
   }
   if (codec !== undefined) {

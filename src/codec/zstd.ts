@@ -78,8 +78,8 @@ function corrupt(detail: string): WalvaultError {
  * 1.5 GiB zstd backup on Node 22, 107-119 MiB), and a context reused for every frame does not.
  * Compressing, the stream is made with `flush: ZSTD_e_end`: every write ends a frame, and zstd, given
  * the frame's whole input in its first call, writes the content size in the header as a one-shot call
- * with pledgedSrcSize does (the test compares the two byte for byte). Decompressing, a frame's end
- * leaves the context ready for the next frame.
+ * with pledgedSrcSize does (not byte for byte: block boundaries may differ; native-zstd.test.ts compares
+ * what readers depend on). Decompressing, a frame's end leaves the context ready for the next frame.
  * The stream pushes a write's output before it calls the write's callback (node:zlib's processCallback,
  * a flowing stream with nothing buffered emits at once); since a frame that lost its tail to the next
  * write would still start right, each output is checked to be whole (compressing: one frame, see
@@ -207,9 +207,9 @@ export async function compressFrame(level: number, input: Uint8Array, useNative:
 
 /**
  * Decompresses one whole frame of at most `capacity` decoded bytes; a job (jobs.ts). `contentSize`:
- * the size its header declares, when it does (the decoded bytes must be exactly that many).
+ * the size its header declares, which the decoded bytes must match (null: it declares none).
  */
-export async function decompressFrame(frame: Uint8Array, capacity: number, useNative: boolean, contentSize?: number | null): Promise<Uint8Array> {
+export async function decompressFrame(frame: Uint8Array, capacity: number, useNative: boolean, contentSize: number | null): Promise<Uint8Array> {
   const native = useNative ? nativeZstd() : undefined;
   let output: Uint8Array;
   try {
@@ -217,7 +217,7 @@ export async function decompressFrame(frame: Uint8Array, capacity: number, useNa
   } catch (error) {
     throw corrupt(`frame does not decompress (${(error as Error).message})`);
   }
-  if (output.byteLength > capacity || (contentSize !== undefined && contentSize !== null && output.byteLength !== contentSize)) {
+  if (output.byteLength > capacity || (contentSize !== null && output.byteLength !== contentSize)) {
     throw corrupt(`frame decodes to ${output.byteLength} bytes, ${contentSize ?? `at most ${capacity}`} expected`);
   }
   return output;
