@@ -11,12 +11,11 @@ import { underDeadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { formatHash, HashingStream, loadXxhash } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
-import { formatLsn, objectKey, parseLsn, segmentFileName } from '../wal/names.js';
+import { formatLsn, parseLsn, segmentFileName } from '../wal/names.js';
 import { tarEnd, tarHeader, padding, type TarEntry } from './backup-tar.js';
+import { awaitBackupWal } from './backup-wal.js';
 import { backupKey, backupLabelOf, MARKER_NAME, newBackupId, writeManifest, type BackupManifest, type BackupMarker, type ManifestFile, type ManifestObject } from './backup-repo.js';
 import { connectionConfig } from './check.js';
-import { readAndCheck, type Item } from './verify-read.js';
-import type { Finding } from './verify.js';
 
 /** Options of takeBackup; the CLI maps its flags onto these. */
 export interface BackupOptions {
@@ -332,35 +331,8 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
     const stopSegno = (stopLsn === 0n ? 0n : stopLsn - 1n) / BigInt(segmentSize);
     const needed: string[] = [historyFile];
     for (let segno = startSegno; segno <= stopSegno; segno += 1n) needed.push(segmentFileName(timeline, segno, segmentSize));
-    const waitUntil = Date.now() + (options.walTimeoutMs ?? 300_000);
-    let pollMs = 10;
-    for (const name of needed) {
-      for (;;) {
-        const found = await withDeadline(`looking up "${name}"`, (ctx) => backend.stat(objectKey(name), ctx));
-        if (found.exists) break;
-        if (Date.now() > waitUntil) {
-          throw new WalvaultError('timeout', `WAL file "${name}" that backup "${id}" needs did not reach repository "${backend.describe('')}" within ${Math.round((options.walTimeoutMs ?? 300_000) / 1000)} s; the backup is not marked complete`, {
-            hint: 'check that archive_command archives into this repository (walvault check) and pg_stat_archiver; then take a new backup',
-          });
-        }
-        // Archiving the stop segment and the history file takes two archive_command runs (tens to
-        // hundreds of ms): look again soon, then every 100 ms (a stat; a HEAD on S3).
-        await new Promise((resolve) => setTimeout(resolve, pollMs));
-        pollMs = Math.min(100, pollMs * 2);
-      }
-      const findings: Finding[] = [];
-      const item: Item = { key: objectKey(name), name, kind: name.endsWith('.backup') ? 'backup' : 'segment', entry: { key: objectKey(name), storedSize: 0, modified: new Date(), temp: false }, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline };
-      await withDeadline(`checking "${name}"`, (ctx) => readAndCheck(backend, item, options.decode, ctx, (finding) => findings.push(finding)));
-      const errors = findings.filter((finding) => finding.severity === 'error');
-      if (item.header !== null && item.header.systemIdentifier !== sysid) {
-        errors.push({ severity: 'error', code: 'foreign', message: `"${name}" belongs to database system ${item.header.systemIdentifier}, this server is ${sysid}` });
-      }
-      if (errors.length > 0) {
-        throw new WalvaultError('corrupt', `WAL file "${name}" that backup "${id}" needs is not usable: ${errors.map((finding) => finding.message).join('; ')}; the backup is not marked complete`, {
-          hint: errors[0]!.hint ?? 'run walvault verify; then take a new backup',
-        });
-      }
-    }
+    const walTimeoutMs = options.walTimeoutMs ?? 300_000;
+    await awaitBackupWal(backend, { id, names: needed, systemIdentifier: sysid, timeline, decode: options.decode, waitUntil: Date.now() + walTimeoutMs, timeoutMs: walTimeoutMs, withDeadline, log });
 
     const manifest: BackupManifest = {
       version: 1,
