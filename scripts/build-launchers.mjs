@@ -29,11 +29,11 @@ const fastPath = (entry) => {
 };
 // archive and restore start from the start-up bundle when it fits (src/cli/launcher-bundle.sh, launcher-worker.sh),
 // and start Node without NODE_EXTRA_CA_CERTS (src/cli/launcher-ca.sh; `walvault` keeps it: check and status connect to PostgreSQL).
-// The operator commands (backup, restore-backup, verify stream whole files) run with a 1 MiB young
-// generation (V8's default grows it to 16 MiB a half): measured on `walvault backup` of a 1.5 GiB cluster,
-// two runs each, Node 20, peak RSS 88-89 -> 77-78 MiB (2.5-2.6 -> 2.0-2.1 s) uncompressed, 99-100 ->
-// 86-87 MiB (4.9-5.9 -> 5.9-6.0 s) with zstd. The archive and restore path keeps Node's defaults.
-const start = (entry) => (entry === 'walvault' ? 'wv_run --max-semi-space-size=1 "$wv_dir/@ENTRY@.js" "$@"' : readSource('launcher-bundle.sh').trimEnd());
+// The operator commands (backup, restore-backup, verify stream whole files): src/cli/launcher-operator.sh.
+// The 1 MiB young generation, measured on `walvault backup` of a 1.5 GiB cluster, two runs each, Node 20:
+// peak RSS 88-89 -> 77-78 MiB (2.5-2.6 -> 2.0-2.1 s) uncompressed, 99-100 -> 86-87 MiB (4.9-5.9 ->
+// 5.9-6.0 s) with zstd. The archive and restore path keeps Node's defaults.
+const start = (entry) => readSource(entry === 'walvault' ? 'launcher-operator.sh' : 'launcher-bundle.sh').trimEnd();
 for (const [entry, crashMap] of Object.entries(entries)) {
   const target = new URL(`../dist/cli/${entry}`, import.meta.url);
   writeFileSync(target, template.replace('@CRASH_MAP@', () => crashMap).replace('@FAST_PATH@', () => fastPath(entry)).replace('@START@', () => start(entry)).replace('@ENTRY_CHECK@', () => (entry === 'walvault' ? '' : readSource('launcher-worker.sh').trimEnd())).replace('@CA@', () => (entry === 'walvault' ? '' : readSource('launcher-ca.sh').trimEnd())).replaceAll('@ENTRY@', entry));

@@ -82,12 +82,13 @@ export interface S3BackendOptions {
 
 /**
  * How putLarge cuts a stream of unknown length into the parts of a multipart upload. Part n (from 1)
- * has partBytes << floor((n - 1) / partsPerDoubling) bytes: with the defaults 8 MiB for the first
- * 1000 parts (7.8 GiB), 16 MiB for the next 1000, ... 4 GiB for parts 9001-10000, so the 10,000 parts
- * S3 allows reach 7.8 TiB, beyond S3's 5 TiB object limit, which is therefore the largest object.
+ * has partBytes << floor((n - 1) / partsPerDoubling) bytes: with the defaults 6 MiB for the first
+ * 1000 parts (5.9 GiB), 12 MiB for the next 1000, ... 3 GiB for parts 9001-10000, so the 10,000 parts
+ * S3 allows reach 5.9 TiB, beyond S3's 5 TiB object limit, which is therefore the largest object
+ * (5 MiB parts, S3's minimum, would stop at 4.9 TiB).
  * Parts up to memoryPartBytes are held in memory, larger ones are spooled to an unlinked file in
  * TMPDIR; memoryBudgetBytes bounds what the parts being filled and sent hold at once (a spooled part
- * counts for half of it: at most two on disk, up to 2 x 4 GiB near the 5 TiB end).
+ * counts for half of it: at most two on disk, up to 2 x 3 GiB near the 5 TiB end).
  */
 export interface MultipartPlan {
   partBytes: number;
@@ -97,17 +98,18 @@ export interface MultipartPlan {
 }
 
 /**
- * 8 MiB parts, two buffers: one part is sent while the next is read (16 MiB parts, after 7.8 GiB, one
- * at a time); a stream shorter than one part goes as one PutObject. The budget is what the 100 MiB
- * bound leaves: the process holds ~67 MiB once the SDK is loaded (Node 20), its heap grows by ~15 MiB
- * under requests, and a 1 GiB upload from s3rver peaked at 98 MiB with 16 MiB of part buffers,
- * 115 MiB with 32 MiB (three parts sent at once).
+ * 6 MiB parts, two buffers: one part is sent while the next is read (12 MiB parts, after 5.9 GiB, one
+ * at a time; then spooled parts, two at a time); a stream shorter than one part goes as one PutObject.
+ * The budget is what the 100 MiB bound leaves `walvault backup` once the SDK is loaded (Node 22: 43 MiB
+ * for `node -e 0`, 73 MiB with the SDK imported). Measured on a 1.5 GiB cluster to s3rver, Node 22,
+ * with the backup's V8 flags (src/cli/launcher-operator.sh): 8 MiB parts peaked at 98-100 MiB
+ * uncompressed and 107 MiB with zstd, 6 MiB parts at 94 and 103-104 MiB.
  */
 export const DEFAULT_MULTIPART: Readonly<MultipartPlan> = {
-  partBytes: 8 * 1024 * 1024,
+  partBytes: 6 * 1024 * 1024,
   partsPerDoubling: 1000,
-  memoryPartBytes: 16 * 1024 * 1024,
-  memoryBudgetBytes: 16 * 1024 * 1024,
+  memoryPartBytes: 12 * 1024 * 1024,
+  memoryBudgetBytes: 12 * 1024 * 1024,
 };
 /** S3's limits: parts per upload, bytes per object, bytes per part. */
 const MAX_PARTS = 10_000;

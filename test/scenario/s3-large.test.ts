@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_MULTIPART } from '../../src/backend/s3.js';
 import { WalvaultError } from '../../src/core/errors.js';
 import { cleanupArchive } from '../../src/policy/cleanup.js';
 import { verifyArchive } from '../../src/policy/verify.js';
@@ -50,7 +51,7 @@ describe('putLarge on S3: the requests', () => {
   it('a stream of exactly two parts: a look-up, one create, two parts with their CRC32, a look-up, one conditional complete, no empty third part', async () => {
     const prefix = freshPrefix();
     const backend = s3Backend(s3.server, prefix, { conditionalWrites: 'on' });
-    const data = patternedBytes(16 * MiB);
+    const data = patternedBytes(2 * DEFAULT_MULTIPART.partBytes);
     expect(await backend.putLarge(KEY, chunkedBody(data), ctx())).toEqual({ storedSize: data.length });
     const requests = requestsOf(`${prefix}/${KEY}`);
     expect(requests.map(operation)).toEqual(['HeadObject', 'CreateMultipartUpload', 'UploadPart', 'UploadPart', 'HeadObject', 'CompleteMultipartUpload']);
@@ -137,8 +138,9 @@ describe('putLarge on S3: a key that comes to exist while the upload runs', () =
 
 describe('putLarge on S3: memory', () => {
   // The process holds 64-67 MiB once the SDK is loaded (Node 20), before any request: the writer's
-  // share is the growth. Measured: 2 x 8 MiB part buffers and the requests' heap, 30-41 MiB (peak RSS
-  // 97-105 MiB); a writer that kept even 2% of what it sent, or held three more parts, fails.
+  // share is the growth. Measured with 8 MiB parts (6 MiB now): 2 x 8 MiB part buffers and the
+  // requests' heap, 30-41 MiB (peak RSS 97-105 MiB); a writer that kept even 2% of what it sent, or
+  // held three more parts, fails.
   it('a 2 GiB stream grows the RSS of the process by less than 48 MiB, and is stored byte for byte', async () => {
     const distS3 = path.join(root, 'dist/backend/s3.js');
     if (!existsSync(distS3)) throw new Error(`"${distS3}" is missing: run npm run build (npm test does) before this test`);
