@@ -24,13 +24,13 @@ export function formatHash(digest: bigint): string {
 /** Bytes between forced collections; see collectGarbage. */
 const GC_INTERVAL_BYTES = 4 * 1024 * 1024;
 
-/** Growth of external memory (buffers' backing stores) since the last major collection that makes the next one major; see collectGarbage. */
-const MAJOR_AFTER_BYTES = 8 * 1024 * 1024;
-/** The lowest external memory seen after a collection since the last major one. */
-let externalFloor: number | undefined;
-/** Minor collections since the last major one: at least MAJOR_SPACING in between, the old fixed rule's pace at most. */
+/** Minor collections between two major ones (at least, when paced by memory; see collectGarbage). */
+const MAJOR_EVERY = 4;
 let sinceMajor = 0;
-const MAJOR_SPACING = 4;
+/** Set by paceMajorCollections: the growth of external memory that calls for a major collection. */
+let majorMargin: number | undefined;
+/** The lowest external memory seen after a collection since the last major one (paced mode). */
+let externalFloor: number | undefined;
 
 /**
  * Every chunk a stream reads is a fresh buffer, freed only when V8 collects it; left alone it lets
@@ -39,31 +39,48 @@ const MAJOR_SPACING = 4;
  * restore: peak RSS 97 MiB without, 71 MiB with, no measurable time cost (a scavenge of a few-MiB heap
  * takes well under a millisecond).
  * A chunk still in the pipeline at two minor collections is promoted, and dead promoted chunks wait
- * for a major collection, which V8 runs on its own only after tens of MiB. So a major one follows once
- * the external memory left after a minor one is 8 MiB above the lowest it was since the last major
- * one, and never sooner than the 4th tick after it (a stream whose live buffers swing by more than
- * that pays no more than the old rule). The old rule, a major one every 4th tick, cost 2-5 ms a time
- * on Node 22 and later: a 1.5 GiB backup spent 0.7 s of its 2.8 s on 95 of them. With this rule
- * (Node 22, local repository, three runs each): user CPU 2.1-2.6 -> 1.2-1.5 s uncompressed and
- * 5.0-5.6 -> 3.5-3.7 s with zstd, peak RSS 70-71 -> 72-77 and 78-80 -> 81 MiB; to S3 with zstd 100-102
- * -> 104-107 MiB. A 4 MiB margin kept the memory and the CPU of the old rule (the live buffers of a
- * backup swing by about that much). On Node 20 the old rule's gc({ type: 'major' }) ran a scavenge
- * (its V8 knows only 'minor'); gc() is a major collection on every version.
+ * for a major collection, which V8 runs on its own only after tens of MiB: so every 4th (every 16 MiB
+ * of transfer) is a major one. Measured with the S3 SDK loaded, a 1 GiB restore from s3rver, six runs
+ * each: peak RSS 88-96 MiB with minor collections only, 84-89 MiB with this. It goes through gc()
+ * without options: Node 20's V8 runs a scavenge for gc({ type: 'major' }) (--trace-gc shows it).
+ * A major collection costs 2-5 ms on Node 22 and later, though (0.04 ms for Node 20's scavenge): a
+ * 1.5 GiB backup spent 0.7 s of its 2.8 s of CPU on 95 of them. See paceMajorCollections.
  */
 function collectGarbage(): void {
   gc ??= exposeGc();
   if (gc === null) return;
   gc({ type: 'minor' });
   sinceMajor += 1;
+  if (majorMargin === undefined) {
+    if (sinceMajor >= MAJOR_EVERY) majorCollection(gc);
+    return;
+  }
   const external = getHeapStatistics().external_memory;
   // The floor follows the memory down (buffers given up), so garbage is measured from the lowest point.
   if (externalFloor === undefined || external < externalFloor) externalFloor = external;
-  else if (external > externalFloor + MAJOR_AFTER_BYTES && sinceMajor >= MAJOR_SPACING) {
-    // gc() without options: Node 20's V8 runs a scavenge for gc({ type: 'major' }) (--trace-gc shows it).
-    gc();
-    sinceMajor = 0;
+  else if (external > externalFloor + majorMargin && sinceMajor >= MAJOR_EVERY) {
+    majorCollection(gc);
     externalFloor = getHeapStatistics().external_memory;
   }
+}
+
+function majorCollection(collect: Collector): void {
+  collect();
+  sinceMajor = 0;
+}
+
+/**
+ * From now on, a forced major collection runs only once the external memory (buffers' backing stores)
+ * left after a minor one is `marginBytes` above the lowest it was since the last major one, and still
+ * no sooner than every 4th tick: for a process whose peak has room for that much dead memory and whose
+ * CPU counts more. `walvault backup` sets 8 MiB (Node 22, 1.5 GiB cluster, local repository, medians
+ * of 6 side by side: user CPU 0.52x uncompressed, 0.71x with zstd; peak RSS +4-5 MiB; 4 runs instead
+ * of 95). The archive and restore paths keep every 4th: their pusher measured +3-5 MiB paced (Node 26
+ * with zstd and age at 100 MiB), and a 4 MiB margin kept the old rule's CPU (a backup's live buffers
+ * swing by about that much).
+ */
+export function paceMajorCollections(marginBytes: number): void {
+  majorMargin = marginBytes;
 }
 
 type Collector = (options?: { type: 'minor' }) => void;

@@ -9,7 +9,7 @@ import type { Backend, OpContext } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
 import { underDeadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
-import { formatHash, HashingStream, loadXxhash } from '../core/hash.js';
+import { formatHash, HashingStream, loadXxhash, paceMajorCollections } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { formatLsn, parseLsn, segmentFileName } from '../wal/names.js';
 import { tarEnd, tarHeader, padding, type TarEntry } from './backup-tar.js';
@@ -224,6 +224,9 @@ async function useCodecThreads(): Promise<void> {
   configureCodecPool({ minStreams: 1 });
 }
 
+/** See paceMajorCollections (core/hash.ts): the peak it adds (4-5 MiB) against the CPU it saves (30-50%). */
+const BACKUP_MAJOR_MARGIN = 8 * 1024 * 1024;
+
 /** Fields of a backup_label. */
 function labelField(label: string, key: string): string {
   const line = label.split('\n').find((candidate) => candidate.startsWith(`${key}: `));
@@ -236,6 +239,8 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
   const started = Date.now();
   const log = options.log ?? silentLogger;
   const timeoutMs = options.timeoutMs ?? 120_000;
+  // Gigabytes through one process: dead buffers may pile up 8 MiB before a major collection (hash.ts).
+  paceMajorCollections(BACKUP_MAJOR_MARGIN);
   const withDeadline = <T>(what: string, work: (ctx: OpContext) => Promise<T>): Promise<T> => underDeadline(timeoutMs, what, work);
   const id = newBackupId(new Date(started));
   const { default: pg } = await import('pg');
