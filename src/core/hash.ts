@@ -74,7 +74,7 @@ function majorCollection(collect: Collector): void {
  * left after a minor one is `marginBytes` above the lowest it was since the last major one, and still
  * no sooner than every 4th tick: for a process whose peak has room for that much dead memory and whose
  * CPU counts more. `walvault backup` sets 8 MiB (Node 22, 1.5 GiB cluster, local repository, medians
- * of 6 side by side: user CPU 0.52x uncompressed, 0.71x with zstd; peak RSS +4-5 MiB; 4 runs instead
+ * of 6 side by side: user CPU 0.52x uncompressed, 0.71x with zstd; peak RSS +4-5 MiB; 4 major ones instead
  * of 95). The archive and restore paths keep every 4th: their pusher measured +3-5 MiB paced (Node 26
  * with zstd and age at 100 MiB), and a 4 MiB margin kept the old rule's CPU (a backup's live buffers
  * swing by about that much).

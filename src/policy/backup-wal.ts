@@ -5,8 +5,8 @@ import type { DecodeOptions } from '../codec/index.js';
 import { WalvaultError } from '../core/errors.js';
 import { silentLogger, type Logger } from '../core/log.js';
 import { objectKey } from '../wal/names.js';
-import { readAndCheck, type Item } from './verify-read.js';
-import type { Finding } from './verify.js';
+import { readAndCheck } from './verify-read.js';
+import { classifyEntry, type Finding } from './verify.js';
 
 /**
  * How long a WAL file that reads as damaged is read again before the backup fails. Some stores show an
@@ -25,11 +25,8 @@ export interface BackupWalCheck {
   names: string[];
   /** The server's system identifier: a segment of another cluster fails the backup. */
   systemIdentifier: string;
-  timeline: number;
   decode: DecodeOptions;
-  /** Epoch ms after which a file still absent fails the backup (--wal-timeout). */
-  waitUntil: number;
-  /** --wal-timeout in ms, for the message. */
+  /** --wal-timeout in ms: how long from the call a file may take to arrive before it fails the backup. */
   timeoutMs: number;
   /** How long a damaged file is read again (default DAMAGED_REREAD_MS; tests shorten it). */
   damagedRereadMs?: number;
@@ -42,12 +39,13 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 /** Waits for each file, then reads it back; throws 'timeout' for one that never arrives, 'corrupt' for one that stays damaged. */
 export async function awaitBackupWal(backend: Backend, check: BackupWalCheck): Promise<void> {
+  const waitUntil = Date.now() + check.timeoutMs;
   let pollMs = 10;
   for (const name of check.names) {
     for (;;) {
       const found = await check.withDeadline(`looking up "${name}"`, (ctx) => backend.stat(objectKey(name), ctx));
       if (found.exists) break;
-      if (Date.now() > check.waitUntil) {
+      if (Date.now() > waitUntil) {
         throw new WalvaultError('timeout', `WAL file "${name}" that backup "${check.id}" needs did not reach repository "${backend.describe('')}" within ${Math.round(check.timeoutMs / 1000)} s; the backup is not marked complete`, {
           hint: 'check that archive_command archives into this repository (walvault check) and pg_stat_archiver; then take a new backup',
         });
@@ -77,8 +75,7 @@ export async function awaitBackupWal(backend: Backend, check: BackupWalCheck): P
 /** Reads one file in full and returns what makes it unusable (nothing: intact, of this cluster). */
 async function readErrors(backend: Backend, name: string, check: BackupWalCheck): Promise<Finding[]> {
   const findings: Finding[] = [];
-  const key = objectKey(name);
-  const item: Item = { key, name, kind: name.endsWith('.backup') ? 'backup' : 'segment', entry: { key, storedSize: 0, modified: new Date(), temp: false }, meta: null, size: null, intact: true, header: null, text: null, segno: null, timeline: check.timeline };
+  const item = classifyEntry({ key: objectKey(name), storedSize: 0, modified: new Date(), temp: false });
   await check.withDeadline(`checking "${name}"`, (ctx) => readAndCheck(backend, item, check.decode, ctx, (finding) => findings.push(finding)));
   const errors = findings.filter((finding) => finding.severity === 'error');
   if (item.header !== null && item.header.systemIdentifier !== check.systemIdentifier) {

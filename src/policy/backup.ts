@@ -336,8 +336,7 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
     const stopSegno = (stopLsn === 0n ? 0n : stopLsn - 1n) / BigInt(segmentSize);
     const needed: string[] = [historyFile];
     for (let segno = startSegno; segno <= stopSegno; segno += 1n) needed.push(segmentFileName(timeline, segno, segmentSize));
-    const walTimeoutMs = options.walTimeoutMs ?? 300_000;
-    await awaitBackupWal(backend, { id, names: needed, systemIdentifier: sysid, timeline, decode: options.decode, waitUntil: Date.now() + walTimeoutMs, timeoutMs: walTimeoutMs, withDeadline, log });
+    await awaitBackupWal(backend, { id, names: needed, systemIdentifier: sysid, decode: options.decode, timeoutMs: options.walTimeoutMs ?? 300_000, withDeadline, log });
 
     const manifest: BackupManifest = {
       version: 1,

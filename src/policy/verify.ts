@@ -264,7 +264,7 @@ async function takeInventory(run: VerifyRun): Promise<{ items: Item[]; document:
 }
 
 /** An object as listed, before anything is read. */
-function classifyEntry(entry: ListEntry): Item {
+export function classifyEntry(entry: ListEntry): Item {
   const name = nameOfKey(entry.key);
   let kind: Item['kind'];
   if (entry.temp) kind = 'temp';
