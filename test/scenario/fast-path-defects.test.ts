@@ -30,7 +30,9 @@ afterEach(async () => {
   await killWorker(spool, 'archive');
   await killWorker(spool, 'restore');
   for (const server of servers.splice(0)) server.kill('SIGKILL');
-  await temp.remove();
+  // A worker may still write into the data directory: killWorker does not wait for the SIGKILLed one to
+  // exit, and after a failed test one may still be starting (no pid file yet). The removal retries ENOTEMPTY.
+  await rm(temp.dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 });
 
 const storedPath = (repo: string, name: string): string => path.join(repo, 'wal', name.slice(0, 16), name);
@@ -232,7 +234,10 @@ describe('defect 10: background workers end once there is nothing to serve', () 
     const pid = await startPrefetcher();
     const line = await readFile(path.join(spool, 'restore.pid'), 'utf8');
     expect(line).toMatch(new RegExp(`^${pid} (starting|serving|idle) [0-9a-f]{16}\\n$`));
-    await rm(dataDir, { recursive: true, force: true });
+    // The prefetcher writes into pg_wal/walvault until it notices: a folder it refills between the listing
+    // and the rmdir fails with ENOTEMPTY, and the removal walks the tree again.
+    await rm(dataDir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+    expect(exists(dataDir)).toBe(false);
     expect(await gone(pid)).toBe(true);
   });
 });
