@@ -16,6 +16,10 @@
 //   framing (walvault never sends them).
 // - Writes to one key are not atomic (the file is written in place): the proxy forwards PUTs and
 //   completes of one key one at a time, as S3 replaces an object whole.
+// - Folders: a delete removes the folders it leaves empty, and a PUT opens its file without an error
+//   listener, so a delete emptying the folder of a concurrent PUT (two walvault processes probing
+//   If-None-Match under one prefix) would end s3rver with an unhandled ENOENT. s3rver-child.mjs replaces
+//   those store methods: the PUT creates its folder again, the delete stops at a folder in use.
 // - Signature V4 is checked only partially; SSE, storage classes other than its fixed list, object
 //   lock and versioning are not implemented.
 // - ListObjectsV2 continuation tokens use DES, which OpenSSL 3 refuses: the child runs with
