@@ -22,6 +22,16 @@ export interface BackupRepo {
   extraArgs?: string[];
   /** A local directory holding the stored objects, when the backend has one (enables the by-hand extraction). */
   dir?: string;
+  /**
+   * Whether a backup has begun to store its data in the repository (an object or an upload under
+   * backups/): the scenario kills a backup once it has. With `dir`, a temp file under backups/ tells.
+   */
+  storingBackup?: () => Promise<boolean>;
+  /**
+   * Where the store can hold requests (the s3rver proxy): holds every write of a backup's base tar
+   * unanswered until the returned release, so a backup killed while one is held is surely killed halfway.
+   */
+  holdBaseTar?: () => () => void;
 }
 
 /** Options of runBackupScenario. */
@@ -48,7 +58,7 @@ export function runBackupScenario(options: BackupScenarioOptions): void {
     /** The age identity of the encrypted backup, once one was taken (verify needs it to read its manifest). */
     let identityFile: string | undefined;
     let encryptedBackup: string | undefined;
-    /** The killed backup got as far as storing something (always on a local repository, where the test waits for it). */
+    /** The killed backup got as far as storing something (always when the test waits for a stored object or holds the base tar). */
     let killedLeftObjects = false;
 
     const repoArgs = (): string[] => [`--repo=${repo.url}`, ...(repo.extraArgs ?? [])];
@@ -91,28 +101,33 @@ export function runBackupScenario(options: BackupScenarioOptions): void {
     }, 300_000);
 
     it('a backup killed with SIGKILL halfway leaves no complete backup: restore-backup, verify and the server all see it as not there', async () => {
+      const storing = repo.dir !== undefined ? async () => (await listTree(path.join(repo.dir!, 'backups'))).some((file) => file.includes('~tmp~')) : repo.storingBackup;
+      if (storing === undefined) throw new Error('the repository tells neither by a directory nor by storingBackup when a backup stores its data');
+      const release = repo.holdBaseTar?.();
       const child = spawnAsPostgres(walvault.walvault, ['backup', ...repoArgs(), dbArg()], repo.env);
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
       let stderr = '';
       let stdout = '';
       child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-      await new Promise<void>((resolve, reject) => {
-        child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-          stderr += chunk;
-          if (stderr.includes('started (pg_backup_start)')) resolve();
-        });
-        child.once('exit', () => reject(new Error(`walvault backup exited before the copy began: ${stderr}`)));
-      });
-      // Halfway: on a local repository once a tar is being written into it (its temp file), elsewhere a moment into the copy.
-      if (repo.dir !== undefined) await waitFor('the backup to write into the repository', async () => (await listTree(path.join(repo.dir!, 'backups'))).some((file) => file.includes('~tmp~')), 60_000);
-      else await new Promise((resolve) => setTimeout(resolve, 1000));
-      process.kill(-child.pid!, 'SIGKILL');
-      await once(child, 'exit').catch(() => undefined);
+      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      try {
+        // Halfway: once the backup stores its data in the repository (a tar's temp file, an object or an
+        // upload of the backup, a held write of its base tar). Checked often: the kill must land before the end.
+        await waitFor('the backup to store its data in the repository', async () => child.exitCode !== null || child.signalCode !== null || (await storing()), 60_000, 20);
+        expect({ code: child.exitCode, signal: child.signalCode }, `walvault backup ended before the kill: ${stderr}`).toEqual({ code: null, signal: null });
+        killGroup(child);
+        expect(await exited, `the kill must interrupt the backup: ${stderr}`).toEqual({ code: null, signal: 'SIGKILL' });
+      } finally {
+        release?.();
+        if (child.exitCode === null && child.signalCode === null) killGroup(child);
+      }
+      expect(stderr).toContain('started (pg_backup_start)');
       expect(stdout).not.toMatch(/complete/);
       if (repo.dir !== undefined) expect((await listTree(path.join(repo.dir, 'backups'))).filter((file) => /\/(complete|manifest\.json)$/.test(file))).toEqual([]);
       const restored = await run(walvault.walvault, ['restore-backup', ...repoArgs(), `--pgdata=${path.join(await pg.root(), 'never')}`], { env: repo.env, allowFailure: true });
       expect(restored.code).toBe(2);
       killedLeftObjects = restored.stderr.includes('(1 incomplete');
-      expect(restored.stderr).toMatch(repo.dir === undefined
+      expect(restored.stderr).toMatch(repo.dir === undefined && release === undefined
         ? /^walvault: error: no complete backup in repository ".*"( \(1 incomplete: interrupted or still running\))?; HINT: take one with walvault backup/m
         : /^walvault: error: no complete backup in repository ".*" \(1 incomplete: interrupted or still running\); HINT: take one with walvault backup/m);
       await expect(fs.access(path.join(await pg.root(), 'never'))).rejects.toThrow();
@@ -202,7 +217,7 @@ export function runBackupScenario(options: BackupScenarioOptions): void {
         [true, true, true],
         ...(killedLeftObjects ? [[false, false, false]] : []),
       ]);
-      if (repo.dir !== undefined) expect(killedLeftObjects).toBe(true);
+      if (repo.dir !== undefined || repo.holdBaseTar !== undefined) expect(killedLeftObjects).toBe(true);
       const status = await run(walvault.walvault, ['status', ...repoArgs(), '--json'], { env: repo.env, allowFailure: true });
       expect(status.code, status.stderr).toBe(0);
       const repository = (JSON.parse(status.stdout) as StatusReport).repository as StatusReport['repository'] & { newestBackup: { id: string; ageSeconds: number } | null };
@@ -285,17 +300,26 @@ function spawnAsPostgres(program: string, args: string[], env: Record<string, st
   return spawn(file, argv, { cwd: '/tmp', env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** Sends SIGKILL to a child's process group; one already gone is no error (its exit status tells how it ended). */
+function killGroup(child: ChildProcess): void {
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
 /** Every file under a directory (relative paths); none when it does not exist. */
 async function listTree(root: string): Promise<string[]> {
   const entries = await fs.readdir(root, { recursive: true, withFileTypes: true }).catch(() => []);
   return entries.filter((entry) => entry.isFile()).map((entry) => path.relative(root, path.join(entry.parentPath, entry.name)));
 }
 
-/** Polls `condition` every 200 ms until it holds; fails after `timeoutMs` naming what it waited for. */
-async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+/** Polls `condition` every `intervalMs` until it holds; fails after `timeoutMs` naming what it waited for. */
+async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 120_000, intervalMs = 200): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
