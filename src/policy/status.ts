@@ -7,6 +7,7 @@ import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend } from '../backend/types.js';
 import { Deadline } from '../core/deadline.js';
+import { processState } from '../core/process.js';
 import { classify, nameOfKey, parseSegmentName } from '../wal/names.js';
 import { processAlive } from './spool.js';
 import { readStatusRecord, type SideRecord } from './status-record.js';
@@ -140,15 +141,13 @@ export interface StatusReport {
 const ageOf = (now: Date, time: Date | string): number => Math.max(0, Math.round((now.getTime() - new Date(time).getTime()) / 100) / 10);
 
 /**
- * True when the process lives: it exists and is not a zombie (a pusher killed moments ago stays a
- * zombie until its parent, often init, reaps it; where /proc cannot tell, existing is enough).
+ * True when the process lives: it exists and is neither a zombie nor dead (a pusher killed moments ago
+ * stays a zombie until its parent, often init, reaps it; where /proc cannot tell, existing is enough).
  */
 async function liveProcess(pid: number): Promise<boolean> {
   if (!processAlive(pid)) return false;
-  const stat = await nodeFs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
-  if (stat === null) return true;
-  // "PID (COMM) STATE ...": COMM may hold spaces and parentheses; the state follows the last ')'.
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  const state = await processState(pid);
+  return state !== 'Z' && state !== 'X';
 }
 
 /**

@@ -6,6 +6,7 @@ import { readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { processState } from '../../src/core/process.js';
 import type { StatusReport } from '../../src/policy/status.js';
 import { installedWalvault, type InstalledWalvault } from '../support/install.js';
 import { run, shQuote, usePg, type PgCluster } from '../support/pg.js';
@@ -133,10 +134,9 @@ describe('walvault status and --on-failure on a live server', () => {
         continue; // gone meanwhile
       }
       for (let poll = 0; poll < 50 && pid === null; poll += 1) {
-        const stat = await readFile(`/proc/${found}/stat`, 'utf8').catch(() => ')  X');
-        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        const state = await processState(found!);
         if (state === 'T') pid = found;
-        else if (state === 'Z' || state === 'X') {
+        else if (state === null || state === 'Z' || state === 'X') {
           await sleep(200); // reaped by then: its pid no longer names a live worker
           break;
         }

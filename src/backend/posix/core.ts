@@ -10,6 +10,7 @@ import { raceAbort } from '../../core/deadline.js';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
 import { returnCopyBuffer, takeCopyBuffer } from '../../core/buffers.js';
 import { STREAM_CHUNK } from '../../core/hash.js';
+import { processState } from '../../core/process.js';
 import { isPullBody, type Backend, type LargePutResult, type ListEntry, type ObjectMeta, type OpContext, type PullBody, type PutBody, type PutMeta, type PutResult, type StatResult, type StoredObject } from '../types.js';
 
 /** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
@@ -91,9 +92,7 @@ async function processAlive(pid: number): Promise<boolean> {
   } catch (error) {
     if (!isCode(error, 'EPERM')) return false;
   }
-  const stat = await nodeFs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
-  if (stat === null) return true;
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  const state = await processState(pid);
   return state !== 'Z' && state !== 'X';
 }
 
