@@ -390,7 +390,6 @@ async function scanAndLaunch(paths: SpoolPaths, options: PusherOptions, summary:
   // The request's own file when this worker pushes it too: PostgreSQL is asking for it, so it is not ahead.
   const own = options.pushAfterToo === true ? options.after : undefined;
   const queued = (name: string): boolean => name > options.after || name === own;
-  const inflightAhead = (): number => inflight.size - (own !== undefined && inflight.has(own) ? 1 : 0);
   const settled = (): PusherEvent => {
     if (inflight.size > 0) return 'work';
     if (run.failed) return 'failed';
@@ -414,25 +413,29 @@ async function scanAndLaunch(paths: SpoolPaths, options: PusherOptions, summary:
   }
   // Sweep: a marker whose .ready is gone has been acknowledged; drop it (it pins the inode).
   const markers = await nodeFs.readdir(paths.entries).catch(() => [] as string[]);
-  let ahead = 0;
+  // The files ahead, by name, taken once for the whole scan: markers, claims of other pushers, this
+  // worker's pushes in flight. Counted live, a push of ours ending while the loop below awaits would
+  // leave `inflight` after the markers were read, counted nowhere: one launch past the limit.
+  const ahead = new Set<string>();
   for (const name of markers) {
-    if (readySet.has(name)) ahead += name === own ? 0 : 1;
-    else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
+    if (readySet.has(name)) {
+      if (name !== own) ahead.add(name);
+    } else if (!inflight.has(name)) await nodeFs.unlink(path.join(paths.entries, name)).catch(() => undefined);
   }
   const markerSet = new Set(markers);
-  for (const name of claimedElsewhere) if (markerSet.has(name)) claimedElsewhere.delete(name);
-  ahead += claimedElsewhere.size;
+  for (const name of claimedElsewhere) ahead.add(name);
+  for (const name of inflight.keys()) if (name !== own) ahead.add(name);
   let launched = 0;
   if (!run.failed && !ready.some((name) => classify(name) === 'history')) {
     for (const name of ready) {
-      if (inflight.size >= options.parallel || ahead + inflightAhead() >= options.pushAhead) break;
+      if (inflight.size >= options.parallel || ahead.size >= options.pushAhead) break;
       if (!pushable(name) || inflight.has(name) || run.pushedHere.has(name) || !queued(name)) continue;
       if (markerSet.has(name) && (await sameFile(path.join(options.walDir, name), path.join(paths.entries, name)))) continue;
-      // Claimed by another pusher since `ahead` was counted (the request that started the worker
+      // Claimed by another pusher since the claims were read (the request that started the worker
       // pushes too while it loads): it counts against the limit from now on, or both pushers would
       // go one past it.
       if ((await liveClaimer(paths, name)) !== null) {
-        if (!claimedElsewhere.has(name) && name !== own) ahead += 1;
+        if (name !== own) ahead.add(name);
         continue;
       }
       const job = pushOne(paths, options, summary, run, watch, name).finally(() => {
@@ -440,6 +443,7 @@ async function scanAndLaunch(paths: SpoolPaths, options: PusherOptions, summary:
         run.ended += 1;
       });
       inflight.set(name, job);
+      if (name !== own) ahead.add(name);
       launched += 1;
     }
   }
