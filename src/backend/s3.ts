@@ -25,8 +25,11 @@ import {
   type PutObjectCommandInput,
   type StorageClass,
 } from '@aws-sdk/client-s3';
+import { freeNow } from '../core/buffers.js';
 import { raceAbort } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
+import { giveBackConsumed } from '../core/owned.js';
+import { ChunkReader } from './chunk-reader.js';
 import { extraCaAgent } from './extra-ca.js';
 import type { Backend, FileBody, FilePart, LargePutResult, ListEntry, ObjectMeta, OpContext, PutBody, PutMeta, PutResult, StatResult, StoredObject } from './types.js';
 
@@ -466,54 +469,6 @@ interface BodyFields {
   ChecksumCRC32?: string;
 }
 
-/**
- * Reads a stream chunk by chunk as its producer pushed them ('data' events, paused between reads).
- * The async iterator would read() whatever is buffered, concatenating two or more chunks into a fresh
- * buffer each time: garbage that raised the peak RSS of a 512 MiB upload by some 30 MiB.
- */
-class ChunkReader {
-  private readonly queue: Buffer[] = [];
-  private ended = false;
-  private failure: { error: unknown } | undefined;
-  private wake: (() => void) | undefined;
-
-  constructor(private readonly stream: Readable) {
-    stream.pause();
-    stream.on('data', (chunk: Buffer | string) => {
-      this.queue.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-      stream.pause();
-      this.wake?.();
-    });
-    stream.on('end', () => {
-      this.ended = true;
-      this.wake?.();
-    });
-    stream.on('error', (error) => {
-      this.failure ??= { error };
-      this.wake?.();
-    });
-    stream.on('close', () => {
-      if (!this.ended) this.failure ??= { error: Object.assign(new Error('the stream closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }) };
-      this.wake?.();
-    });
-  }
-
-  /** The next chunk; undefined at the end; rejects with the stream's error. */
-  async next(): Promise<Buffer | undefined> {
-    for (;;) {
-      const chunk = this.queue.shift();
-      if (chunk !== undefined) return chunk;
-      if (this.failure !== undefined) throw this.failure.error;
-      if (this.ended) return undefined;
-      await new Promise<void>((resolve) => {
-        this.wake = resolve;
-        this.stream.resume();
-      });
-      this.wake = undefined;
-    }
-  }
-}
-
 /** What putLarge keeps while it uploads. */
 interface LargeUploadState {
   /** Set once the multipart upload is created; cleared once it is completed (else it is aborted). */
@@ -526,11 +481,9 @@ interface LargeUploadState {
   failure: WalvaultError | undefined;
   /** A chunk read but not yet placed in a part. */
   pending: Buffer | undefined;
-  /** Part buffers of the current size, free for the next part. */
-  free: Buffer[];
 }
 
-/** One part as read: in a buffer (`backing` is the whole reused buffer) or in a spool file. */
+/** One part as read: in a buffer (`backing` is the whole buffer, freed once the part is sent) or in a spool file. */
 interface FilledPart {
   length: number;
   /** Nothing follows this part. */
@@ -861,7 +814,7 @@ export class S3Backend implements Backend {
     if (ctx.signal.aborted) onAbort();
     const uploadCtx: OpContext = { signal: upload.signal };
     const plan = { ...DEFAULT_MULTIPART, ...this.options.multipart };
-    const state: LargeUploadState = { uploadId: undefined, parts: [], inFlight: new Set(), used: 0, failure: undefined, pending: undefined, free: [] };
+    const state: LargeUploadState = { uploadId: undefined, parts: [], inFlight: new Set(), used: 0, failure: undefined, pending: undefined };
     try {
       if (await this.exists(key, uploadCtx)) throw this.existingKeyError(key);
       const enforced = await this.enforced(uploadCtx);
@@ -919,7 +872,7 @@ export class S3Backend implements Backend {
   }
 
   /**
-   * Reads the next part: `size` bytes, or fewer at the end of the stream, into a reused buffer (or a
+   * Reads the next part: `size` bytes, or fewer at the end of the stream, into a new buffer (or a
    * spool file for a part above memoryPartBytes), with its CRC32. A full part is followed by one chunk
    * read ahead, so that `ended` tells whether another part follows.
    */
@@ -927,14 +880,10 @@ export class S3Backend implements Backend {
     let buffer: Buffer | undefined;
     let spool: SpooledBody | undefined;
     if (spooled) spool = await this.openSpool(key);
-    else {
-      const reused = state.free.pop();
-      if (reused !== undefined && reused.length === size) buffer = reused;
-      else {
-        state.free.length = 0;
-        buffer = Buffer.allocUnsafeSlow(size);
-      }
-    }
+    // A new buffer for each part, freed once the part is sent (dispatchPart): its pages become resident
+    // only as it fills, so while one part is sent the next costs what it holds so far, not a whole
+    // part (a compressed stream fills a part slowly: its uploads overlap a part's first MiB or two).
+    else buffer = Buffer.allocUnsafeSlow(size);
     try {
       let length = 0;
       let crc = 0;
@@ -953,6 +902,8 @@ export class S3Backend implements Backend {
           taken.copy(buffer!, length);
           crc = crc32(taken, crc);
         }
+        // Copied whole: a chunk its writer handed over goes back to it (core/owned.ts).
+        if (taken === chunk) giveBackConsumed(chunk);
         length += taken.length;
       }
       if (!ended && state.pending === undefined) {
@@ -986,7 +937,7 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** Sends one part in the background; its buffer (or spool file) and its share of the budget are released when it settles. */
+  /** Sends one part in the background; its share of the budget (and spool file) is released when it settles, its buffer once the store has it. */
   private dispatchPart(state: LargeUploadState, uploadId: string, partNumber: number, part: FilledPart, cost: number, key: string, ctx: OpContext, upload: AbortController): void {
     const sending: Promise<void> = this.sendBody(
       part.file,
@@ -998,6 +949,8 @@ export class S3Backend implements Backend {
       .then(
         (response) => {
           state.parts.push({ PartNumber: partNumber, ETag: response.ETag, ChecksumCRC32: part.file.crc32 });
+          // The store has every byte of the part: no write can still read the buffer.
+          if (part.backing !== undefined) freeNow(part.backing);
         },
         (error: unknown) => {
           const failure = error instanceof WalvaultError ? error : mapS3Error(error, this.errorContext(`upload part ${partNumber} of`, key, ctx));
@@ -1007,7 +960,6 @@ export class S3Backend implements Backend {
       )
       .finally(async () => {
         state.used -= cost;
-        if (part.backing !== undefined) state.free.push(part.backing);
         await part.spool?.close();
         state.inFlight.delete(sending);
       });

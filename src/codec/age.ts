@@ -6,7 +6,7 @@ import { decryptHeader, encodeHeader, hkdf, parseIdentity, parseRecipient, type 
 import { ByteQueue } from './bytes.js';
 import { isAgeFile } from './catalog.js';
 import { OrderedOutput } from './ordered.js';
-import { takeHandedOver } from './owned.js';
+import { takeHandedOver } from '../core/owned.js';
 import { runCodecJob, StreamGroup } from './pool.js';
 
 export { AGE_MAGIC, isAgeFile } from './catalog.js';

@@ -1,7 +1,7 @@
 // gzip (RFC 1952) through node:zlib: the most widely readable codec (`gunzip`, `zcat`).
 import zlib from 'node:zlib';
 import { GZIP_INFO } from './catalog.js';
-import { markDoneAtCallback } from './owned.js';
+import { markDoneAtCallback } from '../core/owned.js';
 import type { Codec } from './types.js';
 
 /** gzip codec: levels 1 (fastest) to 9 (smallest), default 6 as in the gzip tool. */

@@ -6,7 +6,7 @@ import { loadXxhash, type XxhashApi } from '../core/hash.js';
 import { LZ4_INFO } from './catalog.js';
 import { FrameSequenceDecoder } from './frames.js';
 import { OrderedOutput } from './ordered.js';
-import { takeHandedOver } from './owned.js';
+import { giveBackConsumed, takeHandedOver } from '../core/owned.js';
 import { runCodecJob, StreamGroup } from './pool.js';
 import type { Codec } from './types.js';
 
@@ -116,7 +116,7 @@ class Lz4FrameEncoder extends Transform {
     this.content.update(chunk);
     let rest = chunk;
     // A whole block handed over by its writer (owned.ts) is the job's input as it is, not copied.
-    const giveBack = this.filled === 0 ? takeHandedOver(chunk, BLOCK_SIZE) : undefined;
+    const giveBack = this.filled === 0 && chunk.length === BLOCK_SIZE ? takeHandedOver(chunk, BLOCK_SIZE) : undefined;
     if (giveBack !== undefined) {
       this.block = chunk;
       this.filled = BLOCK_SIZE;
@@ -135,6 +135,8 @@ class Lz4FrameEncoder extends Transform {
         await this.output.room();
       }
     }
+    // Copied: a handed-over chunk goes back to its writer (owned.ts).
+    giveBackConsumed(chunk);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

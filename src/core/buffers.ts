@@ -3,17 +3,60 @@
 /** Size of a copy buffer: 16 reads and 16 writes per 16 MiB segment; large enough that syscall and thread-pool hops are noise. */
 export const COPY_CHUNK = 1 << 20;
 
-/** Buffers no copy is using; a process runs a few copies at once, so a handful at most. */
-const spare: Buffer[] = [];
-/** More than this many idle buffers are left to the collector. */
-const MAX_SPARE = 8;
+/**
+ * Buffers of one size that callers give back when done, so that a stream of them costs no allocation
+ * and leaves no garbage for the collector (whose forced runs, core/hash.ts, cost CPU and let dead
+ * buffers add to the peak until they run). Allocated outside Node's pool so that a buffer kept keeps
+ * exactly its own memory alive, nothing more.
+ */
+export class BufferPool {
+  /** Buffers nobody is using; more than `maxSpare` idle ones are left to the collector. */
+  private readonly spare: Buffer[] = [];
+
+  constructor(readonly size: number, private readonly maxSpare: number) {}
+
+  /** A buffer of `size` bytes, a spare one when there is one. */
+  take(): Buffer {
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  /**
+   * Gives a buffer back for the next user. Only once no I/O can still touch it: after a failure
+   * whose read or write may still be in flight, drop the buffer instead.
+   */
+  give(buffer: Buffer): void {
+    if (buffer.length === this.size && buffer.byteOffset === 0 && buffer.buffer.byteLength === this.size && this.spare.length < this.maxSpare) this.spare.push(buffer);
+  }
+
+  /** Frees the idle buffers now (freeNow): when a phase that used them is over and another begins. */
+  release(): void {
+    for (const buffer of this.spare.splice(0)) freeNow(buffer);
+  }
+}
 
 /**
- * Takes a COPY_CHUNK buffer (a spare one when there is one). Allocated outside Node's pool so that
- * giving it back keeps exactly this memory alive, nothing more.
+ * Frees `buffer`'s memory now instead of at some later collection, by detaching its ArrayBuffer
+ * (ArrayBuffer.prototype.transfer, ES2024, in Node 22 and later): for large buffers whose death the
+ * peak cannot wait for. Only for a buffer nothing reads or writes again (every view of it is empty
+ * afterwards), and only one that owns its whole ArrayBuffer (allocUnsafeSlow), never a slice of
+ * Node's shared pool.
  */
+export function freeNow(buffer: Buffer): void {
+  const arrayBuffer = buffer.buffer as ArrayBuffer & { transfer?: (length?: number) => ArrayBuffer };
+  if (buffer.byteOffset === 0 && buffer.byteLength === arrayBuffer.byteLength && buffer.byteLength > 0) arrayBuffer.transfer?.(0);
+}
+
+/** Copy buffers: a process runs a few copies at once, so a handful idle at most. */
+const copyBuffers = new BufferPool(COPY_CHUNK, 8);
+
+/** Frees the idle copy buffers now (a phase that copied much is over). */
+export function releaseCopyBuffers(): void {
+  copyBuffers.release();
+}
+
+/** Takes a COPY_CHUNK buffer (a spare one when there is one). */
 export function takeCopyBuffer(): Buffer {
-  return spare.pop() ?? Buffer.allocUnsafeSlow(COPY_CHUNK);
+  return copyBuffers.take();
 }
 
 /**
@@ -21,7 +64,7 @@ export function takeCopyBuffer(): Buffer {
  * failed copy whose write may still be in flight, drop the buffer instead.
  */
 export function returnCopyBuffer(buffer: Buffer): void {
-  if (buffer.length === COPY_CHUNK && spare.length < MAX_SPARE) spare.push(buffer);
+  copyBuffers.give(buffer);
 }
 
 /**

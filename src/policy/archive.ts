@@ -179,7 +179,7 @@ class HashingSource implements PullBody {
 /**
  * The codec path of a backend that takes the metadata after the body (POSIX): the source is read once,
  * 1 MiB at a time (one lz4 block or zstd frame, COPY_CHUNK), each read into a reused copy buffer
- * (core/buffers.ts) that is hashed and handed over to the encoder (codec/owned.ts: it becomes the
+ * (core/buffers.ts) that is hashed and handed over to the encoder (core/owned.ts: it becomes the
  * job's input as it is, no copy, and comes back once the job is done); the backend pulls the encoded
  * bytes into its own reused buffers, as it pulls a plain file. In place of a read stream of fresh
  * 256 KiB chunks, a hashing stream, the encoder gathering fresh 1 MiB blocks by copying, and a write
@@ -211,7 +211,7 @@ class EncodingSource implements PullBody {
   /** `onEnded`: called once the encoded output has ended (the codec's work for this file is done). */
   static async open(sourcePath: string, expectedSize: number, transforms: Duplex[], onEnded: () => void): Promise<EncodingSource> {
     const { create64 } = await loadXxhash();
-    const { handOver, reclaimUntaken } = await import('../codec/owned.js');
+    const { handOver, reclaimUntaken } = await import('../core/owned.js');
     const { handle } = await openSource(sourcePath);
     return new EncodingSource(sourcePath, handle, expectedSize, create64(), transforms, handOver, reclaimUntaken, onEnded);
   }

@@ -7,10 +7,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Backend, OpContext } from '../backend/types.js';
 import { createEncoder, type DecodeOptions, type EncodeOptions } from '../codec/index.js';
+import { BufferPool, releaseCopyBuffers } from '../core/buffers.js';
 import { underDeadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { formatHash, HashingStream, loadXxhash, paceMajorCollections } from '../core/hash.js';
 import { silentLogger, type Logger } from '../core/log.js';
+import { handOver } from '../core/owned.js';
 import { formatLsn, parseLsn, segmentFileName } from '../wal/names.js';
 import { tarEnd, tarHeader, padding, type TarEntry } from './backup-tar.js';
 import { awaitBackupWal } from './backup-wal.js';
@@ -58,6 +60,9 @@ const FILE_EXTENSIONS: Readonly<Record<string, string>> = { gzip: 'gz', lz4: 'lz
 const READ_CHUNK = 256 * 1024;
 /** Bytes the tar stream holds ready for its consumer (besides the one read in flight, see tarOfTree). */
 const READ_AHEAD = 2 * READ_CHUNK;
+/** Read buffers given back by the stream's last reader: those in flight are the read ahead, the
+ * stream's buffers and the one each stage works on, so a few more than READ_AHEAD's are kept idle. */
+const readBuffers = new BufferPool(READ_CHUNK, 8);
 
 /** Whether an entry anywhere in the tree is a temporary or cache file the docs say to skip. */
 function isSkippedAnywhere(name: string): boolean {
@@ -145,11 +150,15 @@ export async function* tarOfTree(root: string, options: { top: boolean; progress
       let done = 0;
       // One read ahead: the next chunk is read (in libuv's thread pool) while this one is hashed,
       // compressed and written. Offsets stay sequential: the next read starts where this one ended.
+      // Each chunk is read into a pooled buffer and handed over (core/owned.ts): the stream's last
+      // reader gives it back once it has copied it out, so a backup's reads leave no garbage.
       const readAt = async (position: number): Promise<Buffer> => {
-        const chunk = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - position));
-        const { bytesRead } = await handle.read(chunk, 0, chunk.length, position);
+        const buffer = readBuffers.take();
+        const wanted = Math.min(READ_CHUNK, size - position);
+        const { bytesRead } = await handle.read(buffer, 0, wanted, position);
         // Shrunk while we read: zeros up to the size the header announced.
-        return bytesRead === 0 ? chunk.fill(0) : chunk.subarray(0, bytesRead);
+        const chunk = bytesRead === 0 ? buffer.fill(0, 0, wanted).subarray(0, wanted) : buffer.subarray(0, bytesRead);
+        return handOver(chunk, () => readBuffers.give(buffer));
       };
       // Marked handled at once: a read that fails while this generator waits at a yield must not be an
       // unhandled rejection (the process would end); it is thrown here when the loop awaits it.
@@ -222,6 +231,16 @@ async function useCodecThreads(): Promise<void> {
   if (override === undefined || override === '0') return;
   const { configureCodecPool } = await import('../codec/pool.js');
   configureCodecPool({ minStreams: 1 });
+}
+
+/**
+ * Frees what the tar streams kept idle for reuse (read and copy buffers, zstd contexts) once they are
+ * stored: the WAL is read back next, and its reads would otherwise peak on top of all that.
+ */
+async function releaseStreamMemory(encode: EncodeOptions): Promise<void> {
+  readBuffers.release();
+  releaseCopyBuffers();
+  if (encode.compress === 'zstd') (await import('../codec/zstd.js')).closeIdleZstdLanes();
 }
 
 /** See paceMajorCollections (core/hash.ts): the peak it adds (4-5 MiB) against the CPU it saves (30-50%). */
@@ -320,6 +339,7 @@ export async function takeBackup(backend: Backend, options: BackupOptions): Prom
     const baseStream = tarOfTree(dataDirectory, { top: true, progress: baseState, onProgress: report, trailer });
     const baseStored = await storeStream(backend, baseKey, baseStream, options.encode, storeCtx);
     objects.unshift({ name: 'base', key: baseKey, ...baseStored, files: baseState.files });
+    await releaseStreamMemory(options.encode);
     if (stop === undefined) throw new WalvaultError('internal', 'pg_backup_stop was never called');
     const finished = stop;
     const labelfile = finished.labelfile;

@@ -240,11 +240,11 @@ function runTraced(launcher: string, args: string[], env: Record<string, string>
 const nodeRuns = (stderr: string): string[] => stderr.split('\n').filter((line) => /^\+ wv_run /.test(line));
 
 describe('node options per launcher', () => {
-  it('walvault (operator commands) runs Node with a 1 MiB young generation, backup also without the compilers; archive and restore with the defaults', async () => {
+  it('walvault (operator commands) runs Node with a 1 MiB young generation, backup also without the compilers and with a fixed mmap threshold; archive and restore with the defaults', async () => {
     const record = path.join(temp.dir, 'node-args');
     const wrapper = path.join(temp.dir, 'node-recording-args');
-    // Records node's options: its arguments before the script.
-    await writeFile(wrapper, `#!/bin/sh\nfor a in "$@"; do case $a in -*) printf '%s ' "$a" >> '${record}' ;; *) break ;; esac; done\necho >> '${record}'\nexec node "$@"\n`, { mode: 0o755 });
+    // Records node's options (its arguments before the script) and glibc's mmap threshold from the environment.
+    await writeFile(wrapper, `#!/bin/sh\nfor a in "$@"; do case $a in -*) printf '%s ' "$a" >> '${record}' ;; *) break ;; esac; done\necho "mmap=\${MALLOC_MMAP_THRESHOLD_-unset}" >> '${record}'\nexec node "$@"\n`, { mode: 0o755 });
     const env = { WALVAULT_NODE: wrapper };
     expect((await run('walvault', ['exit-codes'], { cwd: dataDir, env })).code).toBe(0);
     expect((await run('walvault', ['backup', '--help'], { cwd: dataDir, env })).code).toBe(0);
@@ -252,9 +252,9 @@ describe('node options per launcher', () => {
     expect((await run('walvault', ['restore-backup', '--help'], { cwd: dataDir, env })).code).toBe(0);
     expect((await run('walvault', ['verify', '--help'], { cwd: dataDir, env })).code).toBe(0);
     expect((await run('walvault-restore', [`--repo=${repo}`, '--prefetch=0', '00000009.history', 'pg_wal/RECOVERYHISTORY'], { cwd: dataDir, env })).code).toBe(1);
-    const operator = '--max-semi-space-size=1';
-    const backup = `${operator} --no-turbofan --no-maglev --no-sparkplug --optimize-for-size`;
-    expect((await readFile(record, 'utf8')).split('\n').map((line) => line.trim())).toEqual([operator, backup, backup, operator, operator, '', '']);
+    const operator = '--max-semi-space-size=1 mmap=unset';
+    const backup = '--max-semi-space-size=1 --no-turbofan --no-maglev --no-sparkplug --optimize-for-size mmap=2097152';
+    expect((await readFile(record, 'utf8')).split('\n').map((line) => line.trim())).toEqual([operator, backup, backup, operator, operator, 'mmap=unset', '']);
   });
 });
 

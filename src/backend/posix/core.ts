@@ -6,10 +6,12 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { openWriteback, type Writeback } from './writeback.js';
+import { ChunkReader } from '../chunk-reader.js';
 import { raceAbort } from '../../core/deadline.js';
 import { fromSystemError, WalvaultError } from '../../core/errors.js';
 import { returnCopyBuffer, takeCopyBuffer } from '../../core/buffers.js';
 import { STREAM_CHUNK } from '../../core/hash.js';
+import { giveBackConsumed } from '../../core/owned.js';
 import { processState } from '../../core/process.js';
 import { isPullBody, type Backend, type LargePutResult, type ListEntry, type ObjectMeta, type OpContext, type PullBody, type PutBody, type PutMeta, type PutResult, type StatResult, type StoredObject } from '../types.js';
 
@@ -441,9 +443,12 @@ export class PosixBackend implements Backend {
         const writeback = this.ops.writeback(temp);
         let flushed = 0;
         try {
-          for await (const chunk of body as AsyncIterable<Buffer>) {
+          const chunks = new ChunkReader(body);
+          for (let chunk = await chunks.next(); chunk !== undefined; chunk = await chunks.next()) {
             if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted');
             await writeAllAt(handle, chunk, chunk.length, position);
+            // Written: a chunk its writer handed over goes back to it (core/owned.ts).
+            giveBackConsumed(chunk);
             position += chunk.length;
             // Start the writeback of what was written every few MiB, and drop what is flushed: a backup of
             // many GiB must neither pile up dirty pages for one long fsync nor push the database out of the cache.

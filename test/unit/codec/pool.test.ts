@@ -95,7 +95,7 @@ describe('round trips through the worker pool', () => {
   });
 });
 
-describe('blocks handed over by their writer (codec/owned.ts)', () => {
+describe('blocks handed over by their writer (core/owned.ts)', () => {
   it.each([
     ['lz4', 2],
     ['lz4', 0],
@@ -103,7 +103,7 @@ describe('blocks handed over by their writer (codec/owned.ts)', () => {
     ['zstd', 0],
   ] as const)('%s with %i worker threads: each whole 1 MiB block is compressed as it is and given back once its job is done, still whole; the output equals that of copied blocks', async (compress, threads) => {
     pool.configureCodecPool({ threads });
-    const owned = (await import(dist('codec/owned.js'))) as typeof import('../../../src/codec/owned.js');
+    const owned = (await import(dist('core/owned.js'))) as typeof import('../../../src/core/owned.js');
     const data = walLikeData((5 << 20) + 4321, 5);
     const copied = await runThrough(data, (await codec.createEncoder({ compress })).transforms, 1 << 20);
     const given: Buffer[] = [];

@@ -1,14 +1,18 @@
-// Chunks whose writer hands them over to a codec stream for good: an encoder may keep such a chunk as
-// a job's input (and move it to a worker thread) instead of copying it into a block of its own, and
-// gives it back to the writer's pool once the job is done with it.
+// Chunks whose writer hands them over for good to whatever reads them last: an encoder may keep such a
+// chunk as a job's input (and move it to a worker thread) instead of copying it into a block of its
+// own, and gives it back to the writer's pool once the job is done with it; a reader that copies a
+// chunk out (an encoder gathering a block, a multipart part, a file write) gives it back once it has.
+// A chunk nobody gives back is left to the collector: handing over never makes a chunk unsafe to keep.
+// Only the stream's last reader may give a chunk back, and nothing before it may keep a reference
+// (the hashing streams copy what they keep).
 
 /** Chunks handed over and not yet taken, each with how to give it back; weak, so a chunk never taken costs nothing. */
 const handedOver = new WeakMap<Uint8Array, (chunk: Buffer) => void>();
 
 /**
- * Marks `chunk` as given away: the writer will neither change nor reuse it once written to a codec
- * stream, until the encoder calls `giveBack` with it (archive.ts's EncodingSource reads each 1 MiB of a
- * segment into a reused copy buffer, core/buffers.ts, and hands it over).
+ * Marks `chunk` as given away: the writer will neither change nor reuse it once written to a stream,
+ * until a reader gives it back (archive.ts's EncodingSource reads each 1 MiB of a segment into a
+ * reused copy buffer, core/buffers.ts, and hands it over; so does the backup's tar of each file read).
  */
 export function handOver(chunk: Buffer, giveBack: (chunk: Buffer) => void): Buffer {
   handedOver.set(chunk, giveBack);
@@ -28,6 +32,17 @@ export function takeHandedOver(chunk: Uint8Array, size: number): (() => void) | 
   return () => {
     if (chunk.byteLength === size) giveBack(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   };
+}
+
+/**
+ * The reader of `chunk` has copied out all it needs and keeps no reference to it: gives it back to its
+ * writer now when it was handed over (and not yet taken or given back); else nothing happens.
+ */
+export function giveBackConsumed(chunk: Uint8Array): void {
+  const giveBack = handedOver.get(chunk);
+  if (giveBack === undefined) return;
+  handedOver.delete(chunk);
+  giveBack(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
 }
 
 /** Codec streams done with each input chunk once its write callback has run (node:zlib's). */

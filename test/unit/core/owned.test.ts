@@ -1,4 +1,4 @@
-// Chunks handed over to codec streams (src/codec/owned.ts): a stream done with its input at the write
+// Chunks handed over to codec streams (src/core/owned.ts): a stream done with its input at the write
 // callback (gzip) gives each chunk back then; one that takes the chunks (lz4, age without compression)
 // gives each back itself once done with it. Reusing a chunk at once (overwritten, refilled) changes no
 // stored byte.
@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { createDecoder, createEncoder } from '../../../src/codec/index.js';
-import { handOver, reclaimUntaken } from '../../../src/codec/owned.js';
+import { giveBackConsumed, handOver, reclaimUntaken } from '../../../src/core/owned.js';
 import { returnCopyBuffer, takeCopyBuffer } from '../../../src/core/buffers.js';
 import { runThrough, walLikeData } from '../../support/codec.js';
 
@@ -88,6 +88,49 @@ describe('encoders gather their blocks in copy buffers and give them back (core/
       const after = Array.from({ length: known.length }, () => takeCopyBuffer());
       expect(after.every((buffer) => known.includes(buffer)), 'every spare came back').toBe(true);
       for (const buffer of after) returnCopyBuffer(buffer);
+    });
+  }
+});
+
+describe('a reader that copied a chunk out gives it back (giveBackConsumed)', () => {
+  it('gives a handed-over chunk back once, and does nothing for one that was not handed over', () => {
+    const returned: Buffer[] = [];
+    const chunk = handOver(Buffer.alloc(16), (given) => returned.push(given));
+    giveBackConsumed(chunk);
+    giveBackConsumed(chunk);
+    giveBackConsumed(Buffer.alloc(16));
+    expect(returned).toEqual([chunk]);
+  });
+
+  for (const compress of ['lz4', 'zstd']) {
+    it(`${compress} gives back the 256 KiB chunks it copies into its blocks (a tar's reads after a 512-byte header); reused at once, they change no byte of the output`, async () => {
+      const data = walLikeData(6 * BLOCK + 512, 31);
+      const encoder = await createEncoder({ compress });
+      const head = encoder.transforms[0] as Duplex;
+      for (let at = 1; at < encoder.transforms.length; at += 1) (encoder.transforms[at - 1] as Duplex).pipe(encoder.transforms[at] as Duplex);
+      const tail = encoder.transforms[encoder.transforms.length - 1] as Duplex;
+      const output: Buffer[] = [];
+      tail.on('data', (chunk: Buffer) => output.push(chunk));
+      const ended = new Promise((resolve) => tail.once('end', resolve));
+      const spare: Buffer[] = [];
+      let handed = 0;
+      let givenBack = 0;
+      const write = (chunk: Buffer): Promise<void> => new Promise((resolve) => (head.write(chunk) ? resolve() : head.once('drain', resolve)));
+      await write(data.subarray(0, 512));
+      for (let at = 512; at < data.length; at += 256 * 1024) {
+        const buffer = spare.pop() ?? Buffer.allocUnsafeSlow(256 * 1024);
+        data.copy(buffer, 0, at, at + 256 * 1024);
+        handed += 1;
+        await write(handOver(buffer, () => {
+          givenBack += 1;
+          buffer.fill(0xa5);
+          spare.push(buffer);
+        }));
+      }
+      head.end();
+      await ended;
+      expect(givenBack).toBe(handed);
+      expect((await runThrough(Buffer.concat(output), await createDecoder({ codec: compress, encryption: 'none' }, {}))).equals(data)).toBe(true);
     });
   }
 });
