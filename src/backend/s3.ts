@@ -101,12 +101,12 @@ export interface MultipartPlan {
 }
 
 /**
- * 6 MiB parts, two buffers: one part is sent while the next is read (12 MiB parts, after 5.9 GiB, one
+ * 6 MiB parts, two at a time: one part is sent while the next is read (12 MiB parts, after 5.9 GiB, one
  * at a time; then spooled parts, two at a time); a stream shorter than one part goes as one PutObject.
- * The budget is what the 100 MiB bound leaves `walvault backup` once the SDK is loaded (Node 22: 43 MiB
- * for `node -e 0`, 73 MiB with the SDK imported). Measured on a 1.5 GiB cluster to s3rver, Node 22,
- * with the backup's V8 flags (src/cli/launcher-operator.sh): 8 MiB parts peaked at 98-100 MiB
- * uncompressed and 107 MiB with zstd, 6 MiB parts at 94 and 103-104 MiB.
+ * Each part is a buffer of its own, freed once sent, so the part being read costs only what it holds
+ * so far (see fillPart). The budget is what the 100 MiB bound leaves `walvault backup` once the SDK is
+ * loaded (Node 22: 43 MiB for `node -e 0`, 73 MiB with the SDK imported); peak RSS per Node and codec
+ * is in the README (Performance).
  */
 export const DEFAULT_MULTIPART: Readonly<MultipartPlan> = {
   partBytes: 6 * 1024 * 1024,

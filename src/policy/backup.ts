@@ -53,10 +53,7 @@ const EMPTY_DIRECTORIES = new Set(['pg_wal', 'pg_replslot', 'pg_dynshmem', 'pg_n
 const SKIPPED_TOP_FILES = new Set(['postmaster.pid', 'postmaster.opts', 'backup_label', 'tablespace_map', 'backup_manifest', 'backup_label.old', 'tablespace_map.old']);
 /** File name extensions of the codecs, as their command-line tools write them. */
 const FILE_EXTENSIONS: Readonly<Record<string, string>> = { gzip: 'gz', lz4: 'lz4', zstd: 'zst' };
-/**
- * Chunk size of file reads. 1 MiB chunks took fewer thread-pool round trips but raised peak RSS by
- * ~10 MiB (more bytes of dead buffers between the forced collections, and malloc keeps their pages).
- */
+/** Chunk size of file reads: each chunk in flight (the read ahead, the stream's buffers, each stage's) is a pooled buffer of this size. */
 const READ_CHUNK = 256 * 1024;
 /** Bytes the tar stream holds ready for its consumer (besides the one read in flight, see tarOfTree). */
 const READ_AHEAD = 2 * READ_CHUNK;
