@@ -463,6 +463,10 @@ async function pushOne(paths: SpoolPaths, options: PusherOptions, summary: Pushe
     if (watch !== undefined && options.configFile !== undefined && (await configContent(options.configFile)) !== watch.config) return;
     claimed = await claimIfFree(paths, fileName);
     if (!claimed) return; // another pusher took it between our scan and now
+    // Or pushed it in full since our scan (the helping request and the worker scan the same files): a
+    // pusher places its marker before it drops its claim, so with the claim ours, its marker is there
+    // to see. Stored again, the file would be found identical and counted a second time (status).
+    if (await sameFile(walPath, path.join(paths.entries, fileName))) return;
     // Nobody waits for this push: it may copy with blocking calls (see OpContext.blockingCopy).
     await archiveFile({ ...options.request(fileName, deadline), blockingCopy: true });
     await ensureDirectory(paths.entries);
