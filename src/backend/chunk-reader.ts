@@ -9,15 +9,23 @@ import type { Readable } from 'node:stream';
  */
 export class ChunkReader {
   private readonly queue: Buffer[] = [];
+  private queuedBytes = 0;
   private ended = false;
   private failure: { error: unknown } | undefined;
   private wake: (() => void) | undefined;
 
-  constructor(private readonly stream: Readable) {
+  /**
+   * `aheadBytes`: how much the producer may push while the reader works on a chunk (0: it is paused
+   * after each chunk until the reader asks for the next). A reader that writes each chunk to a file
+   * wants the producer to go on meanwhile (its reads and the writes overlap in the thread pool).
+   */
+  constructor(private readonly stream: Readable, private readonly aheadBytes = 0) {
     stream.pause();
     stream.on('data', (chunk: Buffer | string) => {
-      this.queue.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
-      stream.pause();
+      const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      this.queue.push(buffer);
+      this.queuedBytes += buffer.length;
+      if (this.queuedBytes >= this.aheadBytes) stream.pause();
       this.wake?.();
     });
     stream.on('end', () => {
@@ -38,7 +46,11 @@ export class ChunkReader {
   async next(): Promise<Buffer | undefined> {
     for (;;) {
       const chunk = this.queue.shift();
-      if (chunk !== undefined) return chunk;
+      if (chunk !== undefined) {
+        this.queuedBytes -= chunk.length;
+        if (this.queuedBytes < this.aheadBytes && !this.ended && this.failure === undefined) this.stream.resume();
+        return chunk;
+      }
       if (this.failure !== undefined) throw this.failure.error;
       if (this.ended) return undefined;
       await new Promise<void>((resolve) => {

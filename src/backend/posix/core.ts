@@ -443,7 +443,8 @@ export class PosixBackend implements Backend {
         const writeback = this.ops.writeback(temp);
         let flushed = 0;
         try {
-          const chunks = new ChunkReader(body);
+          // The tar stream goes on reading while a chunk is written (two chunks of a backup, see tarOfTree).
+          const chunks = new ChunkReader(body, 512 * 1024);
           for (let chunk = await chunks.next(); chunk !== undefined; chunk = await chunks.next()) {
             if (ctx.signal.aborted) throw ctx.signal.reason instanceof Error ? ctx.signal.reason : new Error('aborted');
             await writeAllAt(handle, chunk, chunk.length, position);
