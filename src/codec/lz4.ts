@@ -116,7 +116,7 @@ class Lz4FrameEncoder extends Transform {
     this.content.update(chunk);
     let rest = chunk;
     // A whole block handed over by its writer (owned.ts) is the job's input as it is, not copied.
-    const giveBack = this.filled === 0 && chunk.length === BLOCK_SIZE ? takeHandedOver(chunk, BLOCK_SIZE) : undefined;
+    const giveBack = this.filled === 0 ? takeHandedOver(chunk, BLOCK_SIZE) : undefined;
     if (giveBack !== undefined) {
       this.block = chunk;
       this.filled = BLOCK_SIZE;

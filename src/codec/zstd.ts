@@ -262,7 +262,7 @@ class ZstdFramesEncoder extends Transform {
     await this.group.admitted();
     let rest = chunk;
     // A whole frame's input handed over by its writer (owned.ts) goes to the job as it is, not copied.
-    const giveBack = this.filled === 0 && chunk.length === FRAME_INPUT ? takeHandedOver(chunk, FRAME_INPUT) : undefined;
+    const giveBack = this.filled === 0 ? takeHandedOver(chunk, FRAME_INPUT) : undefined;
     if (giveBack !== undefined) {
       this.frame = chunk;
       this.filled = FRAME_INPUT;

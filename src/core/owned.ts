@@ -22,13 +22,14 @@ export function handOver(chunk: Buffer, giveBack: (chunk: Buffer) => void): Buff
 /**
  * When `chunk` was handed over and fills its whole buffer of exactly `size` bytes: the function that
  * gives it back, to be called once nothing reads it any more (the encoder may keep it until then). A
- * chunk moved to a worker thread meanwhile (its buffer detached) is not given back. Else undefined.
+ * chunk moved to a worker thread meanwhile (its buffer detached) is not given back. Else undefined, and
+ * the chunk stays handed over (a reader that copies it out gives it back, giveBackConsumed).
  */
 export function takeHandedOver(chunk: Uint8Array, size: number): (() => void) | undefined {
   const giveBack = handedOver.get(chunk);
   if (giveBack === undefined) return undefined;
-  handedOver.delete(chunk);
   if (chunk.byteLength !== size || chunk.byteOffset !== 0 || chunk.buffer.byteLength !== size || !(chunk.buffer instanceof ArrayBuffer)) return undefined;
+  handedOver.delete(chunk);
   return () => {
     if (chunk.byteLength === size) giveBack(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
   };
