@@ -14,3 +14,24 @@ export async function processState(pid: number): Promise<string | null> {
   const state = stat.slice(end + 2, end + 3);
   return end < 0 || state === '' ? null : state;
 }
+
+/** True when a process with that pid exists (signal 0 probes without sending anything; EPERM: another user's). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Whether a process with this pid runs on this host: it exists and is neither a zombie, killed but not
+ * yet reaped, nor dead. Where /proc cannot tell, existing is enough.
+ */
+export async function processLives(pid: number): Promise<boolean> {
+  if (!processAlive(pid)) return false;
+  const state = await processState(pid);
+  return state !== 'Z' && state !== 'X';
+}

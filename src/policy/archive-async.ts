@@ -25,10 +25,11 @@ import { monotonicMs } from '../core/clock.js';
 import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { processAlive } from '../core/process.js';
 import { classify, validateFileName } from '../wal/names.js';
 import { archiveFile, type ArchiveRequest, type ArchiveResult } from './archive.js';
 import { PusherMachine, type PusherEvent } from './pusher-machine.js';
-import { askWorkerToStop, claimFile, ensureDirectory, noteWorkerState, openSpool, processAlive, readWorker, releaseFile, removeEntries, reserveWorkerLock, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
+import { askWorkerToStop, claimFile, ensureDirectory, noteWorkerState, openSpool, readWorker, releaseFile, removeEntries, reserveWorkerLock, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of the push-ahead machinery. */
 export interface PushAheadOptions {

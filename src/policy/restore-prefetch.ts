@@ -33,12 +33,13 @@ import { Deadline } from '../core/deadline.js';
 import { WalvaultError } from '../core/errors.js';
 import { HashingStream } from '../core/hash.js';
 import type { Logger } from '../core/log.js';
+import { processAlive } from '../core/process.js';
 import { classify, isValidSegmentSize, objectKey, parseSegmentName, segmentFileName, segmentNumber, validateFileName } from '../wal/names.js';
 import { restoreFile, type RestoreRequest, type RestoreResult } from './restore.js';
 import { decodeStored } from './stored.js';
 import { DownloadPriority, HOLD_MAX_MS, HoldStream, holdsWindowDownloads, type Hold } from './restore-priority.js';
 import { ENDING_GRACE_MS, nextState, PrefetcherMachine, type PrefetcherEvent } from './prefetcher-states.js';
-import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, processAlive, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
+import { clearDirectory, ensureDirectory, noteWorkerState, openSpool, spoolPaths, stopRequested, takeWorkerLock, watchServer, workerAlive, type SpoolPaths } from './spool.js';
 
 /** Settings of restore prefetch. */
 export interface PrefetchOptions {

@@ -6,6 +6,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import { WalvaultError } from '../core/errors.js';
+import { processAlive } from '../core/process.js';
 
 /** Which side of the spool: archive markers or restore prefetch. */
 export type SpoolSide = 'archive' | 'restore';
@@ -179,17 +180,6 @@ export async function ensureDirectory(directory: string): Promise<void> {
 export async function clearDirectory(directory: string): Promise<void> {
   const names = await nodeFs.readdir(directory).catch(() => [] as string[]);
   await Promise.all(names.map((name) => nodeFs.unlink(path.join(directory, name)).catch(() => undefined)));
-}
-
-/** True when a process with that pid exists (signal 0 probes without sending anything). */
-export function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** A worker's pid file: "PID STATE ID" (SPOOL.md). */

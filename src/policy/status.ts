@@ -7,9 +7,8 @@ import * as nodeFs from 'node:fs/promises';
 import path from 'node:path';
 import type { Backend } from '../backend/types.js';
 import { Deadline } from '../core/deadline.js';
-import { processState } from '../core/process.js';
+import { processLives } from '../core/process.js';
 import { classify, nameOfKey, parseSegmentName } from '../wal/names.js';
-import { processAlive } from './spool.js';
 import { readStatusRecord, type SideRecord } from './status-record.js';
 
 /** Options of gatherStatus; the CLI maps its flags onto these. */
@@ -140,15 +139,6 @@ export interface StatusReport {
 
 const ageOf = (now: Date, time: Date | string): number => Math.max(0, Math.round((now.getTime() - new Date(time).getTime()) / 100) / 10);
 
-/**
- * True when the process lives: it exists and is neither a zombie nor dead (a pusher killed moments ago
- * stays a zombie until its parent, often init, reaps it; where /proc cannot tell, existing is enough).
- */
-async function liveProcess(pid: number): Promise<boolean> {
-  if (!processAlive(pid)) return false;
-  const state = await processState(pid);
-  return state !== 'Z' && state !== 'X';
-}
 
 /**
  * The background pusher's state from what the spool holds: its lock (pid file, "PID" or "PID starting"),
@@ -160,13 +150,13 @@ export async function readPusherState(spoolDir: string): Promise<PusherState> {
   const text = await nodeFs.readFile(path.join(spoolDir, 'archive.pid'), 'utf8').catch(() => '');
   const [pidText, stateText, id] = text.trim().split(/\s+/);
   const pid = pidText !== undefined && /^[1-9][0-9]*$/.test(pidText) ? Number(pidText) : null;
-  const running = pid !== null && (await liveProcess(pid));
+  const running = pid !== null && (await processLives(pid));
   const claims: string[] = [];
   for (const name of (await nodeFs.readdir(path.join(spoolDir, 'archive.work')).catch(() => [] as string[])).sort()) {
     // Claims are "PID ID"; FILE.takeover.PID tokens in the same folder are no claims.
     if (name.includes('.takeover.')) continue;
     const claimer = Number.parseInt(await nodeFs.readFile(path.join(spoolDir, 'archive.work', name), 'utf8').catch(() => ''), 10);
-    if (Number.isInteger(claimer) && (await liveProcess(claimer))) claims.push(name);
+    if (Number.isInteger(claimer) && (await processLives(claimer))) claims.push(name);
   }
   const markerFolder = id !== undefined && /^[0-9a-f]+$/.test(id) ? `archive.${id}` : null;
   const markers = markerFolder === null ? 0 : (await nodeFs.readdir(path.join(spoolDir, markerFolder)).catch(() => [] as string[])).length;

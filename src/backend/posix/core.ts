@@ -12,7 +12,7 @@ import { fromSystemError, WalvaultError } from '../../core/errors.js';
 import { returnCopyBuffer, takeCopyBuffer } from '../../core/buffers.js';
 import { STREAM_CHUNK } from '../../core/hash.js';
 import { giveBackConsumed } from '../../core/owned.js';
-import { processState } from '../../core/process.js';
+import { processLives } from '../../core/process.js';
 import { isPullBody, type Backend, type LargePutResult, type ListEntry, type ObjectMeta, type OpContext, type PullBody, type PutBody, type PutMeta, type PutResult, type StatResult, type StoredObject } from '../types.js';
 
 /** The filesystem calls the core makes; tests replace some of them to inject NFS-style faults. */
@@ -87,16 +87,6 @@ function folderIdentity(info: Stats): string | undefined {
   return info.birthtimeMs > 0 ? `${info.dev}:${info.ino}:${info.birthtimeMs}` : undefined;
 }
 
-/** Whether a process with this pid is running on this host (a zombie, killed but not yet reaped, is not). */
-async function processAlive(pid: number): Promise<boolean> {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if (!isCode(error, 'EPERM')) return false;
-  }
-  const state = await processState(pid);
-  return state !== 'Z' && state !== 'X';
-}
 
 /** Finds the filesystem type of the mount holding `target`, from /proc/self/mountinfo. */
 export async function filesystemTypeOf(target: string): Promise<{ type: string; mountPoint: string } | null> {
@@ -594,7 +584,7 @@ export class PosixBackend implements Backend {
       const full = path.join(directory, entry);
       let stale = false;
       if (host === this.host) {
-        stale = Number.isInteger(pid) && pid !== process.pid && !(await processAlive(pid));
+        stale = Number.isInteger(pid) && pid !== process.pid && !(await processLives(pid));
       } else {
         const info = await nodeFs.stat(full).catch(() => null);
         stale = info !== null && Date.now() - info.mtimeMs > FOREIGN_TEMP_MAX_AGE_MS;
